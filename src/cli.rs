@@ -1,0 +1,169 @@
+//! The command line: clap definitions only. What each command does lives in `app`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  # See what a profile would change, on shipped data, without root:
+  vfio-gen plan -p profiles/arch-intel-systemd-boot.toml --root tests/fixtures/roots/arch-intel-systemd-boot
+  # Stage the generated files for a package, or check them in CI:
+  vfio-gen render -p host.toml --out build/staging
+  vfio-gen render -p host.toml --check build/staging
+  # Print a profile for this machine, then install it:
+  vfio-gen detect > /etc/vfio-gen/profile.toml && vfio-gen plan && vfio-gen apply";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vfio-gen",
+    version,
+    about = "Generate, check and install the boot configuration for VFIO GPU passthrough",
+    long_about = "vfio-gen turns a TOML host profile into the kernel command line, modprobe.d and initramfs \
+                  files that VFIO GPU passthrough needs, shows the diff before anything changes, and installs \
+                  it atomically with a way back.",
+    after_help = EXAMPLES,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Take every path (/etc, /boot, /efi, /sys, /proc, /lib/modules, /var/lib/vfio-gen) under DIR
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// When to color the output (NO_COLOR is respected with auto)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print less: no notes, warnings or summaries
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more: unchanged files too
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Hooks {
+    Auto,
+    Host,
+    Chroot,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArg {
+    /// The host profile [default: ROOT/etc/vfio-gen/profile.toml]
+    #[arg(short, long, value_name = "PROFILE")]
+    pub profile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the diff of every file the profile changes, and the hooks apply would run; changes nothing
+    Plan {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Plan taking vfio-gen's changes out again
+        #[arg(long)]
+        revert: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit 1 when changes are pending, 0 when in sync
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Install the plan atomically, with backups, then run the hooks
+    Apply {
+        #[command(flatten)]
+        profile: ProfileArg,
+        #[arg(long)]
+        revert: bool,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        /// Which generators to run after installing
+        #[arg(long, value_enum, default_value_t = Hooks::Auto)]
+        hooks: Hooks,
+        /// Same as --hooks none
+        #[arg(long)]
+        no_hooks: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Write the files apply would install under DIR, or compare them with DIR
+    Render {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Write the files under DIR (DESTDIR layout)
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "check",
+            required_unless_present = "check"
+        )]
+        out: Option<PathBuf>,
+        /// Compare with the files under DIR; exit 1 on drift
+        #[arg(long, value_name = "DIR")]
+        check: Option<PathBuf>,
+    },
+    /// Restore the files of the last (or the given) apply from its backup
+    Rollback {
+        /// List the backups
+        #[arg(long)]
+        list: bool,
+        /// The backup to restore
+        id: Option<String>,
+    },
+    /// List IOMMU groups and their devices
+    Iommu {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a commented profile for this host
+    Detect {
+        /// The GPU to pass through (PCI address)
+        #[arg(long, value_name = "BDF")]
+        gpu: Vec<String>,
+    },
+    /// Check the host and the profile: IOMMU, command line, drivers, groups
+    Check {
+        #[command(flatten)]
+        profile: ProfileArg,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Bind devices to vfio-pci now, through driver_override
+    Bind {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// PCI addresses
+        bdf: Vec<String>,
+    },
+    /// Give devices back to their drivers
+    Unbind {
+        #[command(flatten)]
+        profile: ProfileArg,
+        bdf: Vec<String>,
+    },
+    /// Print shell completions
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    Man,
+}

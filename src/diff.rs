@@ -1,0 +1,201 @@
+//! Showing a plan: unified diffs per file, hooks, warnings, and the JSON shape for tools.
+
+use crate::plan::{Action, Change, Plan, sha256};
+use serde_json::json;
+use similar::TextDiff;
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn cyan(&self, t: &str) -> String {
+        self.paint("36", t)
+    }
+}
+
+/// A plain unified diff of two versions of a file at a system path.
+pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    let old_text = String::from_utf8_lossy(old.unwrap_or_default());
+    let new_text = String::from_utf8_lossy(new.unwrap_or_default());
+    let rel = path.trim_start_matches('/');
+    let a = if old.is_some() {
+        format!("a/{rel}")
+    } else {
+        "/dev/null".to_string()
+    };
+    let b = if new.is_some() {
+        format!("b/{rel}")
+    } else {
+        "/dev/null".to_string()
+    };
+    TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string()
+}
+
+/// Colors the lines of a unified diff.
+pub fn paint_diff(diff: &str, style: Style) -> String {
+    if !style.color {
+        return diff.to_string();
+    }
+    let mut out = String::new();
+    for line in diff.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let painted = if body.starts_with("+++") || body.starts_with("---") {
+            style.bold(body)
+        } else if body.starts_with('+') {
+            style.green(body)
+        } else if body.starts_with('-') {
+            style.red(body)
+        } else if body.starts_with("@@") {
+            style.cyan(body)
+        } else {
+            body.to_string()
+        };
+        out.push_str(&painted);
+        out.push_str(nl);
+    }
+    out
+}
+
+pub fn action_word(a: Action) -> &'static str {
+    match a {
+        Action::Create => "create",
+        Action::Modify => "modify",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
+        Action::Unchanged => "unchanged",
+    }
+}
+
+fn change_diff(c: &Change) -> String {
+    unified(&c.path, c.old.as_deref(), c.new.as_deref())
+}
+
+/// The text form of `plan`.
+pub fn text(plan: &Plan, style: Style, quiet: bool, verbose: bool) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        let action = c.action();
+        if action == Action::Unchanged {
+            if verbose {
+                out.push_str(&format!(
+                    "{} {} (in sync)\n",
+                    style.bold("unchanged"),
+                    c.path
+                ));
+            }
+            continue;
+        }
+        let word = match action {
+            Action::Create => style.green("create"),
+            Action::Delete => style.red("delete"),
+            Action::Replace => style.yellow("replace"),
+            _ => style.yellow("modify"),
+        };
+        let what = match (action, c.ownership) {
+            (Action::Replace, _) => {
+                "owned by vfio-gen; the file there now was not written by it and is backed up"
+            }
+            (_, crate::plan::Ownership::Owned) => "owned by vfio-gen",
+            (_, crate::plan::Ownership::Edited) => "vfio-gen's options only",
+        };
+        out.push_str(&format!("{} {} ({what})\n", word, style.bold(&c.path)));
+        out.push_str(&paint_diff(&change_diff(c), style));
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    if !plan.hooks.is_empty() {
+        out.push_str(&style.bold("Hooks apply would run:"));
+        out.push('\n');
+        for h in &plan.hooks {
+            out.push_str(&format!(
+                "  {}    (because {} changed)\n",
+                h.command.join(" "),
+                h.inputs.join(", ")
+            ));
+        }
+        out.push('\n');
+    }
+    if !quiet {
+        for w in &plan.warnings {
+            out.push_str(&format!("{} {w}\n", style.yellow("warning:")));
+        }
+        for n in &plan.notes {
+            out.push_str(&format!("{} {n}\n", style.cyan("note:")));
+        }
+        if !plan.warnings.is_empty() || !plan.notes.is_empty() {
+            out.push('\n');
+        }
+        let count = |a: Action| plan.changes.iter().filter(|c| c.action() == a).count();
+        if plan.in_sync() {
+            out.push_str("No changes: the files match the profile.\n");
+        } else {
+            out.push_str(&format!(
+                "Plan: {} to create, {} to modify, {} to replace, {} to delete.\n",
+                count(Action::Create),
+                count(Action::Modify),
+                count(Action::Replace),
+                count(Action::Delete)
+            ));
+        }
+    }
+    out
+}
+
+/// The JSON form of `plan` (shape documented in README.md).
+pub fn json(plan: &Plan, revert: bool) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let action = c.action();
+            json!({
+                "path": c.path,
+                "action": action,
+                "ownership": c.ownership,
+                "old_sha256": c.old.as_deref().map(sha256),
+                "new_sha256": c.new.as_deref().map(sha256),
+                "diff": if action == Action::Unchanged { serde_json::Value::Null } else { change_diff(c).into() },
+            })
+        })
+        .collect();
+    json!({
+        "version": 1,
+        "revert": revert,
+        "in_sync": plan.in_sync(),
+        "changes": changes,
+        "hooks": plan.hooks,
+        "warnings": plan.warnings,
+        "notes": plan.notes,
+    })
+}

@@ -1,0 +1,16 @@
+//! vfio-gen: a host profile in, the boot configuration for VFIO GPU passthrough out.
+//!
+//! The core is pure: [`profile`] parses, [`cmdline`] models the kernel command line,
+//! [`targets`] turn current bytes into desired bytes, [`plan`] gathers them for a host tree
+//! read through [`root::Files`]. [`install`] is the only writer, [`app`] runs commands.
+
+pub mod app;
+pub mod cli;
+pub mod cmdline;
+pub mod diff;
+pub mod host;
+pub mod install;
+pub mod plan;
+pub mod profile;
+pub mod root;
+pub mod targets;

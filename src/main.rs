@@ -1,0 +1,18 @@
+//! The `vfio-gen` binary: parse arguments, run, map the outcome to an exit status.
+//! 0 success, 1 a result worth noticing (drift, pending changes, a failed check), 2 an error.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = vfio_gen::cli::Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    match vfio_gen::app::run(cli, &mut stdout) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            drop(stdout);
+            eprintln!("vfio-gen: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! The plan: for a profile and a host tree, every file vfio-gen manages with its current and
+//! desired bytes, the hooks `apply` would run, and the warnings about what else on the host
+//! could undo the result. Reads through [`Files`] only; writes nothing.
+
+use crate::cmdline::Opt;
+use crate::host;
+use crate::profile::{Bootloader, Cpu, GrubMode, Initramfs, OnOff, Profile};
+use crate::root::Files;
+use crate::targets::{self, grub, initramfs, lines, modprobe};
+use anyhow::{Result, bail};
+use sha2::{Digest, Sha256};
+
+/// Whether vfio-gen owns the whole file or edits a part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    Owned,
+    Edited,
+}
+
+/// What applying does to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Modify,
+    /// An owned path holds a file vfio-gen did not write: it is backed up and replaced.
+    Replace,
+    Delete,
+    Unchanged,
+}
+
+/// One managed file.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The system path (`/etc/...`), joined to the root only when touching the disk.
+    pub path: String,
+    pub ownership: Ownership,
+    pub old: Option<Vec<u8>>,
+    /// `None`: the file is removed (or stays absent).
+    pub new: Option<Vec<u8>>,
+}
+
+impl Change {
+    pub fn action(&self) -> Action {
+        match (&self.old, &self.new) {
+            (None, None) => Action::Unchanged,
+            (None, Some(_)) => Action::Create,
+            (Some(_), None) => Action::Delete,
+            (Some(o), Some(n)) if o == n => Action::Unchanged,
+            (Some(o), Some(_)) if self.ownership == Ownership::Owned && !targets::is_ours(o) => {
+                Action::Replace
+            }
+            (Some(_), Some(_)) => Action::Modify,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.action() != Action::Unchanged
+    }
+}
+
+/// A program `apply` runs after installing, because one of its inputs changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hook {
+    pub name: String,
+    pub command: Vec<String>,
+    /// The changed files that make it run.
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every managed file, sorted by path.
+    pub changes: Vec<Change>,
+    pub hooks: Vec<Hook>,
+    pub warnings: Vec<String>,
+    /// Things worth knowing that need no action.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.changed())
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.pending().next().is_none()
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The kernel options the profile manages, in the order new ones are appended.
+pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
+    let mut out = Vec::new();
+    if profile.iommu == OnOff::On && profile.cpu == Cpu::Intel {
+        out.push(Opt::parse("intel_iommu=on"));
+    }
+    if let Some(v) = &profile.amd_iommu {
+        out.push(Opt::parse(&format!("amd_iommu={v}")));
+    }
+    if profile.iommu_pt {
+        out.push(Opt::parse("iommu=pt"));
+    }
+    if profile.wants_driver_pre() {
+        out.push(Opt::parse("rd.driver.pre=vfio-pci"));
+    }
+    if vfio_builtin {
+        out.push(Opt::parse(&format!(
+            "vfio-pci.ids={}",
+            profile.ids.join(",")
+        )));
+    }
+    out.extend(profile.extra.iter().map(|e| Opt::parse(e)));
+    out
+}
+
+/// Computes the plan for a profile on a host tree.
+pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan> {
+    let facts = host::Facts::read(files)?;
+    let mut plan = Plan::default();
+    let mut b = Builder {
+        files,
+        revert,
+        plan: &mut plan,
+    };
+    b.profile_warnings(profile, &facts);
+
+    let builtin = facts.vfio_pci_builtin.is_some();
+    if let Some(release) = &facts.vfio_pci_builtin {
+        b.plan.notes.push(format!(
+            "vfio-pci is built into kernel {release} (modules.builtin): modprobe options do not reach it, so the ids go on the command line as vfio-pci.ids="
+        ));
+    }
+    let wanted = managed_options(profile, builtin);
+
+    // modprobe.d
+    let owned_modprobe = modprobe::files(profile)?;
+    for (path, content) in &owned_modprobe {
+        b.owned(path, Some(content.clone().into_bytes()))?;
+    }
+    b.modprobe_conflicts(&owned_modprobe)?;
+
+    // initramfs
+    let virqfd = match profile.kernel_version {
+        Some(v) => v < (6, 2),
+        None => facts.kernels.iter().any(|(_, v)| *v < (6, 2)),
+    };
+    if virqfd && profile.initramfs != Initramfs::None {
+        b.plan.notes.push("a kernel older than 6.2 is installed or named in kernel.version: vfio_virqfd is listed with the VFIO modules (newer kernels fold it into vfio)".into());
+    }
+    let modules = initramfs::modules(virqfd);
+    match profile.initramfs {
+        Initramfs::Mkinitcpio => {
+            b.owned(
+                initramfs::MKINITCPIO_DROP_IN,
+                Some(initramfs::mkinitcpio(&modules)?.into_bytes()),
+            )?;
+            b.mkinitcpio_checks()?;
+        }
+        Initramfs::Dracut => {
+            let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
+            b.owned(
+                initramfs::DRACUT_DROP_IN,
+                Some(initramfs::dracut(&modules, &included)?.into_bytes()),
+            )?;
+        }
+        Initramfs::InitramfsTools => {
+            let cur = files.read(initramfs::INITRAMFS_TOOLS_MODULES)?;
+            let new = initramfs::initramfs_tools(cur.as_deref(), &modules, revert)?;
+            b.edited(initramfs::INITRAMFS_TOOLS_MODULES, cur, new);
+        }
+        Initramfs::Booster => {
+            let cur = files.read(initramfs::BOOSTER_YAML)?;
+            let new = initramfs::booster(cur.as_deref(), &modules, revert)?;
+            b.edited(initramfs::BOOSTER_YAML, cur, new);
+        }
+        Initramfs::None => {}
+    }
+
+    // boot loader
+    match profile.bootloader {
+        Bootloader::Grub => b.grub(profile, &wanted, &facts)?,
+        Bootloader::SystemdBoot => {
+            let entries = if profile.entries.is_empty() {
+                discover_entries(files)?
+            } else {
+                profile.entries.clone()
+            };
+            if entries.is_empty() {
+                bail!(
+                    "no systemd-boot entries found in /efi/loader/entries, /boot/loader/entries or /boot/efi/loader/entries under the root; mount the ESP, or list them in [systemd-boot] entries"
+                );
+            }
+            for path in entries {
+                b.line_file(&path, lines::Shape::Entry, &wanted, true)?;
+            }
+            if files.read(KERNEL_CMDLINE)?.is_some() {
+                b.plan.notes.push(format!("{KERNEL_CMDLINE} exists: kernel-install writes new entries from it, so it is edited too"));
+                b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
+            }
+        }
+        Bootloader::KernelCmdline => {
+            b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?
+        }
+    }
+
+    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    plan.hooks = hooks(profile, &plan, &facts, files);
+    Ok(plan)
+}
+
+pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
+const ENTRY_DIRS: [&str; 3] = [
+    "/efi/loader/entries",
+    "/boot/loader/entries",
+    "/boot/efi/loader/entries",
+];
+
+/// Every `*.conf` loader entry under the usual ESP and XBOOTLDR mount points.
+pub fn discover_entries(files: &dyn Files) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for dir in ENTRY_DIRS {
+        for name in files.list(dir)? {
+            if name.ends_with(".conf") {
+                out.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Builder<'a> {
+    files: &'a dyn Files,
+    revert: bool,
+    plan: &'a mut Plan,
+}
+
+impl Builder<'_> {
+    fn owned(&mut self, path: &str, content: Option<Vec<u8>>) -> Result<()> {
+        let old = self.files.read(path)?;
+        let new = if self.revert {
+            match &old {
+                Some(o) if !targets::is_ours(o) => {
+                    self.plan.notes.push(format!(
+                        "{path} was not written by vfio-gen, so --revert leaves it"
+                    ));
+                    old.clone()
+                }
+                _ => None,
+            }
+        } else {
+            content
+        };
+        let change = Change {
+            path: path.to_string(),
+            ownership: Ownership::Owned,
+            old,
+            new,
+        };
+        if change.action() == Action::Replace {
+            self.plan.warnings.push(format!("{path} exists and was not written by vfio-gen: apply replaces it and keeps a backup"));
+        }
+        self.plan.changes.push(change);
+        Ok(())
+    }
+
+    fn edited(&mut self, path: &str, old: Option<Vec<u8>>, new: Option<Vec<u8>>) {
+        self.plan.changes.push(Change {
+            path: path.to_string(),
+            ownership: Ownership::Edited,
+            old,
+            new,
+        });
+    }
+
+    fn line_file(
+        &mut self,
+        path: &str,
+        shape: lines::Shape,
+        wanted: &[Opt],
+        required: bool,
+    ) -> Result<()> {
+        let Some(old) = self.files.read(path)? else {
+            if required {
+                bail!(match shape {
+                    lines::Shape::KernelCmdline => format!(
+                        "{path} does not exist under the root; create it with the options the system boots with now (see /proc/cmdline, without BOOT_IMAGE= and initrd=), then run vfio-gen again"
+                    ),
+                    lines::Shape::Entry => format!(
+                        "the loader entry {path} does not exist under the root; fix [systemd-boot] entries in the profile"
+                    ),
+                });
+            }
+            return Ok(());
+        };
+        let (new, notes) = lines::edit(&old, shape, wanted, self.revert, path)?;
+        self.plan.notes.extend(notes);
+        let line = lines::line(&old, shape);
+        self.cmdline_ids_warning(path, &line, wanted);
+        self.edited(path, Some(old), Some(new));
+        Ok(())
+    }
+
+    fn cmdline_ids_warning(&mut self, path: &str, line: &str, wanted: &[Opt]) {
+        let manages_ids = wanted.iter().any(|o| o.key() == "vfio_pci.ids");
+        if !manages_ids
+            && line
+                .split_whitespace()
+                .any(|t| crate::cmdline::normalize(t).starts_with("vfio_pci.ids="))
+        {
+            self.plan.warnings.push(format!(
+                "{path} puts vfio-pci.ids= on the kernel command line; it overrides the ids in {}: remove it, or keep it equal to the profile",
+                modprobe::VFIO_CONF
+            ));
+        }
+    }
+
+    fn grub(&mut self, profile: &Profile, wanted: &[Opt], facts: &host::Facts) -> Result<()> {
+        let main = &profile.grub.file;
+        let Some(main_bytes) = self.files.read(main)? else {
+            bail!(
+                "{main} does not exist under the root; is GRUB installed? Set [grub] file in the profile if it lives elsewhere"
+            );
+        };
+        let dir = format!(
+            "{}/grub.d",
+            main.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+        );
+        let drop_in_path = format!("{dir}/vfio-gen.cfg");
+        let mut sources = vec![grub::Source {
+            path: main.clone(),
+            bytes: main_bytes,
+        }];
+        let mut after_ours = Vec::new();
+        for name in self.files.list(&dir)? {
+            let path = format!("{dir}/{name}");
+            if !name.ends_with(".cfg") || path == drop_in_path {
+                continue;
+            }
+            if let Some(bytes) = self.files.read(&path)? {
+                if profile.grub.mode == GrubMode::DropIn && name.as_str() > "vfio-gen.cfg" {
+                    after_ours.push(grub::Source { path, bytes });
+                } else {
+                    sources.push(grub::Source { path, bytes });
+                }
+            }
+        }
+        let variable = &profile.grub.variable;
+        match profile.grub.mode {
+            GrubMode::Edit => {
+                let dropins_used = sources.len() > 1;
+                let config = grub::GrubConfig::parse(sources.clone())?;
+                if let Some((file, line)) = config.last_assignment(variable)
+                    && file != *main
+                {
+                    self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
+                }
+                if dropins_used && !facts.debian_like() {
+                    self.plan.notes.push(format!("{dir}/*.cfg is read by Debian and Ubuntu's grub-mkconfig only; elsewhere those files do nothing"));
+                }
+                self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
+                let (new, notes) = config.edit(variable, wanted, self.revert)?;
+                self.plan.notes.extend(notes);
+                for (src, new) in sources.into_iter().zip(new) {
+                    if src.bytes != new || src.path == *main {
+                        self.edited(&src.path, Some(src.bytes), Some(new));
+                    }
+                }
+            }
+            GrubMode::DropIn => {
+                if facts.os_release_id.is_some() && !facts.debian_like() {
+                    bail!(
+                        "[grub] mode = \"drop-in\" needs Debian or Ubuntu: only their grub-mkconfig reads {dir}/*.cfg, and this root's /etc/os-release says {}; use mode = \"edit\"",
+                        facts.os_release_id.as_deref().unwrap_or("?")
+                    );
+                }
+                let config = grub::GrubConfig::parse(sources)?;
+                self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
+                let missing = config.missing(wanted)?;
+                for w in wanted {
+                    let conflicting = config.kernel_line().split_whitespace().any(|t| {
+                        let o = Opt::parse(t);
+                        crate::cmdline::same_setting(&o, w) && o != *w
+                    });
+                    if conflicting && missing.iter().any(|m| m.split(' ').any(|x| x == w.text())) {
+                        self.plan.warnings.push(format!(
+                            "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
+                            w.name
+                        ));
+                    }
+                }
+                let options: Vec<String> = missing
+                    .iter()
+                    .flat_map(|m| m.split(' ').map(str::to_string))
+                    .collect();
+                let content = targets::render(
+                    "grub-drop-in.cfg.j2",
+                    minijinja::context! { variable, options },
+                )?;
+                self.owned(&drop_in_path, Some(content.into_bytes()))?;
+                for s in &after_ours {
+                    if grub::GrubConfig::parse(vec![s.clone()])
+                        .ok()
+                        .and_then(|c| c.last_assignment(variable))
+                        .is_some()
+                    {
+                        self.plan.warnings.push(format!(
+                            "{} is read after vfio-gen.cfg and assigns {variable}: check that it keeps the value (\"${variable} ...\")",
+                            s.path
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn profile_warnings(&mut self, profile: &Profile, facts: &host::Facts) {
+        for table in &profile.ignored_tables {
+            self.plan.notes.push(format!(
+                "the profile's [{table}] table is ignored: host.bootloader does not use it"
+            ));
+        }
+        let w = &mut self.plan.warnings;
+        if profile.amd_iommu.as_deref() == Some("on") {
+            w.push("kernel.amd_iommu = \"on\": the kernel does not know amd_iommu=on and ignores it (\"Unknown option\"); the AMD IOMMU is on whenever firmware enables it (AMD-Vi/IOMMU in the setup). Remove the key unless you must match an old guide".into());
+        }
+        if profile.amd_iommu.is_some() && profile.cpu == Cpu::Intel {
+            w.push("kernel.amd_iommu is set on an Intel host, where it does nothing".into());
+        }
+        if profile.wants_driver_pre() && profile.initramfs != Initramfs::Dracut {
+            w.push(format!(
+                "rd.driver.pre=vfio-pci acts only in dracut images; with {} the VFIO modules load early through {}",
+                initramfs_name(profile.initramfs),
+                match profile.initramfs {
+                    Initramfs::Mkinitcpio => initramfs::MKINITCPIO_DROP_IN,
+                    Initramfs::InitramfsTools => initramfs::INITRAMFS_TOOLS_MODULES,
+                    Initramfs::Booster => "modules_force_load in /etc/booster.yaml",
+                    _ => "nothing (host.initramfs = \"none\")",
+                }
+            ));
+        }
+        if profile.iommu == OnOff::Off {
+            w.push("kernel.iommu = \"off\": vfio-gen leaves the IOMMU options alone; passthrough needs the IOMMU on".into());
+        }
+        if let Some(id) = &facts.os_release_id
+            && profile.initramfs == Initramfs::Mkinitcpio
+            && matches!(id.as_str(), "debian" | "ubuntu" | "fedora")
+        {
+            w.push(format!("host.initramfs = \"mkinitcpio\" on {id}; that distribution builds its initramfs with another tool, set host.initramfs"));
+        }
+    }
+
+    fn modprobe_conflicts(&mut self, owned: &[(String, String)]) -> Result<()> {
+        for dir in [
+            "/etc/modprobe.d",
+            "/run/modprobe.d",
+            "/usr/local/lib/modprobe.d",
+            "/usr/lib/modprobe.d",
+            "/lib/modprobe.d",
+        ] {
+            for name in self.files.list(dir)? {
+                let path = format!("{dir}/{name}");
+                if !name.ends_with(".conf") || owned.iter().any(|(p, _)| *p == path) {
+                    continue;
+                }
+                // A file in /etc hides the one of the same name elsewhere; good enough to report both.
+                let Some(bytes) = self.files.read(&path)? else {
+                    continue;
+                };
+                for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
+                    self.plan.warnings.push(format!(
+                        "{path}:{line}: `{text}` also sets vfio-pci ids; modprobe passes both and the later one wins: remove it so {} decides",
+                        modprobe::VFIO_CONF
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mkinitcpio_checks(&mut self) -> Result<()> {
+        if let Some(conf) = self.files.read("/etc/mkinitcpio.conf")? {
+            let conf = String::from_utf8_lossy(&conf);
+            if let Some((line, hooks)) = initramfs::shell_list(&conf, "HOOKS")
+                && !hooks.iter().any(|h| h == "modconf")
+            {
+                self.plan.warnings.push(format!(
+                    "/etc/mkinitcpio.conf:{line}: HOOKS has no modconf, so /etc/modprobe.d (and the vfio-pci ids) never reach the image: add modconf to HOOKS"
+                ));
+            }
+            if let Some((line, modules)) = initramfs::shell_list(&conf, "MODULES") {
+                let gpu: Vec<&String> = modules
+                    .iter()
+                    .filter(|m| initramfs::GPU_DRIVERS.contains(&m.trim_end_matches('?')))
+                    .collect();
+                if !gpu.is_empty() {
+                    self.plan.notes.push(format!(
+                        "/etc/mkinitcpio.conf:{line}: MODULES lists {}; vfio-gen's drop-in puts the VFIO modules before them",
+                        gpu.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        for name in self.files.list("/etc/mkinitcpio.conf.d")? {
+            let path = format!("/etc/mkinitcpio.conf.d/{name}");
+            if !name.ends_with(".conf") || name.as_str() <= "vfio.conf" {
+                continue;
+            }
+            let Some(bytes) = self.files.read(&path)? else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            for (i, l) in text.lines().enumerate() {
+                if l.trim_start().starts_with("MODULES=") {
+                    self.plan.warnings.push(format!(
+                        "{path}:{}: sets MODULES= after vfio-gen's drop-in and drops the VFIO modules: append with MODULES+=(...) instead",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        for name in self.files.list("/etc/mkinitcpio.d")? {
+            let path = format!("/etc/mkinitcpio.d/{name}");
+            if !name.ends_with(".preset") {
+                continue;
+            }
+            let Some(bytes) = self.files.read(&path)? else {
+                continue;
+            };
+            for (i, l) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                let l = l.trim_start();
+                if !l.starts_with('#')
+                    && l.split_once('=')
+                        .is_some_and(|(k, _)| k.ends_with("_config"))
+                {
+                    self.plan.warnings.push(format!(
+                        "{path}:{}: `{l}` makes mkinitcpio use that file alone and skip /etc/mkinitcpio.conf.d, where vfio-gen's drop-in lives: comment the line out",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn initramfs_name(i: Initramfs) -> &'static str {
+    match i {
+        Initramfs::Mkinitcpio => "mkinitcpio",
+        Initramfs::Dracut => "dracut",
+        Initramfs::InitramfsTools => "initramfs-tools",
+        Initramfs::Booster => "booster",
+        Initramfs::None => "no initramfs generator",
+    }
+}
+
+fn hooks(profile: &Profile, plan: &Plan, facts: &host::Facts, files: &dyn Files) -> Vec<Hook> {
+    let changed: Vec<&Change> = plan.pending().collect();
+    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        changed
+            .iter()
+            .filter(|c| pred(&c.path))
+            .map(|c| c.path.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
+    let (name, command, own): (&str, &[&str], &str) = match profile.initramfs {
+        Initramfs::Mkinitcpio => (
+            "mkinitcpio",
+            &["mkinitcpio", "-P"],
+            initramfs::MKINITCPIO_DROP_IN,
+        ),
+        Initramfs::Dracut => (
+            "dracut",
+            &["dracut", "-f", "--regenerate-all"],
+            initramfs::DRACUT_DROP_IN,
+        ),
+        Initramfs::InitramfsTools => (
+            "initramfs-tools",
+            &["update-initramfs", "-u", "-k", "all"],
+            initramfs::INITRAMFS_TOOLS_MODULES,
+        ),
+        Initramfs::Booster => (
+            "booster",
+            &["/usr/lib/booster/regenerate_images"],
+            initramfs::BOOSTER_YAML,
+        ),
+        Initramfs::None => ("", &[], ""),
+    };
+    if !name.is_empty() {
+        let i = inputs(&|p| modprobe_or(p, own));
+        if !i.is_empty() {
+            out.push(Hook {
+                name: name.into(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                inputs: i,
+            });
+        }
+    }
+    let grub_inputs = inputs(&|p| p == profile.grub.file || p.contains("/grub.d/"));
+    if profile.bootloader == Bootloader::Grub && !grub_inputs.is_empty() {
+        let command: Vec<String> = if facts.debian_like() {
+            vec!["update-grub".into()]
+        } else if facts.fedora_like() {
+            [
+                "grub2-mkconfig",
+                "-o",
+                "/boot/grub2/grub.cfg",
+                "--update-bls-cmdline",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            let cfg = ["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"]
+                .into_iter()
+                .find(|p| files.exists(p))
+                .unwrap_or("/boot/grub/grub.cfg");
+            vec!["grub-mkconfig".into(), "-o".into(), cfg.into()]
+        };
+        out.push(Hook {
+            name: "grub".into(),
+            command,
+            inputs: grub_inputs,
+        });
+    }
+    let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
+    if !cmdline_inputs.is_empty() && files.exists("/usr/sbin/proxmox-boot-tool") {
+        out.push(Hook {
+            name: "proxmox-boot-tool".into(),
+            command: vec!["proxmox-boot-tool".into(), "refresh".into()],
+            inputs: cmdline_inputs,
+        });
+    }
+    out
+}

@@ -1,0 +1,604 @@
+//! The host profile (schema v1): TOML in, a validated [`Profile`] out.
+//!
+//! Parsing happens in two steps, like ripgrep's low and high arguments: serde reads the raw
+//! document (unknown keys rejected, every value keeping its span), then [`validate`] checks
+//! each value and turns the raw form into the types the planner uses. Every error names the
+//! file, line and column, the key, and what is allowed.
+
+use crate::cmdline::{Opt, same_setting};
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use toml::Spanned;
+
+/// A profile error with its place in the file; exits 2.
+#[derive(Debug)]
+pub struct ProfileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cpu {
+    Intel,
+    Amd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    Grub,
+    SystemdBoot,
+    KernelCmdline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Initramfs {
+    Mkinitcpio,
+    Dracut,
+    InitramfsTools,
+    Booster,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrubMode {
+    Edit,
+    DropIn,
+}
+
+/// `kernel.driver_pre`: `true`, `false` or `"auto"` (only with dracut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverPre {
+    Yes,
+    No,
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for DriverPre {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DriverPre;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<DriverPre, E> {
+                Ok(if v { DriverPre::Yes } else { DriverPre::No })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DriverPre, E> {
+                match v {
+                    "auto" => Ok(DriverPre::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    host: RawHost,
+    vfio: RawVfio,
+    #[serde(default)]
+    kernel: RawKernel,
+    grub: Option<Spanned<RawGrub>>,
+    #[serde(rename = "systemd-boot")]
+    systemd_boot: Option<Spanned<RawSystemdBoot>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    cpu: Cpu,
+    bootloader: Spanned<Bootloader>,
+    initramfs: Option<Initramfs>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVfio {
+    ids: Spanned<Vec<Spanned<String>>>,
+    blacklist: Option<Vec<Spanned<String>>>,
+    softdep: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    disable_vga: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    iommu: Option<OnOff>,
+    iommu_pt: Option<bool>,
+    driver_pre: Option<DriverPre>,
+    #[serde(default)]
+    extra: Vec<Spanned<String>>,
+    amd_iommu: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrub {
+    file: Option<Spanned<String>>,
+    variable: Option<Spanned<String>>,
+    mode: Option<GrubMode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSystemdBoot {
+    #[serde(default)]
+    entries: Vec<Spanned<String>>,
+}
+
+/// A validated profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub cpu: Cpu,
+    pub bootloader: Bootloader,
+    pub initramfs: Initramfs,
+    pub ids: Vec<String>,
+    pub blacklist: Vec<String>,
+    pub softdep: Vec<String>,
+    pub disable_vga: bool,
+    pub iommu: OnOff,
+    pub iommu_pt: bool,
+    pub driver_pre: DriverPre,
+    pub extra: Vec<String>,
+    pub amd_iommu: Option<String>,
+    /// `kernel.version` as (major, minor), for the `vfio_virqfd` decision.
+    pub kernel_version: Option<(u32, u32)>,
+    pub grub: GrubSettings,
+    /// Explicit systemd-boot entries; empty means discover them.
+    pub entries: Vec<String>,
+    /// Tables present for another boot loader, which this profile does not use.
+    pub ignored_tables: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubSettings {
+    pub file: String,
+    pub variable: String,
+    pub mode: GrubMode,
+}
+
+pub const GRUB_VARIABLES: [&str; 2] = ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"];
+
+impl Profile {
+    /// Reads and validates a profile file.
+    pub fn load(path: &Path) -> anyhow::Result<Profile> {
+        let text = std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the profile {}: {e}; pass one with -p, or write one with `vfio-gen detect > profile.toml`",
+                path.display()
+            )
+        })?;
+        let text = String::from_utf8(text).map_err(|e| ProfileError {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: format!("the profile is not UTF-8 text ({e})"),
+        })?;
+        Ok(parse(&text, &path.display().to_string())?)
+    }
+
+    /// Whether `rd.driver.pre=vfio-pci` goes on the command line.
+    pub fn wants_driver_pre(&self) -> bool {
+        match self.driver_pre {
+            DriverPre::Yes => true,
+            DriverPre::No => false,
+            DriverPre::Auto => self.initramfs == Initramfs::Dracut,
+        }
+    }
+}
+
+/// Parses and validates profile text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
+    let at = |span: std::ops::Range<usize>, message: String| {
+        let (line, column) = line_col(text, span.start);
+        ProfileError {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: RawProfile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at(span, explain_toml(e.message()))
+    })?;
+    validate(raw, &at)
+}
+
+fn explain_toml(message: &str) -> String {
+    let message = message.trim_end();
+    if message.starts_with("unknown field") {
+        format!(
+            "{message}; remove the key or fix its spelling (see the profile reference in README.md)"
+        )
+    } else if message.starts_with("missing field") {
+        format!("{message}; the profile needs host.cpu, host.bootloader and vfio.ids")
+    } else {
+        message.to_string()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> ProfileError + 'a;
+
+fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
+    let bootloader = *raw.host.bootloader.get_ref();
+
+    let mut ids = Vec::new();
+    if raw.vfio.ids.get_ref().is_empty() {
+        return Err(at(
+            raw.vfio.ids.span(),
+            "vfio.ids is empty; list the vendor:device ID of every function of the GPU (`vfio-gen detect` prints them)".into(),
+        ));
+    }
+    for id in raw.vfio.ids.get_ref() {
+        check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.ids: {m}")))?;
+        if ids.contains(id.get_ref()) {
+            return Err(at(
+                id.span(),
+                format!(
+                    "vfio.ids: {:?} is listed twice; list each ID once",
+                    id.get_ref()
+                ),
+            ));
+        }
+        ids.push(id.get_ref().clone());
+    }
+
+    let modules = |list: Option<Vec<Spanned<String>>>, key: &str, default: &[&str]| {
+        let Some(list) = list else {
+            return Ok(default.iter().map(|s| s.to_string()).collect());
+        };
+        let mut out: Vec<String> = Vec::new();
+        for m in list {
+            check_module(m.get_ref()).map_err(|msg| at(m.span(), format!("{key}: {msg}")))?;
+            if !out.contains(m.get_ref()) {
+                out.push(m.into_inner());
+            }
+        }
+        Ok(out)
+    };
+    let blacklist = modules(raw.vfio.blacklist, "vfio.blacklist", &["nouveau"])?;
+    let softdep = modules(raw.vfio.softdep, "vfio.softdep", &["nvidia"])?;
+    for m in blacklist.iter().chain(&softdep) {
+        if matches!(
+            m.replace('-', "_").as_str(),
+            "vfio" | "vfio_pci" | "vfio_iommu_type1"
+        ) {
+            return Err(at(
+                0..0,
+                format!(
+                    "vfio.blacklist/softdep names {m:?}, a VFIO module itself; list only the drivers to keep off the GPU"
+                ),
+            ));
+        }
+    }
+
+    let mut extra = Vec::new();
+    for o in &raw.kernel.extra {
+        check_option(o.get_ref()).map_err(|m| at(o.span(), format!("kernel.extra: {m}")))?;
+        extra.push(o.get_ref().clone());
+    }
+    let amd_iommu = match raw.kernel.amd_iommu {
+        Some(v) => {
+            check_option(&format!("amd_iommu={}", v.get_ref()))
+                .map_err(|m| at(v.span(), format!("kernel.amd_iommu: {m}")))?;
+            Some(v.into_inner())
+        }
+        None => None,
+    };
+    let kernel_version = match raw.kernel.version {
+        Some(v) => Some(parse_version(v.get_ref()).ok_or_else(|| {
+            at(
+                v.span(),
+                format!("kernel.version: {:?} is not a kernel version; write it like \"6.1\" or \"5.15.0-91-generic\"", v.get_ref()),
+            )
+        })?),
+        None => None,
+    };
+
+    let (grub, grub_span) = match raw.grub {
+        Some(g) => {
+            let span = g.span();
+            (g.into_inner(), Some(span))
+        }
+        None => (RawGrub::default(), None),
+    };
+    let mut ignored = Vec::new();
+    if grub_span.is_some() && bootloader != Bootloader::Grub {
+        ignored.push("grub".to_string());
+    }
+    let file = match grub.file {
+        Some(f) => {
+            crate::root::check_system_path(f.get_ref())
+                .map_err(|e| at(f.span(), format!("grub.file: {e}")))?;
+            f.into_inner()
+        }
+        None => "/etc/default/grub".to_string(),
+    };
+    let variable = match grub.variable {
+        Some(v) => {
+            if !GRUB_VARIABLES.contains(&v.get_ref().as_str()) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "grub.variable: {:?} is not a kernel command-line variable; use \"GRUB_CMDLINE_LINUX_DEFAULT\" or \"GRUB_CMDLINE_LINUX\"",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            v.into_inner()
+        }
+        None => "GRUB_CMDLINE_LINUX_DEFAULT".to_string(),
+    };
+
+    let entries = match raw.systemd_boot {
+        Some(sb) => {
+            if bootloader != Bootloader::SystemdBoot {
+                ignored.push("systemd-boot".to_string());
+            }
+            let mut out = Vec::new();
+            for e in sb.into_inner().entries {
+                crate::root::check_system_path(e.get_ref())
+                    .map_err(|m| at(e.span(), format!("systemd-boot.entries: {m}")))?;
+                if !e.get_ref().ends_with(".conf") {
+                    return Err(at(
+                        e.span(),
+                        format!(
+                            "systemd-boot.entries: {:?} is not a loader entry; entries end in .conf",
+                            e.get_ref()
+                        ),
+                    ));
+                }
+                out.push(e.into_inner());
+            }
+            out
+        }
+        None => Vec::new(),
+    };
+
+    let profile = Profile {
+        cpu: raw.host.cpu,
+        bootloader,
+        initramfs: raw.host.initramfs.unwrap_or(Initramfs::Mkinitcpio),
+        ids,
+        blacklist,
+        softdep,
+        disable_vga: raw.vfio.disable_vga,
+        iommu: raw.kernel.iommu.unwrap_or(OnOff::On),
+        iommu_pt: raw.kernel.iommu_pt.unwrap_or(true),
+        driver_pre: raw.kernel.driver_pre.unwrap_or(DriverPre::Auto),
+        extra,
+        amd_iommu,
+        kernel_version,
+        grub: GrubSettings {
+            file,
+            variable,
+            mode: grub.mode.unwrap_or(GrubMode::Edit),
+        },
+        entries,
+        ignored_tables: ignored,
+    };
+
+    // An extra option must not fight a managed one.
+    let managed = crate::plan::managed_options(&profile, false);
+    for (i, o) in raw.kernel.extra.iter().enumerate() {
+        let opt = Opt::parse(o.get_ref());
+        if let Some(m) = managed
+            .iter()
+            .take(managed.len() - profile.extra.len())
+            .find(|m| same_setting(m, &opt))
+        {
+            return Err(at(
+                o.span(),
+                format!(
+                    "kernel.extra: {:?} conflicts with {m}, which the profile already sets; remove it from extra",
+                    o.get_ref()
+                ),
+            ));
+        }
+        for earlier in &raw.kernel.extra[..i] {
+            if same_setting(&Opt::parse(earlier.get_ref()), &opt) {
+                return Err(at(
+                    o.span(),
+                    format!(
+                        "kernel.extra: {:?} sets the same option as {:?}; keep one",
+                        o.get_ref(),
+                        earlier.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(profile)
+}
+
+/// Checks a PCI `vendor:device` ID.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let ok = |s: &str| s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match id.split_once(':') {
+        Some((v, d)) if ok(v) && ok(d) => {
+            if id.bytes().any(|b| b.is_ascii_uppercase()) {
+                Err(format!(
+                    "{id:?} has uppercase hex; write it in lowercase: {:?}",
+                    id.to_ascii_lowercase()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(format!(
+            "{id:?} is not a PCI ID; write vendor:device as four hex digits each, like \"10de:2204\" (`lspci -nn` shows them in brackets)"
+        )),
+    }
+}
+
+/// Checks a kernel module name.
+pub fn check_module(name: &str) -> Result<(), String> {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a module name; use letters, digits, '_' and '-' only, like \"nouveau\""
+        ))
+    }
+}
+
+/// Checks one kernel option: one token, nothing a shell or the kernel's quoting would change.
+pub fn check_option(opt: &str) -> Result<(), String> {
+    if opt.is_empty() || opt == "--" {
+        return Err(format!("{opt:?} is not a kernel option"));
+    }
+    if let Some(c) = opt.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(
+                c,
+                '"' | '\'' | '$' | '`' | ';' | '\\' | '&' | '|' | '<' | '>' | '(' | ')' | '#'
+            )
+    }) {
+        return Err(format!(
+            "{opt:?} contains {c:?}; a kernel option is one word without whitespace, quotes, '$', '`', ';', '\\' or control characters"
+        ));
+    }
+    if opt.starts_with('=') {
+        return Err(format!("{opt:?} has no option name before '='"));
+    }
+    Ok(())
+}
+
+/// Parses the major and minor of a kernel release such as `6.1.0-13-amd64`.
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+[host]
+cpu = "intel"
+bootloader = "systemd-boot"
+initramfs = "mkinitcpio"
+
+[vfio]
+ids = ["10de:2204", "10de:1aef"]
+"#;
+
+    fn err(text: &str) -> String {
+        parse(text, "p.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_profile_gets_the_defaults() {
+        let p = parse(SEED, "p.toml").unwrap();
+        assert_eq!(p.ids, ["10de:2204", "10de:1aef"]);
+        assert_eq!(p.blacklist, ["nouveau"]);
+        assert_eq!(p.iommu, OnOff::On);
+        assert!(p.iommu_pt);
+        assert_eq!(p.driver_pre, DriverPre::Auto);
+        assert!(!p.wants_driver_pre());
+        assert_eq!(p.grub.variable, "GRUB_CMDLINE_LINUX_DEFAULT");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let e = err(&format!("{SEED}colour = 1\n"));
+        assert!(e.starts_with("p.toml:9:1: unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn bad_ids_name_the_value() {
+        let e = err(&SEED.replace("10de:1aef", "10de:1AEF"));
+        assert!(
+            e.starts_with("p.toml:8:21: vfio.ids:") && e.contains("lowercase"),
+            "{e}"
+        );
+        let e = err(&SEED.replace("10de:1aef", "10de-1aef"));
+        assert!(e.contains("is not a PCI ID"), "{e}");
+    }
+
+    #[test]
+    fn options_with_shell_syntax_are_refused() {
+        for bad in ["$(reboot)", "a\"b", "a b", "x;y", "`id`", "a'b"] {
+            let text = format!("{SEED}[kernel]\nextra = [{}]\n", toml::Value::from(bad));
+            let e = err(&text);
+            assert!(e.starts_with("p.toml:10:10: kernel.extra:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn extra_options_cannot_fight_managed_ones() {
+        let e = err(&format!("{SEED}[kernel]\nextra = [\"iommu=soft\"]\n"));
+        assert!(e.contains("conflicts with iommu=pt"), "{e}");
+    }
+
+    #[test]
+    fn paths_must_stay_in_the_root() {
+        let text = SEED.replace("systemd-boot", "grub") + "[grub]\nfile = \"/etc/../../x\"\n";
+        assert!(err(&text).contains("'..'"));
+        let text = SEED.to_string() + "[grub]\nmode = \"edit\"\n";
+        assert_eq!(parse(&text, "p").unwrap().ignored_tables, ["grub"]);
+    }
+
+    #[test]
+    fn driver_pre_takes_bool_or_auto() {
+        let p = parse(&format!("{SEED}[kernel]\ndriver_pre = true\n"), "p").unwrap();
+        assert!(p.wants_driver_pre());
+        assert!(
+            err(&format!("{SEED}[kernel]\ndriver_pre = \"yes\"\n"))
+                .contains("true, false or \"auto\"")
+        );
+    }
+}

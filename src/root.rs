@@ -1,0 +1,243 @@
+//! The root every path is taken under (`--root`), and the only door to the files below it.
+//!
+//! A [`Root`] joins an absolute system path such as `/etc/default/grub` to the root directory,
+//! rejects `..`, and follows symbolic links the way a chroot would: an absolute link target is
+//! taken under the root again and `..` never climbs above it. Reading goes through the
+//! [`Files`] trait so that the planning core can be driven from an in-memory tree in tests.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Read access to a tree of files, addressed by absolute system paths (`/etc/...`).
+pub trait Files {
+    /// The bytes of a regular file, or `None` when nothing is there.
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// The names in a directory, sorted bytewise; empty when it does not exist.
+    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Whether anything (file, directory) exists at the path.
+    fn exists(&self, path: &str) -> bool;
+}
+
+/// Checks that a system path is absolute and has no `..`, `.` or empty components.
+pub fn check_system_path(path: &str) -> Result<()> {
+    if !path.starts_with('/') {
+        bail!("{path:?} is not an absolute path; write it from the root, like /etc/default/grub");
+    }
+    if path.contains('\0') {
+        bail!("{path:?} contains a NUL byte");
+    }
+    for part in path.split('/').skip(1) {
+        if part == ".." {
+            bail!("{path:?} contains '..'; paths must stay inside the root");
+        }
+    }
+    Ok(())
+}
+
+/// Joins a system path under a directory, following links inside it.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Root { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this root is the running system's `/`.
+    pub fn is_host(&self) -> bool {
+        self.dir == Path::new("/")
+    }
+
+    /// The lexical join of a system path under the root, without following links.
+    pub fn join(&self, path: &str) -> Result<PathBuf> {
+        check_system_path(path)?;
+        let rel = path.trim_start_matches('/');
+        Ok(if rel.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join(rel)
+        })
+    }
+
+    /// The real location of a system path: every symbolic link on the way is followed inside
+    /// the root (an absolute target is re-rooted, `..` stops at the root). Refuses a link whose
+    /// target would lead outside the root, and loops.
+    pub fn resolve(&self, path: &str) -> Result<PathBuf> {
+        check_system_path(path)?;
+        let mut done: Vec<std::ffi::OsString> = Vec::new();
+        let mut todo: Vec<std::ffi::OsString> = Path::new(path)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.to_owned()),
+                _ => None,
+            })
+            .rev()
+            .collect();
+        let mut hops = 0;
+        while let Some(part) = todo.pop() {
+            if part == ".." {
+                if done.pop().is_none() {
+                    bail!(
+                        "{path}: a symbolic link under {} leads outside it",
+                        self.dir.display()
+                    );
+                }
+                continue;
+            }
+            if part == "." {
+                continue;
+            }
+            let mut here = self.dir.clone();
+            here.extend(done.iter());
+            here.push(&part);
+            match std::fs::symlink_metadata(&here) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > 40 {
+                        bail!("{}: too many levels of symbolic links", here.display());
+                    }
+                    let target = std::fs::read_link(&here)
+                        .with_context(|| format!("reading the link {}", here.display()))?;
+                    if target.is_absolute() {
+                        done.clear();
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(s) => todo.push(s.to_owned()),
+                            Component::ParentDir => todo.push("..".into()),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => done.push(part),
+            }
+        }
+        let mut out = self.dir.clone();
+        out.extend(done.iter());
+        Ok(out)
+    }
+}
+
+impl Files for Root {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let real = self.resolve(path)?;
+        match std::fs::read(&real) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                bail!("{} is a directory, expected a file", real.display())
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", real.display())),
+        }
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let real = self.resolve(dir)?;
+        let entries = match std::fs::read_dir(&real) {
+            Ok(entries) => entries,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e).with_context(|| format!("listing {}", real.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", real.display()))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.resolve(path).map(|p| p.exists()).unwrap_or(false)
+    }
+}
+
+/// An in-memory tree, for tests and for computing plans on generated content.
+#[derive(Debug, Default, Clone)]
+pub struct MemFiles {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemFiles {
+    pub fn with(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(path.to_string(), content.into());
+        self
+    }
+}
+
+impl Files for MemFiles {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.files.get(path).cloned())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.files.contains_key(path) || self.files.keys().any(|p| p.starts_with(&prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_relative_and_parent_paths() {
+        assert!(check_system_path("etc/default/grub").is_err());
+        assert!(check_system_path("/etc/../root").is_err());
+        assert!(check_system_path("/etc/default/grub").is_ok());
+    }
+
+    #[test]
+    fn absolute_links_are_taken_under_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        std::fs::create_dir_all(tmp.path().join("etc/default")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("usr/share")).unwrap();
+        std::fs::write(tmp.path().join("usr/share/grub"), "X=1\n").unwrap();
+        std::os::unix::fs::symlink("/usr/share/grub", tmp.path().join("etc/default/grub")).unwrap();
+        assert_eq!(
+            root.resolve("/etc/default/grub").unwrap(),
+            tmp.path().join("usr/share/grub")
+        );
+        assert_eq!(root.read("/etc/default/grub").unwrap().unwrap(), b"X=1\n");
+    }
+
+    #[test]
+    fn links_climbing_out_of_the_root_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc/passwd", tmp.path().join("etc/x")).unwrap();
+        let err = root.resolve("/etc/x").unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+    }
+}

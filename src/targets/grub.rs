@@ -1,0 +1,795 @@
+//! `/etc/default/grub` and its `grub.d` drop-ins: a shell file that `grub-mkconfig` sources.
+//!
+//! Edit mode changes only the value of the kernel command-line variables, byte for byte
+//! elsewhere. The file is lexed as much of `sh` as assignments need: quotes, backslashes,
+//! line continuations, `$VAR` / `${VAR}` references, `export`, comments. The value of each
+//! variable is evaluated in order over the main file and the drop-ins, every byte remembering
+//! the file, span and quoting it came from, so that an option can be replaced or removed where
+//! it stands and new text is quoted for the place it lands. What cannot be known without running
+//! the shell (command substitution, parameter operators, `+=`) is refused.
+
+use crate::cmdline::{self, At, Byte, Edits, Opt};
+use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+
+/// The quoting a byte was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Unquoted,
+    Double,
+    Single,
+}
+
+#[derive(Debug, Clone)]
+enum Seg {
+    /// A byte of the value, from `start..end` of the source (an escape spans two bytes).
+    Byte {
+        b: u8,
+        start: usize,
+        end: usize,
+        ctx: Ctx,
+    },
+    /// `$NAME` or `${NAME}`.
+    Param { name: String },
+}
+
+/// One assignment to a command-line variable.
+#[derive(Debug, Clone)]
+struct Assign {
+    file: usize,
+    name: String,
+    line: usize,
+    value_start: usize,
+    value_end: usize,
+    segs: Vec<Seg>,
+    unsafe_reason: Option<String>,
+}
+
+/// A source file given to the editor: its system path and bytes.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+fn is_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn line_of(bytes: &[u8], pos: usize) -> usize {
+    bytes[..pos.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Lexes a shell file and returns the assignments to the variables in `names`.
+fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Vec<Assign>> {
+    let mut out = Vec::new();
+    let mut p = 0;
+    let n = src.len();
+    while p < n {
+        // Statement start: skip blanks and separators.
+        while p < n && matches!(src[p], b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'|') {
+            p += 1;
+        }
+        if p >= n {
+            break;
+        }
+        if src[p] == b'#' {
+            while p < n && src[p] != b'\n' {
+                p += 1;
+            }
+            continue;
+        }
+        let stmt = p;
+        // `export NAME=...` or `readonly NAME=...` are assignments too.
+        for kw in [&b"export"[..], b"readonly"] {
+            if src[p..].starts_with(kw) && matches!(src.get(p + kw.len()), Some(b' ' | b'\t')) {
+                p += kw.len();
+                while p < n && matches!(src[p], b' ' | b'\t') {
+                    p += 1;
+                }
+            }
+        }
+        let name_start = p;
+        if p < n && is_name_start(src[p]) {
+            while p < n && is_name(src[p]) {
+                p += 1;
+            }
+        }
+        let name = &src[name_start..p];
+        let appends = src[p..].starts_with(b"+=");
+        if !name.is_empty() && (src.get(p) == Some(&b'=') || appends) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            p += if appends { 2 } else { 1 };
+            let value_start = p;
+            let (segs, end, reason) = value(src, p, path)?;
+            p = end;
+            if names.contains(&name.as_str()) {
+                let reason = if appends {
+                    Some(format!("'{name}+=' is not POSIX sh"))
+                } else {
+                    reason
+                };
+                out.push(Assign {
+                    file,
+                    name,
+                    line: line_of(src, stmt),
+                    value_start,
+                    value_end: end,
+                    segs,
+                    unsafe_reason: reason,
+                });
+            }
+        }
+        p = skip_statement(src, p, path)?;
+    }
+    Ok(out)
+}
+
+/// Reads an assignment value starting at `p`; returns its segments, where it ends, and why it
+/// cannot be edited safely (if so).
+fn value(src: &[u8], mut p: usize, path: &str) -> Result<(Vec<Seg>, usize, Option<String>)> {
+    let n = src.len();
+    let mut segs = Vec::new();
+    let mut ctx = Ctx::Unquoted;
+    let mut reason: Option<String> = None;
+    let start = p;
+    loop {
+        if p >= n {
+            if ctx != Ctx::Unquoted {
+                bail!(
+                    "{path}: line {}: a quote opened here is never closed; `sh -n {path}` fails too, fix the file by hand",
+                    line_of(src, start)
+                );
+            }
+            break;
+        }
+        let b = src[p];
+        match ctx {
+            Ctx::Unquoted => match b {
+                b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
+                b'\r' if src.get(p + 1) == Some(&b'\n') => break,
+                b'\'' => {
+                    ctx = Ctx::Single;
+                    p += 1;
+                }
+                b'"' => {
+                    ctx = Ctx::Double;
+                    p += 1;
+                }
+                b'\\' => {
+                    if src.get(p + 1) == Some(&b'\n') {
+                        p += 2;
+                    } else if let Some(&c) = src.get(p + 1) {
+                        segs.push(Seg::Byte {
+                            b: c,
+                            start: p,
+                            end: p + 2,
+                            ctx,
+                        });
+                        p += 2;
+                    } else {
+                        p += 1;
+                    }
+                }
+                b'$' | b'`' => p = dollar(src, p, ctx, &mut segs, &mut reason),
+                _ => {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                    p += 1;
+                }
+            },
+            Ctx::Double => match b {
+                b'"' => {
+                    ctx = Ctx::Unquoted;
+                    p += 1;
+                }
+                b'\\' if matches!(src.get(p + 1), Some(b'$' | b'`' | b'"' | b'\\' | b'\n')) => {
+                    let c = src[p + 1];
+                    if c != b'\n' {
+                        segs.push(Seg::Byte {
+                            b: c,
+                            start: p,
+                            end: p + 2,
+                            ctx,
+                        });
+                    }
+                    p += 2;
+                }
+                b'$' | b'`' => p = dollar(src, p, ctx, &mut segs, &mut reason),
+                _ => {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                    p += 1;
+                }
+            },
+            Ctx::Single => {
+                if b == b'\'' {
+                    ctx = Ctx::Unquoted;
+                } else {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                }
+                p += 1;
+            }
+        }
+    }
+    Ok((segs, p, reason))
+}
+
+/// Handles `$...` or a backtick at `p`; returns where lexing goes on.
+fn dollar(
+    src: &[u8],
+    p: usize,
+    ctx: Ctx,
+    segs: &mut Vec<Seg>,
+    reason: &mut Option<String>,
+) -> usize {
+    let n = src.len();
+    let unsafe_at = |reason: &mut Option<String>, what: &str| {
+        reason.get_or_insert_with(|| {
+            format!("the value uses {what}, which only the shell can compute")
+        });
+    };
+    if src[p] == b'`' {
+        unsafe_at(reason, "command substitution (`...`)");
+        let mut q = p + 1;
+        while q < n && src[q] != b'`' {
+            q += if src[q] == b'\\' { 2 } else { 1 };
+        }
+        return (q + 1).min(n);
+    }
+    match src.get(p + 1) {
+        Some(b'(') => {
+            unsafe_at(reason, "command substitution $(...)");
+            let mut depth = 0;
+            let mut q = p + 1;
+            while q < n {
+                match src[q] {
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return q + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                q += 1;
+            }
+            n
+        }
+        Some(b'{') => {
+            let mut q = p + 2;
+            while q < n && is_name(src[q]) {
+                q += 1;
+            }
+            let name = String::from_utf8_lossy(&src[p + 2..q]).into_owned();
+            if src.get(q) == Some(&b'}') && !name.is_empty() && is_name_start(src[p + 2]) {
+                segs.push(Seg::Param { name });
+                return q + 1;
+            }
+            unsafe_at(reason, "a parameter expansion with an operator (${...})");
+            while q < n && src[q] != b'}' {
+                q += 1;
+            }
+            (q + 1).min(n)
+        }
+        Some(&c) if is_name_start(c) => {
+            let mut q = p + 1;
+            while q < n && is_name(src[q]) {
+                q += 1;
+            }
+            segs.push(Seg::Param {
+                name: String::from_utf8_lossy(&src[p + 1..q]).into_owned(),
+            });
+            q
+        }
+        Some(&c)
+            if c.is_ascii_digit()
+                || matches!(c, b'@' | b'*' | b'#' | b'?' | b'-' | b'$' | b'!') =>
+        {
+            unsafe_at(reason, "a special parameter ($1, $@, ...)");
+            p + 2
+        }
+        _ => {
+            segs.push(Seg::Byte {
+                b: b'$',
+                start: p,
+                end: p + 1,
+                ctx,
+            });
+            p + 1
+        }
+    }
+}
+
+/// Skips to the end of the current statement (an unquoted newline, `;`, `&` or `|`).
+fn skip_statement(src: &[u8], mut p: usize, path: &str) -> Result<usize> {
+    let n = src.len();
+    let start = p;
+    let mut word_start = true;
+    while p < n {
+        match src[p] {
+            b'\n' | b';' | b'&' | b'|' => return Ok(p),
+            b'#' if word_start => {
+                while p < n && src[p] != b'\n' {
+                    p += 1;
+                }
+                return Ok(p);
+            }
+            b'\\' => p += 2,
+            b'\'' => {
+                p += 1;
+                while p < n && src[p] != b'\'' {
+                    p += 1;
+                }
+                p += 1;
+            }
+            b'"' => {
+                p += 1;
+                while p < n && src[p] != b'"' {
+                    p += if src[p] == b'\\' { 2 } else { 1 };
+                }
+                p += 1;
+            }
+            b'`' => {
+                p += 1;
+                while p < n && src[p] != b'`' {
+                    p += if src[p] == b'\\' { 2 } else { 1 };
+                }
+                p += 1;
+            }
+            b'$' if src.get(p + 1) == Some(&b'(') => {
+                let mut depth = 0;
+                while p < n {
+                    match src[p] {
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        b'\'' | b'"' => {
+                            let q = src[p];
+                            p += 1;
+                            while p < n && src[p] != q {
+                                p += 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    p += 1;
+                }
+                p += 1;
+            }
+            b => {
+                word_start = matches!(b, b' ' | b'\t');
+                p += 1;
+                continue;
+            }
+        }
+        word_start = false;
+    }
+    if p > n {
+        bail!(
+            "{path}: line {}: a quote opened here is never closed; `sh -n {path}` fails too, fix the file by hand",
+            line_of(src, start)
+        );
+    }
+    Ok(n)
+}
+
+/// Where an evaluated byte came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loc {
+    file: usize,
+    start: usize,
+    end: usize,
+    ctx: Ctx,
+}
+
+/// The evaluated value of a variable: bytes (or opaque) with their origin.
+type Value = Vec<(Byte, Option<Loc>)>;
+
+/// What the kernel will see from a set of GRUB files, and how to edit it.
+pub struct GrubConfig {
+    sources: Vec<Source>,
+    assigns: Vec<Assign>,
+    /// The evaluated kernel line: `GRUB_CMDLINE_LINUX` then `GRUB_CMDLINE_LINUX_DEFAULT`.
+    line: Value,
+    /// The evaluated value of each command-line variable.
+    values: BTreeMap<String, Value>,
+}
+
+impl GrubConfig {
+    /// Reads the main file and the drop-ins (in the order grub-mkconfig sources them).
+    pub fn parse(sources: Vec<Source>) -> Result<GrubConfig> {
+        let mut assigns = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            assigns.extend(assignments(
+                &s.bytes,
+                i,
+                &s.path,
+                &crate::profile::GRUB_VARIABLES,
+            )?);
+        }
+        let mut values: BTreeMap<String, Value> = BTreeMap::new();
+        for a in &assigns {
+            if let Some(reason) = &a.unsafe_reason {
+                bail!(
+                    "{}: line {}: {} is computed: {reason}. vfio-gen cannot edit it safely; set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu), or write the value as a plain quoted string",
+                    sources[a.file].path,
+                    a.line,
+                    a.name
+                );
+            }
+            let mut v: Value = Vec::new();
+            for seg in &a.segs {
+                match seg {
+                    Seg::Byte { b, start, end, ctx } => v.push((
+                        Some(*b),
+                        Some(Loc {
+                            file: a.file,
+                            start: *start,
+                            end: *end,
+                            ctx: *ctx,
+                        }),
+                    )),
+                    Seg::Param { name } => match values.get(name) {
+                        Some(prev) => v.extend(prev.iter().copied()),
+                        None if crate::profile::GRUB_VARIABLES.contains(&name.as_str()) => {}
+                        None => v.push((None, None)),
+                    },
+                }
+            }
+            values.insert(a.name.clone(), v);
+        }
+        let mut line: Value = values
+            .get("GRUB_CMDLINE_LINUX")
+            .cloned()
+            .unwrap_or_default();
+        line.push((Some(b' '), None));
+        line.extend(
+            values
+                .get("GRUB_CMDLINE_LINUX_DEFAULT")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        Ok(GrubConfig {
+            sources,
+            assigns,
+            line,
+            values,
+        })
+    }
+
+    /// The kernel command line these files produce (`None` bytes shown as `$…`).
+    pub fn kernel_line(&self) -> String {
+        render_value(&self.line).trim().to_string()
+    }
+
+    /// The evaluated value of one variable.
+    pub fn value_of(&self, name: &str) -> String {
+        render_value(self.values.get(name).map(Vec::as_slice).unwrap_or(&[]))
+    }
+
+    /// The managed options missing or different in the current line.
+    pub fn missing(&self, wanted: &[Opt]) -> Result<Vec<String>> {
+        let bytes: Vec<Byte> = self.line.iter().map(|(b, _)| *b).collect();
+        let (edits, _) =
+            cmdline::edit(&bytes, wanted, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(edits
+            .insert
+            .into_iter()
+            .map(|(_, t)| t.trim().to_string())
+            .collect())
+    }
+
+    /// The last assignment of a variable, with the file and line it is in.
+    pub fn last_assignment(&self, name: &str) -> Option<(String, usize)> {
+        self.assigns
+            .iter()
+            .rev()
+            .find(|a| a.name == name)
+            .map(|a| (self.sources[a.file].path.clone(), a.line))
+    }
+
+    /// Edits the files so the line holds `wanted` (or not, with `revert`); returns the new bytes
+    /// of every file, and findings to report.
+    pub fn edit(
+        &self,
+        variable: &str,
+        wanted: &[Opt],
+        revert: bool,
+    ) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
+        let bytes: Vec<Byte> = self.line.iter().map(|(b, _)| *b).collect();
+        let (edits, findings) = cmdline::edit(&bytes, wanted, revert).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                self.sources.first().map(|s| s.path.as_str()).unwrap_or("")
+            )
+        })?;
+        let notes = findings
+            .iter()
+            .map(|f| match &f.wanted {
+                Some(w) => format!(
+                    "the GRUB command line holds {}; vfio-gen sets {w} in its place",
+                    f.found
+                ),
+                None => format!(
+                    "{} appears more than once; the earlier one is removed (the last one wins)",
+                    f.found
+                ),
+            })
+            .collect();
+        Ok((self.apply(variable, &edits)?, notes))
+    }
+
+    fn apply(&self, variable: &str, edits: &Edits) -> Result<Vec<Vec<u8>>> {
+        // Source operations per file: (start, end, text).
+        let mut ops: Vec<Vec<(usize, usize, String)>> = vec![Vec::new(); self.sources.len()];
+        let mut removed = std::collections::BTreeSet::new();
+        for &i in &edits.remove {
+            if let Some(loc) = self.line[i].1
+                && removed.insert((loc.file, loc.start))
+            {
+                ops[loc.file].push((loc.start, loc.end, String::new()));
+            }
+        }
+        let mut new_line = false;
+        for (at, text) in &edits.insert {
+            match at {
+                At::Before(i) => {
+                    let loc = self.line[*i].1.expect("a token starts at a known byte");
+                    ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text)));
+                }
+                At::End => match self.assigns.iter().rev().find(|a| a.name == variable) {
+                    Some(a) => ops[a.file].push(self.append_op(a, text)),
+                    None => new_line = true,
+                },
+            }
+        }
+        let mut out = Vec::new();
+        for (f, src) in self.sources.iter().enumerate() {
+            let mut bytes = src.bytes.clone();
+            let mut list = std::mem::take(&mut ops[f]);
+            // Apply from the end; at one position delete before inserting.
+            list.sort_by(|a, b| b.0.cmp(&a.0).then((a.1 == a.0).cmp(&(b.1 == b.0))));
+            for (start, end, text) in list {
+                bytes.splice(start..end, text.into_bytes());
+            }
+            if f == 0 && new_line {
+                let text = edits
+                    .insert
+                    .iter()
+                    .find(|(at, _)| *at == At::End)
+                    .map(|(_, t)| t.trim())
+                    .unwrap_or("");
+                let eol: &[u8] = if src.bytes.windows(2).any(|w| w == b"\r\n") {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                };
+                if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                    bytes.extend_from_slice(eol);
+                }
+                bytes.extend_from_slice(format!("{variable}=\"{text}\"").as_bytes());
+                bytes.extend_from_slice(eol);
+            }
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
+    /// The operation that appends `text` at the end of an assignment's value.
+    fn append_op(&self, a: &Assign, text: &str) -> (usize, usize, String) {
+        let src = &self.sources[a.file].bytes;
+        let raw = &src[a.value_start..a.value_end];
+        if raw.is_empty() {
+            return (
+                a.value_start,
+                a.value_start,
+                format!("\"{}\"", text.trim_start()),
+            );
+        }
+        let last = raw[raw.len() - 1];
+        if (last == b'"' || last == b'\'') && !ends_escaped(raw) {
+            let ctx = if last == b'"' {
+                Ctx::Double
+            } else {
+                Ctx::Single
+            };
+            return (a.value_end - 1, a.value_end - 1, quote_for(ctx, text));
+        }
+        // An unquoted value: quote it whole when that changes nothing else, else add a quoted tail.
+        if raw
+            .iter()
+            .all(|&b| !matches!(b, b'\\' | b'$' | b'"' | b'\'' | b'`'))
+        {
+            let mut whole = String::from("\"");
+            whole.push_str(&String::from_utf8_lossy(raw));
+            whole.push_str(text);
+            whole.push('"');
+            return (a.value_start, a.value_end, whole);
+        }
+        (a.value_end, a.value_end, quote_for(Ctx::Unquoted, text))
+    }
+}
+
+fn ends_escaped(raw: &[u8]) -> bool {
+    let backslashes = raw[..raw.len() - 1]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    backslashes % 2 == 1
+}
+
+/// Quotes plain kernel text for a quoting context. Options are validated to hold no quote,
+/// `$`, backtick or backslash, so only whitespace needs care outside quotes.
+fn quote_for(ctx: Ctx, text: &str) -> String {
+    match ctx {
+        Ctx::Double | Ctx::Single => text.to_string(),
+        Ctx::Unquoted if text.bytes().any(|b| b == b' ') => format!("\"{text}\""),
+        Ctx::Unquoted => text.to_string(),
+    }
+}
+
+fn render_value(v: &[(Byte, Option<Loc>)]) -> String {
+    let mut s = Vec::new();
+    for (b, _) in v {
+        match b {
+            Some(b) => s.push(*b),
+            None => s.extend_from_slice(b"$..."),
+        }
+    }
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+/// The drop-in vfio-gen owns in drop-in mode: appends the options to the variable.
+pub fn drop_in_line(variable: &str, options: &[String]) -> String {
+    format!("{variable}=\"${{{variable}}} {}\"", options.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> GrubConfig {
+        GrubConfig::parse(vec![Source {
+            path: "/etc/default/grub".into(),
+            bytes: text.as_bytes().to_vec(),
+        }])
+        .unwrap()
+    }
+
+    fn ensure(text: &str, opts: &[&str]) -> String {
+        let wanted: Vec<Opt> = opts.iter().map(|o| Opt::parse(o)).collect();
+        let (files, _) = one(text)
+            .edit("GRUB_CMDLINE_LINUX_DEFAULT", &wanted, false)
+            .unwrap();
+        String::from_utf8(files[0].clone()).unwrap()
+    }
+
+    #[test]
+    fn seed_two_amd_grub() {
+        let out = ensure(
+            "GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+            &["amd_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],
+        );
+        assert_eq!(
+            out,
+            "GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt rd.driver.pre=vfio-pci\"\nGRUB_CMDLINE_LINUX=\"\"\n"
+        );
+    }
+
+    #[test]
+    fn quoting_forms() {
+        assert_eq!(
+            ensure("GRUB_CMDLINE_LINUX_DEFAULT='quiet'\n", &["iommu=pt"]),
+            "GRUB_CMDLINE_LINUX_DEFAULT='quiet iommu=pt'\n"
+        );
+        assert_eq!(
+            ensure("GRUB_CMDLINE_LINUX_DEFAULT=quiet\n", &["iommu=pt"]),
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n"
+        );
+        assert_eq!(
+            ensure("GRUB_CMDLINE_LINUX_DEFAULT=\n", &["iommu=pt"]),
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n"
+        );
+        assert_eq!(
+            ensure(
+                "export GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\" # keep\n",
+                &["iommu=pt"]
+            ),
+            "export GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\" # keep\n"
+        );
+    }
+
+    #[test]
+    fn last_assignment_and_other_variable() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"a\"\nGRUB_CMDLINE_LINUX=\"iommu=nopt\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"b\"\n";
+        assert_eq!(
+            ensure(text, &["iommu=pt", "x=1"]),
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"a\"\nGRUB_CMDLINE_LINUX=\"iommu=pt\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"b x=1\"\n"
+        );
+    }
+
+    #[test]
+    fn absent_variable_gets_one_assignment() {
+        assert_eq!(
+            ensure("#GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"", &["iommu=pt"]),
+            "#GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n"
+        );
+        assert_eq!(
+            ensure("A=1\r\n", &["iommu=pt"]),
+            "A=1\r\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\r\n"
+        );
+    }
+
+    #[test]
+    fn self_references_and_continuations() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet \\\n  iommu=soft\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT splash\"\n";
+        let out = ensure(text, &["iommu=pt"]);
+        assert_eq!(out, text.replace("iommu=soft", "iommu=pt"));
+        let c = one(&out);
+        assert_eq!(
+            c.value_of("GRUB_CMDLINE_LINUX_DEFAULT"),
+            "quiet   iommu=pt splash"
+        );
+    }
+
+    #[test]
+    fn computed_values_are_refused() {
+        for text in [
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"$(cat /x)\"\n",
+            "GRUB_CMDLINE_LINUX_DEFAULT=`cat /x`\n",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"${X:-quiet}\"\n",
+            "GRUB_CMDLINE_LINUX_DEFAULT+=\" x\"\n",
+        ] {
+            let err = GrubConfig::parse(vec![Source {
+                path: "/g".into(),
+                bytes: text.as_bytes().to_vec(),
+            }])
+            .err()
+            .unwrap();
+            assert!(err.to_string().contains("drop-in"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_computed_lines_are_fine() {
+        let text = "GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n";
+        assert_eq!(
+            ensure(text, &["iommu=pt"]),
+            text.replace("quiet", "quiet iommu=pt")
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_stay() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"acpi_osi=\\\"Windows 2015\\\" quiet\"\n";
+        let out = ensure(text, &["iommu=pt"]);
+        assert_eq!(out, text.replace("quiet\"", "quiet iommu=pt\""));
+    }
+}
