@@ -419,6 +419,8 @@ pub struct GrubConfig {
     line: Value,
     /// The evaluated value of each command-line variable.
     values: BTreeMap<String, Value>,
+    /// Where `GRUB_CMDLINE_LINUX` ends in `line`.
+    linux_len: usize,
 }
 
 impl GrubConfig {
@@ -468,6 +470,7 @@ impl GrubConfig {
             .get("GRUB_CMDLINE_LINUX")
             .cloned()
             .unwrap_or_default();
+        let linux_len = line.len();
         line.push((Some(b' '), None));
         line.extend(
             values
@@ -480,6 +483,7 @@ impl GrubConfig {
             assigns,
             line,
             values,
+            linux_len,
         })
     }
 
@@ -564,7 +568,10 @@ impl GrubConfig {
                     ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text)));
                 }
                 At::End => match self.assigns.iter().rev().find(|a| a.name == variable) {
-                    Some(a) => ops[a.file].push(self.append_op(a, text)),
+                    Some(a) => {
+                        let text = if self.variable_ends_open(variable, edits) { text.trim_start().to_string() } else { format!(" {}", text.trim_start()) };
+                        ops[a.file].push(self.append_op(a, &text))
+                    }
                     None => new_line = true,
                 },
             }
@@ -599,6 +606,24 @@ impl GrubConfig {
             out.push(bytes);
         }
         Ok(out)
+    }
+
+    /// Whether the variable's value, after the edits, is empty or ends in whitespace (so text
+    /// appended to it needs no separator).
+    fn variable_ends_open(&self, variable: &str, edits: &Edits) -> bool {
+        let range = if variable == "GRUB_CMDLINE_LINUX" { 0..self.linux_len } else { self.linux_len + 1..self.line.len() };
+        for i in range.rev() {
+            if !edits.remove.contains(&i) {
+                return match self.line[i].0 {
+                    Some(b) => b.is_ascii_whitespace(),
+                    None => false,
+                };
+            }
+            if edits.insert.iter().any(|(at, t)| *at == At::Before(i) && !t.is_empty()) {
+                return false;
+            }
+        }
+        true
     }
 
     /// The operation that appends `text` at the end of an assignment's value.

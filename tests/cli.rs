@@ -1,0 +1,566 @@
+//! End-to-end tests of the `vfio-gen` binary on the fixture roots: golden files, validation of
+//! every generated file by the real tool that reads it, errors, and the GRUB corpus.
+//!
+//! Tests that need a program (sh, bash, modprobe) say so; with VFIO_GEN_REQUIRE_ALL_TESTS=1
+//! (as in CI) a missing program is a failure, never a skip.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vfio_gen::cmdline::{Opt, edit_plain};
+use vfio_gen::plan;
+use vfio_gen::profile::Profile;
+use vfio_gen::root::Root;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vfio-gen");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs vfio-gen with a scrubbed environment.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(repo())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("vfio-gen runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn status(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+}
+
+/// Whether a program is on PATH; a missing one fails under VFIO_GEN_REQUIRE_ALL_TESTS=1.
+fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || Path::new("/sbin").join(tool).is_file();
+    if !found {
+        if std::env::var_os("VFIO_GEN_REQUIRE_ALL_TESTS").is_some_and(|v| v == "1") {
+            panic!("{tool} is required (VFIO_GEN_REQUIRE_ALL_TESTS=1); install it (see .ci/run)");
+        }
+        eprintln!("SKIPPED: this test needs {tool}, which is not installed");
+    }
+    found
+}
+
+fn profiles() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo().join("profiles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "profiles/ holds the seed hosts and at least six more");
+    names
+}
+
+fn fixture_root(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/roots").join(name)
+}
+
+/// Every file under a directory, by relative path.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Writes a plan's desired bytes (or removals) under a root, as apply would.
+fn revert(p: &plan::Plan, root: &Path) {
+    let root = Root::new(root);
+    for c in p.pending() {
+        let target = root.join(&c.path).unwrap();
+        match &c.new {
+            Some(bytes) => std::fs::write(&target, bytes).unwrap(),
+            None => std::fs::remove_file(&target).unwrap(),
+        }
+    }
+}
+
+/// Two trees hold the same files byte for byte; names the files that differ.
+#[track_caller]
+fn assert_same_tree(a: &Path, b: &Path, what: &str) {
+    let (ta, tb) = (tree(a), tree(b));
+    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+    let differ: Vec<&&String> = keys.iter().filter(|k| ta.get(**k) != tb.get(**k)).collect();
+    assert!(differ.is_empty(), "{what}: these files differ: {differ:?}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for (rel, bytes) in tree(from) {
+        let p = to.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+fn render(name: &str, root: &Path, out: &Path) -> Output {
+    let profile = format!("profiles/{name}.toml");
+    run(&["render", "-p", &profile, "--root", root.to_str().unwrap(), "--out", out.to_str().unwrap()])
+}
+
+fn load(name: &str) -> Profile {
+    Profile::load(&repo().join(format!("profiles/{name}.toml"))).unwrap()
+}
+
+mod golden {
+    use super::*;
+
+    /// Each profile renders, on its fixture root, exactly the files in golden/<name>/.
+    /// `UPDATE_GOLDEN=1 cargo test` re-blesses them (people only; CI never does).
+    #[test]
+    fn every_profile_matches_its_golden_files() {
+        let bless = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+        let mut failures = Vec::new();
+        for name in profiles() {
+            let tmp = tempfile::tempdir().unwrap();
+            let o = render(&name, &fixture_root(&name), tmp.path());
+            status(&o, 0);
+            let got = tree(tmp.path());
+            let dir = repo().join("golden").join(&name);
+            if bless {
+                let _ = std::fs::remove_dir_all(&dir);
+                copy_tree(tmp.path(), &dir);
+                continue;
+            }
+            let want = tree(&dir);
+            if got != want {
+                let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
+                for k in keys {
+                    if got.get(k) != want.get(k) {
+                        failures.push(format!("{name}: {k} differs (run `UPDATE_GOLDEN=1 cargo test` and review the diff)"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// The seed hosts of SPEC §2 come out exactly.
+    #[test]
+    fn seed_hosts_are_exact() {
+        let tmp = tempfile::tempdir().unwrap();
+        status(&render("arch-intel-systemd-boot", &fixture_root("arch-intel-systemd-boot"), tmp.path()), 0);
+        let entry = std::fs::read_to_string(tmp.path().join("boot/loader/entries/arch.conf")).unwrap();
+        assert!(entry.contains(
+            "options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap intel_iommu=on iommu=pt rd.driver.pre=vfio-pci\n"
+        ));
+        let vfio = std::fs::read_to_string(tmp.path().join("etc/modprobe.d/vfio.conf")).unwrap();
+        assert!(vfio.lines().any(|l| l == "options vfio-pci ids=10de:2204,10de:1aef"), "{vfio}");
+        let bl = std::fs::read_to_string(tmp.path().join("etc/modprobe.d/blacklist-nouveau.conf")).unwrap();
+        assert!(bl.lines().any(|l| l == "blacklist nouveau") && bl.lines().any(|l| l == "options nouveau modeset=0"));
+
+        let tmp = tempfile::tempdir().unwrap();
+        status(&render("amd-grub", &fixture_root("amd-grub"), tmp.path()), 0);
+        let grub = std::fs::read_to_string(tmp.path().join("etc/default/grub")).unwrap();
+        assert!(grub.lines().any(|l| l == "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt rd.driver.pre=vfio-pci\""), "{grub}");
+    }
+
+    /// After the desired files are in place, plan has nothing to do (apply twice is a no-op),
+    /// and the revert plan takes the edited files back to their original bytes.
+    #[test]
+    fn rendered_state_is_in_sync_and_reverts_to_the_original() {
+        for name in profiles() {
+            let tmp = tempfile::tempdir().unwrap();
+            copy_tree(&fixture_root(&name), tmp.path());
+            status(&render(&name, tmp.path(), tmp.path()), 0);
+            let profile = format!("profiles/{name}.toml");
+            let o = run(&["plan", "-p", &profile, "--root", tmp.path().to_str().unwrap(), "--exit-code"]);
+            status(&o, 0);
+            assert!(stdout(&o).contains("No changes"), "{name}: {}", stdout(&o));
+
+            // Revert, through the library, then compare with the fixture.
+            let root = Root::new(tmp.path());
+            let p = plan::build(&load(&name), &root, true).unwrap();
+            revert(&p, tmp.path());
+            let o = run(&["plan", "-p", &profile, "--root", tmp.path().to_str().unwrap(), "--revert", "--exit-code"]);
+            status(&o, 0);
+            // Revert takes the managed options out. A file that held one before vfio-gen
+            // (or a value vfio-gen replaced, iommu=soft -> iommu=pt) cannot get it back from
+            // the files alone; rollback restores those. Every other file is back byte for byte.
+            let wanted = plan::managed_options(&load(&name), false);
+            let after = tree(tmp.path());
+            for (path, bytes) in tree(&fixture_root(&name)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let flat = text.replace('-', "_");
+                let held = wanted.iter().any(|w| flat.contains(&format!("{}=", w.key())));
+                if held {
+                    let now = String::from_utf8_lossy(&after[&path]).into_owned();
+                    for w in &wanted {
+                        assert!(!now.split_whitespace().any(|t| t == w.text()), "{name}: {path} still holds {w}");
+                    }
+                } else {
+                    assert!(after.get(&path) == Some(&bytes), "{name}: {path} is not back byte for byte");
+                }
+            }
+            assert_eq!(after.len(), tree(&fixture_root(&name)).len(), "{name}: owned files removed");
+        }
+    }
+}
+
+mod real_tools {
+    use super::*;
+
+    fn sh_value(files: &[PathBuf]) -> String {
+        let mut script = String::new();
+        for (i, _) in files.iter().enumerate() {
+            script.push_str(&format!(". \"${}\"; ", i + 1));
+        }
+        script.push_str("printf '%s %s' \"$GRUB_CMDLINE_LINUX\" \"$GRUB_CMDLINE_LINUX_DEFAULT\"");
+        let o = Command::new("sh").arg("-c").arg(&script).arg("sh").args(files).env_clear().output().unwrap();
+        assert!(o.status.success(), "sourcing {files:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// The GRUB files a root holds, in the order grub-mkconfig sources them.
+    fn grub_files(root: &Path) -> Vec<PathBuf> {
+        let mut files = vec![root.join("etc/default/grub")];
+        let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(root.join("etc/default/grub.d"))
+            .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cfg")).collect())
+            .unwrap_or_default();
+        drop_ins.sort();
+        files.extend(drop_ins);
+        files
+    }
+
+    /// Every GRUB result passes `sh -n` and, sourced by sh with its drop-ins, holds exactly the
+    /// options the model says: the original line with the managed options ensured.
+    #[test]
+    fn grub_results_pass_sh() {
+        if !have("sh") {
+            return;
+        }
+        for name in profiles() {
+            let profile = load(&name);
+            if profile.bootloader != vfio_gen::profile::Bootloader::Grub {
+                continue;
+            }
+            let tmp = tempfile::tempdir().unwrap();
+            copy_tree(&fixture_root(&name), tmp.path());
+            let before = sh_value(&grub_files(tmp.path()));
+            status(&render(&name, tmp.path(), tmp.path()), 0);
+            let files = grub_files(tmp.path());
+            for f in &files {
+                let o = Command::new("sh").arg("-n").arg(f).output().unwrap();
+                assert!(o.status.success(), "sh -n {}: {}", f.display(), stderr(&o));
+            }
+            let after = sh_value(&files);
+            let wanted = plan::managed_options(&profile, false);
+            let expected = edit_plain(&before, &wanted, false).unwrap();
+            assert_eq!(words(&after), words(&expected), "{name}");
+            for w in &wanted {
+                assert_eq!(words(&after).iter().filter(|t| **t == w.text()).count(), 1, "{name}: {w} once");
+            }
+        }
+    }
+
+    /// modprobe accepts every generated modprobe.d file with an empty stderr, and reads the
+    /// ids, blacklists and softdeps from them.
+    #[test]
+    fn modprobe_reads_the_generated_files() {
+        if !have("modprobe") {
+            return;
+        }
+        for name in profiles() {
+            let profile = load(&name);
+            let tmp = tempfile::tempdir().unwrap();
+            status(&render(&name, &fixture_root(&name), tmp.path()), 0);
+            let dir = tmp.path().join("etc/modprobe.d");
+            let o = Command::new("modprobe").arg("-C").arg(&dir).arg("--showconfig").output().unwrap();
+            assert!(o.status.success());
+            assert_eq!(stderr(&o), "", "{name}: modprobe complains");
+            let config = stdout(&o);
+            let mut expect = vec![format!("options vfio_pci ids={}", profile.ids.join(","))];
+            if profile.disable_vga {
+                expect[0].push_str(" disable_vga=1");
+            }
+            expect.extend(profile.blacklist.iter().map(|m| format!("blacklist {m}")));
+            expect.extend(profile.softdep.iter().map(|m| format!("softdep {m} pre: vfio-pci")));
+            for line in expect {
+                assert!(config.lines().any(|l| l == line), "{name}: `{line}` missing from\n{config}");
+            }
+        }
+    }
+
+    /// mkinitcpio.conf then vfio-gen's drop-in, sourced by bash, give the VFIO modules first and
+    /// the user's list after them, whether it is an array or a string.
+    #[test]
+    fn mkinitcpio_drop_in_keeps_the_users_modules() {
+        if !have("bash") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        status(&render("arch-intel-systemd-boot", &fixture_root("arch-intel-systemd-boot"), tmp.path()), 0);
+        let drop_in = tmp.path().join("etc/mkinitcpio.conf.d/vfio.conf");
+        let cases = repo().join("tests/fixtures/mkinitcpio");
+        let mut checked = 0;
+        for e in std::fs::read_dir(&cases).unwrap() {
+            let conf = e.unwrap().path();
+            let modules = |files: &[&Path]| {
+                let mut script = String::from("cd /; ");
+                for i in 0..files.len() {
+                    script.push_str(&format!("source \"${}\"; ", i + 1));
+                }
+                script.push_str("printf '%s\\n' ${MODULES[@]}");
+                let o = Command::new("bash").arg("-c").arg(&script).arg("bash").args(files).env_clear().output().unwrap();
+                assert!(o.status.success(), "{}: {}", conf.display(), stderr(&o));
+                words(&stdout(&o))
+            };
+            let user = modules(&[&conf]);
+            let all = modules(&[&conf, &drop_in]);
+            let mut want = vec!["vfio_pci".to_string(), "vfio".into(), "vfio_iommu_type1".into()];
+            want.extend(user);
+            assert_eq!(all, want, "{}", conf.display());
+            checked += 1;
+        }
+        assert!(checked >= 3);
+    }
+
+    /// dracut's drop-ins, sourced in order by bash, end with the VFIO modules in force_drivers
+    /// and the modprobe.d files in install_items.
+    #[test]
+    fn dracut_drop_in_adds_force_drivers() {
+        if !have("bash") {
+            return;
+        }
+        for name in ["fedora-grub-dracut", "endeavouros-systemd-boot-dracut"] {
+            let tmp = tempfile::tempdir().unwrap();
+            copy_tree(&fixture_root(name), tmp.path());
+            status(&render(name, tmp.path(), tmp.path()), 0);
+            let mut confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("etc/dracut.conf.d")).unwrap().map(|e| e.unwrap().path()).collect();
+            confs.sort();
+            let mut script = String::new();
+            for i in 0..confs.len() {
+                script.push_str(&format!("source \"${}\"; ", i + 1));
+            }
+            script.push_str("printf '%s\\n' \"$force_drivers\" \"$install_items\"");
+            let o = Command::new("bash").arg("-c").arg(&script).arg("bash").args(&confs).env_clear().output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            let out = stdout(&o);
+            let mut lines = out.lines();
+            assert_eq!(words(lines.next().unwrap()), ["vfio_pci", "vfio", "vfio_iommu_type1"], "{name}");
+            assert!(words(lines.next().unwrap()).contains(&"/etc/modprobe.d/vfio.conf".to_string()));
+        }
+    }
+
+    /// Every non-refused file of the GRUB corpus: edited, it passes `sh -n`, sh reads the
+    /// intended line, editing again changes nothing, and revert restores what sh read before
+    /// when it held no managed option. Refused files exit 2 and name drop-in mode.
+    #[test]
+    fn grub_corpus() {
+        if !have("sh") {
+            return;
+        }
+        let wanted: Vec<Opt> = ["intel_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"].iter().map(|o| Opt::parse(o)).collect();
+        let profile_text = "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\ninitramfs = \"dracut\"\n[vfio]\nids = [\"10de:2204\"]\n";
+        let mut seen = 0;
+        for e in std::fs::read_dir(repo().join("tests/fixtures/grub")).unwrap() {
+            let case = e.unwrap().path();
+            let name = case.file_name().unwrap().to_string_lossy().into_owned();
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(tmp.path().join("etc/default")).unwrap();
+            std::fs::write(tmp.path().join("etc/default/grub"), std::fs::read(&case).unwrap()).unwrap();
+            let profile = tmp.path().join("profile.toml");
+            std::fs::write(&profile, profile_text).unwrap();
+            let root = tmp.path().to_str().unwrap();
+            let p = profile.to_str().unwrap();
+            if name.starts_with("refuse-") {
+                let o = run(&["render", "-p", p, "--root", root, "--out", root]);
+                status(&o, 2);
+                assert!(stderr(&o).contains("drop-in"), "{name}: {}", stderr(&o));
+                assert_eq!(std::fs::read(tmp.path().join("etc/default/grub")).unwrap(), std::fs::read(&case).unwrap(), "{name}: untouched");
+                continue;
+            }
+            let file = tmp.path().join("etc/default/grub");
+            let before = sh_value(std::slice::from_ref(&file));
+            status(&run(&["render", "-p", p, "--root", root, "--out", root]), 0);
+            let o = Command::new("sh").arg("-n").arg(&file).output().unwrap();
+            assert!(o.status.success(), "{name}: sh -n: {}", stderr(&o));
+            let after = sh_value(std::slice::from_ref(&file));
+            assert_eq!(words(&after), words(&edit_plain(&before, &wanted, false).unwrap()), "{name}");
+            let edited = std::fs::read(&file).unwrap();
+            status(&run(&["plan", "-p", p, "--root", root, "--exit-code"]), 0);
+            assert_eq!(std::fs::read(&file).unwrap(), edited);
+            // Revert through the library.
+            let rp = plan::build(&Profile::load(&profile).unwrap(), &Root::new(tmp.path()), true).unwrap();
+            revert(&rp, tmp.path());
+            let reverted = sh_value(std::slice::from_ref(&file));
+            let had_managed = words(&before).iter().any(|t| wanted.iter().any(|w| Opt::parse(t).key() == w.key()));
+            if !had_managed {
+                assert_eq!(words(&reverted), words(&before), "{name}: revert");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 20, "the corpus has its cases");
+    }
+}
+
+mod errors {
+    use super::*;
+
+    fn bad_profile(body: &str) -> (Output, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_root("amd-grub"), tmp.path());
+        let p = tmp.path().join("bad.toml");
+        std::fs::write(&p, body).unwrap();
+        let out = tmp.path().join("out");
+        let o = run(&["render", "-p", p.to_str().unwrap(), "--root", tmp.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(!out.exists(), "a refused run writes nothing");
+        (o, tmp)
+    }
+
+    const GOOD: &str = "[host]\ncpu = \"amd\"\nbootloader = \"grub\"\n\n[vfio]\nids = [\"10de:13c2\", \"10de:0fbb\"]\n";
+
+    #[test]
+    fn bad_profiles_exit_2_naming_the_line() {
+        let cases = [
+            (format!("{GOOD}colour = \"red\"\n"), ":7:1:", "unknown field `colour`"),
+            (GOOD.replace("10de:0fbb", "10de:0fbz"), ":6:21:", "is not a PCI ID"),
+            (format!("{GOOD}[kernel]\nextra = [\"a\\\"b\"]\n"), ":8:10:", "contains '\"'"),
+            (format!("{GOOD}[kernel]\nextra = [\"$(reboot)\"]\n"), ":8:10:", "contains '$'"),
+            (format!("{GOOD}[grub]\nfile = \"/etc/../../etc/shadow\"\n"), ":8:8:", "'..'"),
+            (GOOD.replace("cpu = \"amd\"\n", ""), ":1:1:", "missing field `cpu`"),
+            (GOOD.replace("\"grub\"", "\"lilo\""), ":3:14:", "unknown variant `lilo`"),
+        ];
+        for (body, place, what) in cases {
+            let (o, _tmp) = bad_profile(&body);
+            status(&o, 2);
+            let err = stderr(&o);
+            assert!(err.contains(&format!("bad.toml{place}")) && err.contains(what), "{place} {what}: {err}");
+            assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_profile_says_how_to_get_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = run(&["plan", "--root", tmp.path().to_str().unwrap()]);
+        status(&o, 2);
+        assert!(stderr(&o).contains("etc/vfio-gen/profile.toml") && stderr(&o).contains("detect"), "{}", stderr(&o));
+    }
+
+    #[test]
+    fn a_missing_kernel_cmdline_is_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = run(&["plan", "-p", "profiles/proxmox-kernel-cmdline.toml", "--root", tmp.path().to_str().unwrap()]);
+        status(&o, 2);
+        assert!(stderr(&o).contains("/etc/kernel/cmdline does not exist"), "{}", stderr(&o));
+    }
+}
+
+mod plan_output {
+    use super::*;
+
+    fn plan(name: &str, extra: &[&str]) -> Output {
+        let profile = format!("profiles/{name}.toml");
+        let root = fixture_root(name);
+        let mut args = vec!["plan", "-p", &profile, "--root", root.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    #[test]
+    fn exit_code_reports_pending_changes() {
+        status(&plan("amd-grub", &["--exit-code"]), 1);
+        status(&plan("amd-grub", &[]), 0);
+    }
+
+    #[test]
+    fn warnings_name_the_undoing_files() {
+        let out = stdout(&plan("amd-grub", &[]));
+        assert!(out.contains("amd_iommu=on and ignores it"), "{out}");
+        assert!(out.contains("rd.driver.pre=vfio-pci acts only in dracut images"), "{out}");
+        let out = stdout(&plan("amd-gpu-amdgpu-softdep", &[]));
+        assert!(out.contains("/etc/mkinitcpio.d/linux.preset:") && out.contains("ALL_config"), "{out}");
+        assert!(out.contains("grub-mkconfig -o /boot/grub/grub.cfg"), "{out}");
+        let out = stdout(&plan("fedora-grub-dracut", &[]));
+        assert!(out.contains("grub2-mkconfig -o /boot/grub2/grub.cfg --update-bls-cmdline") && out.contains("dracut -f --regenerate-all"), "{out}");
+        let out = stdout(&plan("ubuntu-grub-dropin", &[]));
+        assert!(out.contains("update-grub") && out.contains("update-initramfs -u -k all"), "{out}");
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let o = plan("arch-intel-systemd-boot", &["--format", "json"]);
+        status(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["in_sync"], false);
+        let changes = v["changes"].as_array().unwrap();
+        let vfio = changes.iter().find(|c| c["path"] == "/etc/modprobe.d/vfio.conf").unwrap();
+        assert_eq!(vfio["action"], "create");
+        assert_eq!(vfio["ownership"], "owned");
+        assert!(vfio["old_sha256"].is_null() && vfio["new_sha256"].as_str().unwrap().len() == 64);
+        assert!(vfio["diff"].as_str().unwrap().contains("+options vfio-pci ids=10de:2204,10de:1aef"));
+        assert_eq!(v["hooks"][0]["command"], serde_json::json!(["mkinitcpio", "-P"]));
+        assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("rd.driver.pre")));
+    }
+
+    #[test]
+    fn color_follows_the_flag_and_no_color() {
+        assert!(!stdout(&plan("amd-grub", &[])).contains('\x1b'), "not a terminal: no color");
+        assert!(stdout(&plan("amd-grub", &["--color", "always"])).contains("\x1b[32m+"));
+        assert!(!stdout(&plan("amd-grub", &["--color", "never"])).contains('\x1b'));
+    }
+
+    #[test]
+    fn render_check_reports_drift() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fixture_root("arch-intel-systemd-boot");
+        status(&render("arch-intel-systemd-boot", &root, tmp.path()), 0);
+        let check = |dir: &Path| {
+            run(&["render", "-p", "profiles/arch-intel-systemd-boot.toml", "--root", root.to_str().unwrap(), "--check", dir.to_str().unwrap()])
+        };
+        status(&check(tmp.path()), 0);
+        let vfio = tmp.path().join("etc/modprobe.d/vfio.conf");
+        std::fs::write(&vfio, std::fs::read_to_string(&vfio).unwrap().replace("1aef", "1aee")).unwrap();
+        let stray = tmp.path().join("etc/modprobe.d/blacklist-radeon.conf");
+        std::fs::write(&stray, "# Generated by vfio-gen; old\nblacklist radeon\n").unwrap();
+        let o = check(tmp.path());
+        status(&o, 1);
+        let out = stdout(&o);
+        assert!(out.contains("-options vfio-pci ids=10de:2204,10de:1aee") && out.contains("+options vfio-pci ids=10de:2204,10de:1aef"), "{out}");
+        assert!(out.contains("blacklist-radeon.conf (generated by vfio-gen, but the profile no longer produces it)"), "{out}");
+    }
+
+    #[test]
+    fn completions_and_man_page() {
+        let o = run(&["completions", "bash"]);
+        status(&o, 0);
+        assert!(stdout(&o).contains("vfio-gen") && stdout(&o).contains("--root"));
+        let o = run(&["man"]);
+        status(&o, 0);
+        assert!(stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH vfio-gen"), "{}", &stdout(&o)[..200.min(stdout(&o).len())]);
+        let o = run(&["--help"]);
+        assert!(stdout(&o).contains("Examples:"));
+    }
+}
