@@ -102,15 +102,6 @@ fn revert(p: &plan::Plan, root: &Path) {
     }
 }
 
-/// Two trees hold the same files byte for byte; names the files that differ.
-#[track_caller]
-fn assert_same_tree(a: &Path, b: &Path, what: &str) {
-    let (ta, tb) = (tree(a), tree(b));
-    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
-    let differ: Vec<&&String> = keys.iter().filter(|k| ta.get(**k) != tb.get(**k)).collect();
-    assert!(differ.is_empty(), "{what}: these files differ: {differ:?}");
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     for (rel, bytes) in tree(from) {
         let p = to.join(rel);

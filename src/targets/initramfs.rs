@@ -141,11 +141,8 @@ pub fn booster(current: Option<&[u8]>, modules: &[&str], revert: bool) -> Result
                 lines.remove(i - 1);
             }
         }
-        Some(i) => {
-            if list_of(&lines[i]) != list {
-                lines[i] = new_line;
-            }
-        }
+        Some(i) if list_of(&lines[i]) != list => lines[i] = new_line,
+        Some(_) => {}
         None if !revert => {
             if let Some(last) = lines.last_mut()
                 && !last.ends_with('\n')

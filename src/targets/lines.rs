@@ -94,8 +94,8 @@ pub fn edit(
             joined.push(Some(b' '));
             origin.push(None);
         }
-        for p in s.start..s.end {
-            joined.push(Some(text[p]));
+        for (p, &b) in text.iter().enumerate().take(s.end).skip(s.start) {
+            joined.push(Some(b));
             origin.push(Some(p));
         }
     }
