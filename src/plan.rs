@@ -339,7 +339,14 @@ impl Builder<'_> {
             bytes: main_bytes,
         }];
         let mut after_ours = Vec::new();
-        for name in self.files.list(&dir)? {
+        let read_by_grub = facts.debian_like() || facts.os_release_id.is_none();
+        let listed = self.files.list(&dir)?;
+        if !read_by_grub && listed.iter().any(|n| n.ends_with(".cfg")) {
+            self.plan.notes.push(format!(
+                "{dir}/*.cfg is read by Debian and Ubuntu's grub-mkconfig only; on this host those files do nothing, so vfio-gen ignores them"
+            ));
+        }
+        for name in listed.into_iter().filter(|_| read_by_grub) {
             let path = format!("{dir}/{name}");
             if !name.ends_with(".cfg") || path == drop_in_path {
                 continue;
@@ -355,15 +362,11 @@ impl Builder<'_> {
         let variable = &profile.grub.variable;
         match profile.grub.mode {
             GrubMode::Edit => {
-                let dropins_used = sources.len() > 1;
                 let config = grub::GrubConfig::parse(sources.clone())?;
                 if let Some((file, line)) = config.last_assignment(variable)
                     && file != *main
                 {
                     self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
-                }
-                if dropins_used && !facts.debian_like() {
-                    self.plan.notes.push(format!("{dir}/*.cfg is read by Debian and Ubuntu's grub-mkconfig only; elsewhere those files do nothing"));
                 }
                 self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
                 let (new, notes) = config.edit(variable, wanted, self.revert)?;

@@ -457,8 +457,15 @@ impl GrubConfig {
                             ctx: *ctx,
                         }),
                     )),
+                    // `$SAME` brings the earlier value with its origins; the other command-line
+                    // variable or anything else is opaque: its bytes are never matched or edited,
+                    // so one source is never edited through two copies.
+                    Seg::Param { name } if *name == a.name => {
+                        v.extend(values.get(name).into_iter().flatten().copied())
+                    }
                     Seg::Param { name } => match values.get(name) {
-                        Some(prev) => v.extend(prev.iter().copied()),
+                        Some(other) if !other.is_empty() => v.push((None, None)),
+                        Some(_) => {}
                         None if crate::profile::GRUB_VARIABLES.contains(&name.as_str()) => {}
                         None => v.push((None, None)),
                     },
@@ -782,6 +789,12 @@ mod tests {
             c.value_of("GRUB_CMDLINE_LINUX_DEFAULT"),
             "quiet   iommu=pt splash"
         );
+    }
+
+    #[test]
+    fn a_value_copied_into_the_other_variable_is_edited_once() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=soft\"\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\n";
+        assert_eq!(ensure(text, &["iommu=pt"]), text.replace("iommu=soft", "iommu=pt"));
     }
 
     #[test]
