@@ -1,7 +1,10 @@
 //! Running a parsed command line: loads the profile, builds the plan, prints, and returns the
 //! exit status. The terminal and environment facts come in through [`Env`].
 
-use crate::cli::{Cli, ColorChoice, Command, Format, ProfileArg};
+use crate::cli::{Cli, ColorChoice, Command, Format, Hooks, ProfileArg};
+use crate::history;
+use crate::hooks;
+use crate::install;
 use crate::diff::{self, Style};
 use crate::plan::{self, Plan};
 use crate::profile::Profile;
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy)]
 pub struct Env {
     pub stdout_is_terminal: bool,
+    pub stdin_is_terminal: bool,
     pub no_color: bool,
 }
 
@@ -23,6 +27,7 @@ impl Env {
         use std::io::IsTerminal;
         Env {
             stdout_is_terminal: std::io::stdout().is_terminal(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         }
     }
@@ -86,9 +91,15 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             clap_mangen::Man::new(Cli::command()).render(out)?;
             Ok(0)
         }
-        Command::Apply { .. }
-        | Command::Rollback { .. }
-        | Command::Iommu { .. }
+        Command::Apply { profile, revert, yes, hooks, no_hooks, format, no_wait } => {
+            let hooks = if no_hooks { Hooks::None } else { hooks };
+            apply(&root, &profile, revert, yes, hooks, format, no_wait, env, style, g.quiet, out)
+        }
+        Command::Rollback { list, id, force, profile, hooks, no_hooks, no_wait } => {
+            let hooks = if no_hooks { Hooks::None } else { hooks };
+            rollback(&root, list, id, force, &profile, hooks, no_wait, out)
+        }
+        Command::Iommu { .. }
         | Command::Detect { .. }
         | Command::Check { .. }
         | Command::Bind { .. }
@@ -210,4 +221,155 @@ fn render_check(
         }
         Ok(1)
     }
+}
+
+fn say_recovery(r: install::Recovery, out: &mut dyn Write) -> Result<()> {
+    match r {
+        install::Recovery::Nothing => {}
+        install::Recovery::RolledBack(id) => writeln!(out, "An interrupted apply ({id}) was found and undone: every file it touched has its old bytes again.")?,
+        install::Recovery::Finished(id) => writeln!(out, "An interrupted apply ({id}) had put every file in place; it is now recorded as complete.")?,
+    }
+    Ok(())
+}
+
+/// Runs the hooks (or says what to run by hand) and reports; `Err` when one failed.
+fn run_hooks(list: &[plan::Hook], mode: Hooks, root: &Root, json: bool, out: &mut dyn Write) -> Result<Vec<hooks::HookRun>> {
+    let mode = hooks::effective(mode, root);
+    let runs = hooks::run(list, mode, root);
+    if !json {
+        for r in &runs {
+            match r.status.as_str() {
+                "ok" => writeln!(out, "ran {}", r.command.join(" "))?,
+                "skipped" => writeln!(out, "run by hand (hooks are off for --root {}): {}", root.dir().display(), r.command.join(" "))?,
+                _ => write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?,
+            }
+        }
+    }
+    Ok(runs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(root: &Root, arg: &ProfileArg, revert: bool, yes: bool, mode: Hooks, format: Format, no_wait: bool, env: Env, style: Style, quiet: bool, out: &mut dyn Write) -> Result<u8> {
+    let json = format == Format::Json;
+    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+    say_recovery(install::recover(root)?, out)?;
+    install::clean_stale(root)?;
+    let plan = plan::build(&profile, root, revert)?;
+    if plan.in_sync() {
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings}))?)?;
+        } else {
+            writeln!(out, "Nothing to do: the files match the profile.")?;
+        }
+        return Ok(0);
+    }
+    if !json {
+        write!(out, "{}", diff::text(&plan, style, quiet, false))?;
+    }
+    if !yes {
+        if !env.stdin_is_terminal {
+            bail!("refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`");
+        }
+        write!(out, "Apply these changes under {}? [y/N] ", root.dir().display())?;
+        out.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            writeln!(out, "Nothing changed.")?;
+            return Ok(0);
+        }
+    }
+    let ops: Vec<install::Op> = plan
+        .pending()
+        .map(|c| install::Op { path: c.path.clone(), new: c.new.clone(), meta: None, action: Some(diff::action_word(c.action()).to_string()) })
+        .collect();
+    let manifest = install::commit(root, if revert { "revert" } else { "apply" }, None, &ops)?;
+    if !json {
+        writeln!(out, "Installed {} files; the old ones are kept in {} (`vfio-gen rollback` restores them).", ops.len(), root.join(&history::Manifest::dir(&manifest.id))?.display())?;
+    }
+    let runs = run_hooks(&plan.hooks, mode, root, json, out)?;
+    if json {
+        let changes: Vec<serde_json::Value> = manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action, "old_sha256": e.old_sha256, "new_sha256": e.new_sha256})).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({
+            "version": 1, "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
+            "changes": changes, "hooks": runs, "warnings": plan.warnings,
+        }))?)?;
+    }
+    if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
+        bail!("{} failed (its output is above); the new files are installed: fix the cause and run it by hand, or `vfio-gen rollback` to undo", failed.command.join(" "));
+    }
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rollback(root: &Root, list: bool, id: Option<String>, force: bool, arg: &ProfileArg, mode: Hooks, no_wait: bool, out: &mut dyn Write) -> Result<u8> {
+    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+    say_recovery(install::recover(root)?, out)?;
+    install::clean_stale(root)?;
+    let all = history::manifests(root)?;
+    if list {
+        if all.is_empty() {
+            writeln!(out, "No backups under {}.", root.join(history::BACKUPS)?.display())?;
+        }
+        for m in &all {
+            let mut what = m.kind.clone();
+            if let Some(u) = &m.undoes {
+                what.push_str(&format!(" of {u}"));
+            }
+            if history::is_undone(&all, &m.id) {
+                what.push_str(", rolled back");
+            }
+            writeln!(out, "{}  {}  {} ({} files)", m.id, m.time, what, m.entries.len())?;
+            for e in &m.entries {
+                writeln!(out, "    {:<8} {}", e.action, e.path)?;
+            }
+        }
+        return Ok(0);
+    }
+    let target = match &id {
+        Some(id) => all.iter().find(|m| m.id == *id).ok_or_else(|| anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them"))?,
+        None => all
+            .iter()
+            .rev()
+            .find(|m| m.kind != "rollback" && !history::is_undone(&all, &m.id))
+            .ok_or_else(|| anyhow::anyhow!("nothing to roll back: no apply under {} is left to undo", root.join(history::BACKUPS).map(|p| p.display().to_string()).unwrap_or_default()))?,
+    };
+    if history::is_undone(&all, &target.id) {
+        bail!("{} was already rolled back; `vfio-gen rollback --list` shows the history", target.id);
+    }
+    let mut changed = Vec::new();
+    let mut ops = Vec::new();
+    for e in &target.entries {
+        let current = root.read(&e.path)?;
+        if current.as_deref().map(plan::sha256) != e.new_sha256 {
+            changed.push(e.path.clone());
+        }
+        let new = match &e.old_sha256 {
+            None => None,
+            Some(_) => Some(root.read(&history::Manifest::backup_path(&target.id, &e.path))?.ok_or_else(|| {
+                anyhow::anyhow!("the backup of {} is missing from {}", e.path, history::Manifest::dir(&target.id))
+            })?),
+        };
+        let meta = e.mode.map(|m| (m, e.uid.unwrap_or(0), e.gid.unwrap_or(0)));
+        ops.push(install::Op { path: e.path.clone(), new, meta, action: None });
+    }
+    if !changed.is_empty() && !force {
+        bail!("these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`", target.id, changed.join(", "), target.id);
+    }
+    let m = install::commit(root, "rollback", Some(target.id.clone()), &ops)?;
+    writeln!(out, "Restored {} files from {} (the state before this rollback is kept as {}).", ops.len(), target.id, m.id)?;
+    let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
+    let hook_list = match Profile::load(&profile_path(root, arg)?) {
+        Ok(p) => plan::hooks_for(&p, &paths, root)?,
+        Err(_) => {
+            writeln!(out, "No profile to tell which generators to run: regenerate the initramfs and the boot loader configuration by hand.")?;
+            Vec::new()
+        }
+    };
+    let runs = run_hooks(&hook_list, mode, root, false, out)?;
+    if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
+        bail!("{} failed (its output is above); the files are restored: fix the cause and run it by hand", failed.command.join(" "));
+    }
+    Ok(0)
 }

@@ -106,6 +106,9 @@ pub enum Command {
         no_hooks: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Fail at once when another apply or rollback runs, instead of waiting
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Write the files apply would install under DIR, or compare them with DIR
     Render {
@@ -128,8 +131,23 @@ pub enum Command {
         /// List the backups
         #[arg(long)]
         list: bool,
-        /// The backup to restore
+        /// The backup to restore [default: the last apply not rolled back]
         id: Option<String>,
+        /// Restore even files changed by hand since the apply
+        #[arg(long)]
+        force: bool,
+        /// The profile, to know which generators to run afterwards [default: ROOT/etc/vfio-gen/profile.toml]
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Which generators to run after restoring
+        #[arg(long, value_enum, default_value_t = Hooks::Auto)]
+        hooks: Hooks,
+        /// Same as --hooks none
+        #[arg(long)]
+        no_hooks: bool,
+        /// Fail at once when another apply or rollback runs, instead of waiting
+        #[arg(long)]
+        no_wait: bool,
     },
     /// List IOMMU groups and their devices
     Iommu {

@@ -1,43 +1,328 @@
-//! Writing files: atomically (temporary file in the target's directory, fsync, rename, fsync of
-//! the directory). The transactional `apply` builds on these.
+//! Writing files, carefully: every file atomically (temporary file in the target's directory,
+//! fsync, rename, fsync of the directory), and a set of files as one transaction.
+//!
+//! A transaction first keeps the old bytes of every file it replaces or removes under
+//! `ROOT/var/lib/vfio-gen/backups/<id>/` with a manifest, then writes a journal naming the
+//! transaction, then replaces the files one by one. A step that fails restores the files already
+//! replaced. A process killed at any instant leaves each target with its old or its new bytes;
+//! the next `apply` or `rollback` finds the journal and undoes the transaction (or, when every
+//! file was already in place, finishes it). One transaction at a time: a `flock` under the root.
 
-use crate::root::Root;
-use anyhow::{Context, Result};
+use crate::history::{BACKUPS, Entry, JOURNAL, LOCK, Manifest, STATE_DIR};
+use crate::plan::sha256;
+use crate::root::{Files, Root};
+use anyhow::{Context, Result, anyhow, bail};
+use nix::fcntl::{Flock, FlockArg};
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-/// Writes bytes to a path atomically, creating missing parent directories (0755).
-pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = target
-        .parent()
-        .context("a file path has a parent directory")?;
-    fs_err::create_dir_all(dir)?;
-    let name = target
-        .file_name()
-        .context("a file path has a name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.vfio-gen-tmp"));
+/// One file to put in place (`new: None` removes it).
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub path: String,
+    pub new: Option<Vec<u8>>,
+    /// Mode, owner and group to give the file; `None`: keep the current file's, or 0644 root:root.
+    pub meta: Option<(u32, u32, u32)>,
+    /// How the plan calls the change (`replace` for a foreign file at an owned path).
+    pub action: Option<String>,
+}
+
+const TMP_SUFFIX: &str = ".vfio-gen-tmp";
+
+fn tmp_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}{TMP_SUFFIX}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs_err::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Whether an error means the file system cannot hold modes or owners (a FAT ESP).
+fn unsupported(e: &nix::Error) -> bool {
+    matches!(*e, nix::Error::EPERM | nix::Error::EOPNOTSUPP | nix::Error::EINVAL)
+}
+
+/// Writes bytes to a path atomically, with a mode and owner when the file system keeps them.
+pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Result<()> {
+    let dir = target.parent().context("a file path has a parent directory")?;
+    if !dir.is_dir() {
+        fs_err::create_dir_all(dir)?;
+    }
+    let tmp = tmp_path(target);
     let result = (|| -> Result<()> {
         let mut f = fs_err::File::create(&tmp)?;
         f.write_all(bytes)?;
+        let (mode, uid, gid) = meta;
+        if let Err(e) = nix::sys::stat::fchmod(f.file(), nix::sys::stat::Mode::from_bits_truncate(mode))
+            && !unsupported(&e)
+        {
+            return Err(anyhow!("setting the mode of {}: {e}", tmp.display()));
+        }
+        if nix::unistd::geteuid().is_root() || nix::unistd::geteuid().as_raw() == uid {
+            let owner = Some(nix::unistd::Uid::from_raw(uid));
+            let group = Some(nix::unistd::Gid::from_raw(gid));
+            if let Err(e) = nix::unistd::fchown(f.file(), owner, group)
+                && !unsupported(&e)
+            {
+                return Err(anyhow!("setting the owner of {}: {e}", tmp.display()));
+            }
+        }
         f.sync_all()?;
         drop(f);
         fs_err::rename(&tmp, target)?;
-        fs_err::File::open(dir)?.sync_all()?;
-        Ok(())
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing {}", target.display()))
+    result
 }
+
+/// Removes a file and makes the removal durable.
+fn remove_durable(target: &Path) -> Result<()> {
+    match std::fs::remove_file(target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("removing {}", target.display())),
+    }
+    sync_dir(target.parent().context("a file path has a parent directory")?)
+}
+
+/// The metadata a new file gets.
+const NEW_FILE: (u32, u32, u32) = (0o644, 0, 0);
 
 /// Writes a set of files under a directory (DESTDIR layout), for `render --out`.
 pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     let root = Root::new(dir);
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     for (path, bytes) in files {
         let target = root.resolve(path)?;
-        write_atomic(&target, bytes)?;
+        let meta = match std::fs::metadata(&target) {
+            Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
+            Err(_) => (0o644, uid, gid),
+        };
+        write_atomic(&target, bytes, meta).with_context(|| format!("writing {}", target.display()))?;
     }
+    Ok(())
+}
+
+/// The lock held while a transaction runs.
+pub struct Lock {
+    _flock: Flock<std::fs::File>,
+}
+
+/// Takes the root's lock; waits (saying so on `tell`) unless `no_wait`.
+pub fn lock(root: &Root, no_wait: bool, tell: &mut dyn FnMut(&str)) -> Result<Lock> {
+    let path = root.resolve(LOCK)?;
+    fs_err::create_dir_all(path.parent().unwrap())?;
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(f) => Ok(Lock { _flock: f }),
+        Err((_, nix::Error::EWOULDBLOCK)) if no_wait => {
+            bail!("another vfio-gen apply or rollback holds {}; try again when it is done", path.display())
+        }
+        Err((file, nix::Error::EWOULDBLOCK)) => {
+            tell(&format!("waiting for another vfio-gen apply or rollback to finish (lock {})", path.display()));
+            let f = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow!("locking {}: {e}", path.display()))?;
+            Ok(Lock { _flock: f })
+        }
+        Err((_, e)) => bail!("locking {}: {e}", path.display()),
+    }
+}
+
+/// A new transaction id: the UTC time, made unique under the root.
+fn new_id(root: &Root) -> Result<(String, String)> {
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let base: String = time.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let mut id = base.clone();
+    let mut n = 1;
+    while root.resolve(&Manifest::dir(&id))?.exists() {
+        n += 1;
+        id = format!("{base}-{n}");
+    }
+    Ok((id, time))
+}
+
+fn write_json(root: &Root, path: &str, value: &impl serde::Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)?;
+    write_atomic(&root.resolve(path)?, &bytes, NEW_FILE).with_context(|| format!("writing {}", root.join(path).unwrap_or_default().display()))
+}
+
+/// The journal: which transaction is in flight.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Journal {
+    id: String,
+}
+
+/// Runs a transaction: backs up, journals, replaces every file, or restores them all on failure.
+/// Returns the manifest.
+pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Result<Manifest> {
+    let (id, time) = new_id(root)?;
+    let mut entries = Vec::new();
+    let mut plan: Vec<(PathBuf, &Op, (u32, u32, u32))> = Vec::new();
+    for op in ops {
+        let target = root.resolve(&op.path)?;
+        let old = match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_file() => Some((fs_err::read(&target)?, m)),
+            Ok(_) => bail!("{} is not a regular file; move it away or fix the profile", target.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
+        };
+        let old_meta = old.as_ref().map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
+        let meta = op.meta.or(old_meta).unwrap_or(NEW_FILE);
+        let action = match (&old, &op.new, &op.action) {
+            (None, _, _) => "create",
+            (Some(_), None, _) => "delete",
+            (Some(_), Some(_), Some(a)) => a.as_str(),
+            (Some(_), Some(_), None) => "modify",
+        };
+        if let Some((bytes, _)) = &old {
+            let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
+            write_atomic(&backup, bytes, (0o600, 0, 0)).with_context(|| format!("keeping a backup of {}", target.display()))?;
+        }
+        entries.push(Entry {
+            path: op.path.clone(),
+            action: action.to_string(),
+            old_sha256: old.as_ref().map(|(b, _)| sha256(b)),
+            new_sha256: op.new.as_deref().map(sha256),
+            mode: old_meta.map(|m| m.0),
+            uid: old_meta.map(|m| m.1),
+            gid: old_meta.map(|m| m.2),
+        });
+        plan.push((target, op, meta));
+    }
+    let mut manifest = Manifest { version: 1, id: id.clone(), time, kind: kind.to_string(), undoes, state: "pending".into(), entries };
+    write_json(root, &Manifest::path(&id), &manifest)?;
+    write_json(root, JOURNAL, &Journal { id: id.clone() })?;
+
+    for (i, (target, op, meta)) in plan.iter().enumerate() {
+        let step = match &op.new {
+            Some(bytes) => write_atomic(target, bytes, *meta),
+            None => remove_durable(target),
+        };
+        if let Err(err) = step {
+            let undo = undo_entries(root, &manifest, &manifest.entries[..=i]);
+            let _ = fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?);
+            let _ = remove_durable(&root.resolve(JOURNAL)?);
+            let mut msg = format!("{}: {err:#}", target.display());
+            msg.push_str(match undo {
+                Ok(()) => "; every file already replaced was restored, nothing changed",
+                Err(_) => "; restoring the files already replaced failed too: run `vfio-gen rollback` once the cause is fixed",
+            });
+            bail!(msg);
+        }
+    }
+    manifest.state = "complete".into();
+    write_json(root, &Manifest::path(&id), &manifest)?;
+    remove_durable(&root.resolve(JOURNAL)?)?;
+    Ok(manifest)
+}
+
+/// Puts back the old bytes of entries whose file holds the new bytes (or a temporary file).
+fn undo_entries(root: &Root, m: &Manifest, entries: &[Entry]) -> Result<()> {
+    let mut first_err = None;
+    for e in entries.iter().rev() {
+        let target = root.resolve(&e.path)?;
+        let _ = std::fs::remove_file(tmp_path(&target));
+        let current = match std::fs::read(&target) {
+            Ok(b) => Some(sha256(&b)),
+            Err(_) => None,
+        };
+        if current == e.old_sha256 {
+            continue;
+        }
+        let r = match &e.old_sha256 {
+            None => remove_durable(&target),
+            Some(_) => (|| {
+                let bytes = fs_err::read(root.resolve(&Manifest::backup_path(&m.id, &e.path))?)?;
+                let meta = (e.mode.unwrap_or(0o644), e.uid.unwrap_or(0), e.gid.unwrap_or(0));
+                write_atomic(&target, &bytes, meta)
+            })(),
+        };
+        if let Err(err) = r {
+            first_err.get_or_insert(err);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What recovery did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    Nothing,
+    /// The interrupted transaction was undone: every file has its old bytes again.
+    RolledBack(String),
+    /// Every file was already in place: the transaction was completed.
+    Finished(String),
+}
+
+/// Reads the journal, if any (for `plan`, which only reports it).
+pub fn pending(root: &Root) -> Result<Option<String>> {
+    match root.read(JOURNAL)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice::<Journal>(&bytes).map(|j| j.id).unwrap_or_else(|_| "?".into()))),
+        None => Ok(None),
+    }
+}
+
+/// Finishes or undoes an interrupted transaction. Call with the lock held.
+pub fn recover(root: &Root) -> Result<Recovery> {
+    let Some(bytes) = root.read(JOURNAL)? else { return Ok(Recovery::Nothing) };
+    let journal_path = root.resolve(JOURNAL)?;
+    let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
+        // Killed while writing the journal itself (before any file): nothing to undo.
+        remove_durable(&journal_path)?;
+        return Ok(Recovery::Nothing);
+    };
+    let manifest_path = Manifest::path(&journal.id);
+    let Some(mbytes) = root.read(&manifest_path)? else {
+        remove_durable(&journal_path)?;
+        return Ok(Recovery::Nothing);
+    };
+    let mut m: Manifest = serde_json::from_slice(&mbytes).with_context(|| format!("{manifest_path} is damaged; restore the files from {} by hand", Manifest::dir(&journal.id)))?;
+    for e in &m.entries {
+        let _ = std::fs::remove_file(tmp_path(&root.resolve(&e.path)?));
+    }
+    if m.state == "complete" {
+        remove_durable(&journal_path)?;
+        return Ok(Recovery::Finished(m.id));
+    }
+    let all_new = m.entries.iter().all(|e| {
+        let cur = root.resolve(&e.path).ok().and_then(|t| std::fs::read(t).ok()).map(|b| sha256(&b));
+        cur == e.new_sha256
+    });
+    if all_new {
+        m.state = "complete".into();
+        write_json(root, &manifest_path, &m)?;
+        remove_durable(&journal_path)?;
+        return Ok(Recovery::Finished(m.id));
+    }
+    undo_entries(root, &m, &m.entries)?;
+    fs_err::remove_dir_all(root.resolve(&Manifest::dir(&m.id))?)?;
+    remove_durable(&journal_path)?;
+    Ok(Recovery::RolledBack(m.id))
+}
+
+/// Removes backup directories of transactions that never got a journal (killed while backing up).
+pub fn clean_stale(root: &Root) -> Result<()> {
+    let journal = pending(root)?;
+    for id in root.list(BACKUPS)? {
+        if Some(&id) == journal.as_ref() {
+            continue;
+        }
+        let stale = match root.read(&Manifest::path(&id))? {
+            None => true,
+            Some(b) => serde_json::from_slice::<Manifest>(&b).map(|m| m.state != "complete").unwrap_or(false),
+        };
+        if stale {
+            fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?)?;
+        }
+    }
+    let _ = STATE_DIR;
     Ok(())
 }

@@ -8,6 +8,8 @@ pub mod app;
 pub mod cli;
 pub mod cmdline;
 pub mod diff;
+pub mod history;
+pub mod hooks;
 pub mod host;
 pub mod install;
 pub mod plan;

@@ -3,6 +3,7 @@
 //! could undo the result. Reads through [`Files`] only; writes nothing.
 
 use crate::cmdline::Opt;
+use crate::history;
 use crate::host;
 use crate::profile::{Bootloader, Cpu, GrubMode, Initramfs, OnOff, Profile};
 use crate::root::Files;
@@ -174,12 +175,12 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
         Initramfs::InitramfsTools => {
             let cur = files.read(initramfs::INITRAMFS_TOOLS_MODULES)?;
             let new = initramfs::initramfs_tools(cur.as_deref(), &modules, revert)?;
-            b.edited(initramfs::INITRAMFS_TOOLS_MODULES, cur, new);
+            b.edited(initramfs::INITRAMFS_TOOLS_MODULES, cur, new)?;
         }
         Initramfs::Booster => {
             let cur = files.read(initramfs::BOOSTER_YAML)?;
             let new = initramfs::booster(cur.as_deref(), &modules, revert)?;
-            b.edited(initramfs::BOOSTER_YAML, cur, new);
+            b.edited(initramfs::BOOSTER_YAML, cur, new)?;
         }
         Initramfs::None => {}
     }
@@ -212,7 +213,8 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
     }
 
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
-    plan.hooks = hooks(profile, &plan, &facts, files);
+    let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
+    plan.hooks = hooks(profile, &changed, &facts, files);
     Ok(plan)
 }
 
@@ -245,7 +247,13 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn owned(&mut self, path: &str, content: Option<Vec<u8>>) -> Result<()> {
         let old = self.files.read(path)?;
-        let new = if self.revert {
+        let before = match (&old, self.revert) {
+            (Some(o), true) => history::original(self.files, path, o)?,
+            _ => None,
+        };
+        let new = if let Some(before) = before {
+            before
+        } else if self.revert {
             match &old {
                 Some(o) if !targets::is_ours(o) => {
                     self.plan.notes.push(format!(
@@ -271,13 +279,15 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn edited(&mut self, path: &str, old: Option<Vec<u8>>, new: Option<Vec<u8>>) {
-        self.plan.changes.push(Change {
-            path: path.to_string(),
-            ownership: Ownership::Edited,
-            old,
-            new,
-        });
+    fn edited(&mut self, path: &str, old: Option<Vec<u8>>, new: Option<Vec<u8>>) -> Result<()> {
+        // Reverting a file vfio-gen wrote and nobody changed since: its bytes from before.
+        let new = match (&old, self.revert) {
+            (Some(o), true) if history::reverted(self.files, path, o)? => old.clone(),
+            (Some(o), true) => history::original(self.files, path, o)?.unwrap_or(new),
+            _ => new,
+        };
+        self.plan.changes.push(Change { path: path.to_string(), ownership: Ownership::Edited, old, new });
+        Ok(())
     }
 
     fn line_file(
@@ -304,8 +314,7 @@ impl Builder<'_> {
         self.plan.notes.extend(notes);
         let line = lines::line(&old, shape);
         self.cmdline_ids_warning(path, &line, wanted);
-        self.edited(path, Some(old), Some(new));
-        Ok(())
+        self.edited(path, Some(old), Some(new))
     }
 
     fn cmdline_ids_warning(&mut self, path: &str, line: &str, wanted: &[Opt]) {
@@ -373,7 +382,7 @@ impl Builder<'_> {
                 self.plan.notes.extend(notes);
                 for (src, new) in sources.into_iter().zip(new) {
                     if src.bytes != new || src.path == *main {
-                        self.edited(&src.path, Some(src.bytes), Some(new));
+                        self.edited(&src.path, Some(src.bytes), Some(new))?;
                     }
                 }
             }
@@ -565,15 +574,13 @@ fn initramfs_name(i: Initramfs) -> &'static str {
     }
 }
 
-fn hooks(profile: &Profile, plan: &Plan, facts: &host::Facts, files: &dyn Files) -> Vec<Hook> {
-    let changed: Vec<&Change> = plan.pending().collect();
-    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
-        changed
-            .iter()
-            .filter(|c| pred(&c.path))
-            .map(|c| c.path.clone())
-            .collect()
-    };
+/// The hooks to run after the files at `changed` were replaced.
+pub fn hooks_for(profile: &Profile, changed: &[String], files: &dyn Files) -> Result<Vec<Hook>> {
+    Ok(hooks(profile, changed, &host::Facts::read(files)?, files))
+}
+
+fn hooks(profile: &Profile, changed: &[String], facts: &host::Facts, files: &dyn Files) -> Vec<Hook> {
+    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> { changed.iter().filter(|p| pred(p)).cloned().collect() };
     let mut out = Vec::new();
     let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
     let (name, command, own): (&str, &[&str], &str) = match profile.initramfs {

@@ -1,0 +1,119 @@
+//! What past applies did: the manifests under `ROOT/var/lib/vfio-gen/backups/<id>/`. Read
+//! through [`Files`], so the planner can ask for the bytes a file had before vfio-gen.
+
+use crate::plan::sha256;
+use crate::root::Files;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const STATE_DIR: &str = "/var/lib/vfio-gen";
+pub const BACKUPS: &str = "/var/lib/vfio-gen/backups";
+pub const JOURNAL: &str = "/var/lib/vfio-gen/journal.json";
+pub const LOCK: &str = "/var/lib/vfio-gen/lock";
+
+/// One file of a transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// System path (`/etc/...`).
+    pub path: String,
+    /// `create`, `modify`, `replace` or `delete`.
+    pub action: String,
+    /// Digest of the file before (`None`: it did not exist; its bytes are in `files/<path>`).
+    pub old_sha256: Option<String>,
+    /// Digest of the file after (`None`: removed).
+    pub new_sha256: Option<String>,
+    /// Mode, owner and group of the file before, restored with it.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// The record of one transaction (apply, revert or rollback).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub version: u32,
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `apply`, `revert` or `rollback`.
+    pub kind: String,
+    /// For a rollback: the transaction it undid.
+    #[serde(default)]
+    pub undoes: Option<String>,
+    /// `pending` while files are being replaced, then `complete`.
+    pub state: String,
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    pub fn dir(id: &str) -> String {
+        format!("{BACKUPS}/{id}")
+    }
+    pub fn path(id: &str) -> String {
+        format!("{BACKUPS}/{id}/manifest.json")
+    }
+    /// Where the old bytes of a file are kept.
+    pub fn backup_path(id: &str, path: &str) -> String {
+        format!("{BACKUPS}/{id}/files{path}")
+    }
+}
+
+/// Every readable manifest, oldest first.
+pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for id in files.list(BACKUPS)? {
+        let path = Manifest::path(&id);
+        let Some(bytes) = files.read(&path)? else { continue };
+        let m: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{path} is not a vfio-gen manifest; move it away"))?;
+        out.push(m);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Whether a transaction has been undone by a later rollback.
+pub fn is_undone(all: &[Manifest], id: &str) -> bool {
+    all.iter().any(|m| m.kind == "rollback" && m.state == "complete" && m.undoes.as_deref() == Some(id))
+}
+
+/// The bytes `path` had before vfio-gen changed it, when its current bytes are exactly what
+/// vfio-gen wrote (following earlier applies back while each wrote what the next one found).
+/// `Some(None)`: vfio-gen created the file.
+pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+    let all = manifests(files)?;
+    let mut digest = sha256(current);
+    let mut found: Option<Option<Vec<u8>>> = None;
+    for m in all.iter().rev().filter(|m| m.state == "complete" && m.kind == "apply" && !is_undone(&all, &m.id)) {
+        let Some(e) = m.entries.iter().find(|e| e.path == path) else { continue };
+        if e.new_sha256.as_deref() != Some(digest.as_str()) {
+            break;
+        }
+        match &e.old_sha256 {
+            None => {
+                found = Some(None);
+                break;
+            }
+            Some(old) => {
+                let Some(bytes) = files.read(&Manifest::backup_path(&m.id, path))? else { break };
+                if sha256(&bytes) != *old {
+                    break;
+                }
+                digest = old.clone();
+                found = Some(Some(bytes));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the last transaction that touched `path` was a revert that left exactly `current`:
+/// the file is as `--revert` wants it, whatever options it holds of its own.
+pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {
+    let all = manifests(files)?;
+    let last = all
+        .iter()
+        .rev()
+        .filter(|m| m.state == "complete" && m.kind != "rollback" && !is_undone(&all, &m.id))
+        .find_map(|m| m.entries.iter().find(|e| e.path == path).map(|e| (m, e)));
+    Ok(matches!(last, Some((m, e)) if m.kind == "revert" && e.new_sha256.as_deref() == Some(sha256(current).as_str())))
+}

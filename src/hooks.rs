@@ -1,0 +1,59 @@
+//! Running the generators after an install (`update-grub`, `mkinitcpio -P`, ...): on the host,
+//! inside the root with chroot, or not at all; output captured and shown on failure.
+
+use crate::cli::Hooks;
+use crate::plan::Hook;
+use crate::root::Root;
+use serde::Serialize;
+use std::process::Command;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookRun {
+    pub name: String,
+    pub command: Vec<String>,
+    /// `ok`, `failed` or `skipped`.
+    pub status: String,
+    pub output: String,
+}
+
+/// Whether hooks run, and how, for a mode and a root.
+pub fn effective(mode: Hooks, root: &Root) -> Hooks {
+    match mode {
+        Hooks::Auto if root.is_host() => Hooks::Host,
+        Hooks::Auto => Hooks::None,
+        m => m,
+    }
+}
+
+/// Runs the hooks in order; a failing one does not stop the next.
+pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
+    hooks
+        .iter()
+        .map(|h| {
+            let mut cmd = match mode {
+                Hooks::Chroot => {
+                    let mut c = Command::new("chroot");
+                    c.arg(root.dir()).args(&h.command);
+                    c
+                }
+                Hooks::Host => {
+                    let mut c = Command::new(&h.command[0]);
+                    c.args(&h.command[1..]);
+                    c
+                }
+                Hooks::Auto | Hooks::None => {
+                    return HookRun { name: h.name.clone(), command: h.command.clone(), status: "skipped".into(), output: String::new() };
+                }
+            };
+            let (status, output) = match cmd.output() {
+                Ok(o) => {
+                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    (if o.status.success() { "ok" } else { "failed" }, format!("{}{}", text, if o.status.success() { String::new() } else { format!("({})\n", o.status) }))
+                }
+                Err(e) => ("failed", format!("cannot run {}: {e}\n", h.command[0])),
+            };
+            HookRun { name: h.name.clone(), command: h.command.clone(), status: status.into(), output }
+        })
+        .collect()
+}
