@@ -2,10 +2,10 @@
 //! exit status. The terminal and environment facts come in through [`Env`].
 
 use crate::cli::{Cli, ColorChoice, Command, Format, Hooks, ProfileArg};
+use crate::diff::{self, Style};
 use crate::history;
 use crate::hooks;
 use crate::install;
-use crate::diff::{self, Style};
 use crate::plan::{self, Plan};
 use crate::profile::Profile;
 use crate::root::{Files, Root};
@@ -91,11 +91,29 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             clap_mangen::Man::new(Cli::command()).render(out)?;
             Ok(0)
         }
-        Command::Apply { profile, revert, yes, hooks, no_hooks, format, no_wait } => {
+        Command::Apply {
+            profile,
+            revert,
+            yes,
+            hooks,
+            no_hooks,
+            format,
+            no_wait,
+        } => {
             let hooks = if no_hooks { Hooks::None } else { hooks };
-            apply(&root, &profile, revert, yes, hooks, format, no_wait, env, style, g.quiet, out)
+            apply(
+                &root, &profile, revert, yes, hooks, format, no_wait, env, style, g.quiet, out,
+            )
         }
-        Command::Rollback { list, id, force, profile, hooks, no_hooks, no_wait } => {
+        Command::Rollback {
+            list,
+            id,
+            force,
+            profile,
+            hooks,
+            no_hooks,
+            no_wait,
+        } => {
             let hooks = if no_hooks { Hooks::None } else { hooks };
             rollback(&root, list, id, force, &profile, hooks, no_wait, out)
         }
@@ -226,21 +244,38 @@ fn render_check(
 fn say_recovery(r: install::Recovery, out: &mut dyn Write) -> Result<()> {
     match r {
         install::Recovery::Nothing => {}
-        install::Recovery::RolledBack(id) => writeln!(out, "An interrupted apply ({id}) was found and undone: every file it touched has its old bytes again.")?,
-        install::Recovery::Finished(id) => writeln!(out, "An interrupted apply ({id}) had put every file in place; it is now recorded as complete.")?,
+        install::Recovery::RolledBack(id) => writeln!(
+            out,
+            "An interrupted apply ({id}) was found and undone: every file it touched has its old bytes again."
+        )?,
+        install::Recovery::Finished(id) => writeln!(
+            out,
+            "An interrupted apply ({id}) had put every file in place; it is now recorded as complete."
+        )?,
     }
     Ok(())
 }
 
 /// Runs the hooks (or says what to run by hand) and reports; `Err` when one failed.
-fn run_hooks(list: &[plan::Hook], mode: Hooks, root: &Root, json: bool, out: &mut dyn Write) -> Result<Vec<hooks::HookRun>> {
+fn run_hooks(
+    list: &[plan::Hook],
+    mode: Hooks,
+    root: &Root,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
     let runs = hooks::run(list, mode, root);
     if !json {
         for r in &runs {
             match r.status.as_str() {
                 "ok" => writeln!(out, "ran {}", r.command.join(" "))?,
-                "skipped" => writeln!(out, "run by hand (hooks are off for --root {}): {}", root.dir().display(), r.command.join(" "))?,
+                "skipped" => writeln!(
+                    out,
+                    "run by hand (hooks are off for --root {}): {}",
+                    root.dir().display(),
+                    r.command.join(" ")
+                )?,
                 _ => write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?,
             }
         }
@@ -249,16 +284,39 @@ fn run_hooks(list: &[plan::Hook], mode: Hooks, root: &Root, json: bool, out: &mu
 }
 
 #[allow(clippy::too_many_arguments)]
-fn apply(root: &Root, arg: &ProfileArg, revert: bool, yes: bool, mode: Hooks, format: Format, no_wait: bool, env: Env, style: Style, quiet: bool, out: &mut dyn Write) -> Result<u8> {
+fn apply(
+    root: &Root,
+    arg: &ProfileArg,
+    revert: bool,
+    yes: bool,
+    mode: Hooks,
+    format: Format,
+    no_wait: bool,
+    env: Env,
+    style: Style,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let json = format == Format::Json;
     let profile = Profile::load(&profile_path(root, arg)?)?;
+    if !yes && !env.stdin_is_terminal {
+        bail!(
+            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
+        );
+    }
     let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
     say_recovery(install::recover(root)?, out)?;
     install::clean_stale(root)?;
     let plan = plan::build(&profile, root, revert)?;
     if plan.in_sync() {
         if json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings})
+                )?
+            )?;
         } else {
             writeln!(out, "Nothing to do: the files match the profile.")?;
         }
@@ -268,10 +326,11 @@ fn apply(root: &Root, arg: &ProfileArg, revert: bool, yes: bool, mode: Hooks, fo
         write!(out, "{}", diff::text(&plan, style, quiet, false))?;
     }
     if !yes {
-        if !env.stdin_is_terminal {
-            bail!("refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`");
-        }
-        write!(out, "Apply these changes under {}? [y/N] ", root.dir().display())?;
+        write!(
+            out,
+            "Apply these changes under {}? [y/N] ",
+            root.dir().display()
+        )?;
         out.flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
@@ -282,35 +341,65 @@ fn apply(root: &Root, arg: &ProfileArg, revert: bool, yes: bool, mode: Hooks, fo
     }
     let ops: Vec<install::Op> = plan
         .pending()
-        .map(|c| install::Op { path: c.path.clone(), new: c.new.clone(), meta: None, action: Some(diff::action_word(c.action()).to_string()) })
+        .map(|c| install::Op {
+            path: c.path.clone(),
+            new: c.new.clone(),
+            meta: None,
+            action: Some(diff::action_word(c.action()).to_string()),
+        })
         .collect();
     let manifest = install::commit(root, if revert { "revert" } else { "apply" }, None, &ops)?;
     if !json {
-        writeln!(out, "Installed {} files; the old ones are kept in {} (`vfio-gen rollback` restores them).", ops.len(), root.join(&history::Manifest::dir(&manifest.id))?.display())?;
+        writeln!(
+            out,
+            "Installed {} files; the old ones are kept in {} (`vfio-gen rollback` restores them).",
+            ops.len(),
+            root.join(&history::Manifest::dir(&manifest.id))?.display()
+        )?;
     }
     let runs = run_hooks(&plan.hooks, mode, root, json, out)?;
     if json {
         let changes: Vec<serde_json::Value> = manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action, "old_sha256": e.old_sha256, "new_sha256": e.new_sha256})).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({
-            "version": 1, "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
-            "changes": changes, "hooks": runs, "warnings": plan.warnings,
-        }))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "version": 1, "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
+                "changes": changes, "hooks": runs, "warnings": plan.warnings,
+            }))?
+        )?;
     }
     if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
-        bail!("{} failed (its output is above); the new files are installed: fix the cause and run it by hand, or `vfio-gen rollback` to undo", failed.command.join(" "));
+        bail!(
+            "{} failed (its output is above); the new files are installed: fix the cause and run it by hand, or `vfio-gen rollback` to undo",
+            failed.command.join(" ")
+        );
     }
     Ok(0)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn rollback(root: &Root, list: bool, id: Option<String>, force: bool, arg: &ProfileArg, mode: Hooks, no_wait: bool, out: &mut dyn Write) -> Result<u8> {
+fn rollback(
+    root: &Root,
+    list: bool,
+    id: Option<String>,
+    force: bool,
+    arg: &ProfileArg,
+    mode: Hooks,
+    no_wait: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
     say_recovery(install::recover(root)?, out)?;
     install::clean_stale(root)?;
     let all = history::manifests(root)?;
     if list {
         if all.is_empty() {
-            writeln!(out, "No backups under {}.", root.join(history::BACKUPS)?.display())?;
+            writeln!(
+                out,
+                "No backups under {}.",
+                root.join(history::BACKUPS)?.display()
+            )?;
         }
         for m in &all {
             let mut what = m.kind.clone();
@@ -320,7 +409,14 @@ fn rollback(root: &Root, list: bool, id: Option<String>, force: bool, arg: &Prof
             if history::is_undone(&all, &m.id) {
                 what.push_str(", rolled back");
             }
-            writeln!(out, "{}  {}  {} ({} files)", m.id, m.time, what, m.entries.len())?;
+            writeln!(
+                out,
+                "{}  {}  {} ({} files)",
+                m.id,
+                m.time,
+                what,
+                m.entries.len()
+            )?;
             for e in &m.entries {
                 writeln!(out, "    {:<8} {}", e.action, e.path)?;
             }
@@ -328,15 +424,27 @@ fn rollback(root: &Root, list: bool, id: Option<String>, force: bool, arg: &Prof
         return Ok(0);
     }
     let target = match &id {
-        Some(id) => all.iter().find(|m| m.id == *id).ok_or_else(|| anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them"))?,
+        Some(id) => all.iter().find(|m| m.id == *id).ok_or_else(|| {
+            anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
+        })?,
         None => all
             .iter()
             .rev()
             .find(|m| m.kind != "rollback" && !history::is_undone(&all, &m.id))
-            .ok_or_else(|| anyhow::anyhow!("nothing to roll back: no apply under {} is left to undo", root.join(history::BACKUPS).map(|p| p.display().to_string()).unwrap_or_default()))?,
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "nothing to roll back: no apply under {} is left to undo",
+                    root.join(history::BACKUPS)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?,
     };
     if history::is_undone(&all, &target.id) {
-        bail!("{} was already rolled back; `vfio-gen rollback --list` shows the history", target.id);
+        bail!(
+            "{} was already rolled back; `vfio-gen rollback --list` shows the history",
+            target.id
+        );
     }
     let mut changed = Vec::new();
     let mut ops = Vec::new();
@@ -347,29 +455,58 @@ fn rollback(root: &Root, list: bool, id: Option<String>, force: bool, arg: &Prof
         }
         let new = match &e.old_sha256 {
             None => None,
-            Some(_) => Some(root.read(&history::Manifest::backup_path(&target.id, &e.path))?.ok_or_else(|| {
-                anyhow::anyhow!("the backup of {} is missing from {}", e.path, history::Manifest::dir(&target.id))
-            })?),
+            Some(_) => Some(
+                root.read(&history::Manifest::backup_path(&target.id, &e.path))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the backup of {} is missing from {}",
+                            e.path,
+                            history::Manifest::dir(&target.id)
+                        )
+                    })?,
+            ),
         };
         let meta = e.mode.map(|m| (m, e.uid.unwrap_or(0), e.gid.unwrap_or(0)));
-        ops.push(install::Op { path: e.path.clone(), new, meta, action: None });
+        ops.push(install::Op {
+            path: e.path.clone(),
+            new,
+            meta,
+            action: None,
+        });
     }
     if !changed.is_empty() && !force {
-        bail!("these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`", target.id, changed.join(", "), target.id);
+        bail!(
+            "these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`",
+            target.id,
+            changed.join(", "),
+            target.id
+        );
     }
     let m = install::commit(root, "rollback", Some(target.id.clone()), &ops)?;
-    writeln!(out, "Restored {} files from {} (the state before this rollback is kept as {}).", ops.len(), target.id, m.id)?;
+    writeln!(
+        out,
+        "Restored {} files from {} (the state before this rollback is kept as {}).",
+        ops.len(),
+        target.id,
+        m.id
+    )?;
     let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
     let hook_list = match Profile::load(&profile_path(root, arg)?) {
         Ok(p) => plan::hooks_for(&p, &paths, root)?,
         Err(_) => {
-            writeln!(out, "No profile to tell which generators to run: regenerate the initramfs and the boot loader configuration by hand.")?;
+            writeln!(
+                out,
+                "No profile to tell which generators to run: regenerate the initramfs and the boot loader configuration by hand."
+            )?;
             Vec::new()
         }
     };
     let runs = run_hooks(&hook_list, mode, root, false, out)?;
     if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
-        bail!("{} failed (its output is above); the files are restored: fix the cause and run it by hand", failed.command.join(" "));
+        bail!(
+            "{} failed (its output is above); the files are restored: fix the cause and run it by hand",
+            failed.command.join(" ")
+        );
     }
     Ok(0)
 }

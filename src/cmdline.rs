@@ -116,6 +116,14 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
+/// Joins the parts of a line that live in different places (two GRUB variables, several
+/// `options` lines). The kernel sees whitespace; edits never remove it or reach across it.
+pub const BOUNDARY: Byte = Some(0x0b);
+
+fn is_removable_space(b: Byte) -> bool {
+    b != BOUNDARY && matches!(b, Some(b) if is_space(b))
+}
+
 /// Splits a line into arguments with the kernel's rules. Returns the tokens and whether a
 /// `"` was left open at the end.
 pub fn tokenize(line: &[Byte]) -> (Vec<Token>, bool) {
@@ -301,20 +309,12 @@ pub fn edit(
     for &i in &drop {
         let t = &tokens[i];
         edits.remove.extend(t.start..t.end);
-        // Take one run of whitespace with it: the one before, or after when it leads the line.
-        let mut s = t.start;
-        while s > 0 && matches!(line[s - 1], Some(b) if is_space(b)) {
-            s -= 1;
-        }
-        if s < t.start && (s > 0 || i + 1 >= all.len()) {
-            edits.remove.extend(s..t.start);
-        } else {
-            let mut e = t.end;
-            while e < line.len() && matches!(line[e], Some(b) if is_space(b)) {
-                e += 1;
-            }
-            edits.remove.extend(t.end..e);
-        }
+        // Take one blank with it, the inverse of the one blank an append adds: the one before
+        // it, or the one after when there is none (or another removal took it).
+        let free = |b: usize| is_removable_space(line[b]) && !edits.remove.contains(&b);
+        let before = t.start.checked_sub(1).filter(|&b| free(b));
+        let after = Some(t.end).filter(|&a| a < line.len() && free(a));
+        edits.remove.extend(before.or(after));
     }
 
     if !add.is_empty() {
@@ -324,7 +324,7 @@ pub fn edit(
                 .insert
                 .push((At::Before(all[i].start), format!("{text} "))),
             None => {
-                let needs_space = !ends_open(line, &edits);
+                let needs_space = !empty_after(line, &edits);
                 let sep = if needs_space { " " } else { "" };
                 edits.insert.push((At::End, format!("{sep}{text}")));
             }
@@ -333,21 +333,10 @@ pub fn edit(
     Ok((edits, findings))
 }
 
-/// Whether the line, after the edits so far, is empty or ends in whitespace.
-fn ends_open(line: &[Byte], edits: &Edits) -> bool {
-    for i in (0..line.len()).rev() {
-        if !edits.remove.contains(&i) {
-            return matches!(line[i], Some(b) if is_space(b));
-        }
-        if edits
-            .insert
-            .iter()
-            .any(|(at, t)| *at == At::Before(i) && !t.is_empty())
-        {
-            return false;
-        }
-    }
-    true
+/// Whether the line, after the edits so far, holds nothing (so an append needs no blank).
+fn empty_after(line: &[Byte], edits: &Edits) -> bool {
+    let kept = (0..line.len()).any(|i| !edits.remove.contains(&i) && line[i] != BOUNDARY);
+    !kept && edits.insert.iter().all(|(_, t)| t.is_empty())
 }
 
 fn opt_text(t: &Token) -> String {
@@ -432,7 +421,8 @@ mod tests {
             ensure("", SEED),
             "intel_iommu=on iommu=pt rd.driver.pre=vfio-pci"
         );
-        assert_eq!(ensure("quiet ", &["iommu=pt"]), "quiet iommu=pt");
+        assert_eq!(ensure("quiet ", &["iommu=pt"]), "quiet  iommu=pt");
+        assert_eq!(revert("quiet  iommu=pt", &["iommu=pt"]), "quiet ");
     }
 
     #[test]

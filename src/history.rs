@@ -63,8 +63,11 @@ pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for id in files.list(BACKUPS)? {
         let path = Manifest::path(&id);
-        let Some(bytes) = files.read(&path)? else { continue };
-        let m: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{path} is not a vfio-gen manifest; move it away"))?;
+        let Some(bytes) = files.read(&path)? else {
+            continue;
+        };
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{path} is not a vfio-gen manifest; move it away"))?;
         out.push(m);
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -73,7 +76,8 @@ pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
 
 /// Whether a transaction has been undone by a later rollback.
 pub fn is_undone(all: &[Manifest], id: &str) -> bool {
-    all.iter().any(|m| m.kind == "rollback" && m.state == "complete" && m.undoes.as_deref() == Some(id))
+    all.iter()
+        .any(|m| m.kind == "rollback" && m.state == "complete" && m.undoes.as_deref() == Some(id))
 }
 
 /// The bytes `path` had before vfio-gen changed it, when its current bytes are exactly what
@@ -83,8 +87,14 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
     let all = manifests(files)?;
     let mut digest = sha256(current);
     let mut found: Option<Option<Vec<u8>>> = None;
-    for m in all.iter().rev().filter(|m| m.state == "complete" && m.kind == "apply" && !is_undone(&all, &m.id)) {
-        let Some(e) = m.entries.iter().find(|e| e.path == path) else { continue };
+    for m in all
+        .iter()
+        .rev()
+        .filter(|m| m.state == "complete" && m.kind == "apply" && !is_undone(&all, &m.id))
+    {
+        let Some(e) = m.entries.iter().find(|e| e.path == path) else {
+            continue;
+        };
         if e.new_sha256.as_deref() != Some(digest.as_str()) {
             break;
         }
@@ -94,7 +104,9 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
                 break;
             }
             Some(old) => {
-                let Some(bytes) = files.read(&Manifest::backup_path(&m.id, path))? else { break };
+                let Some(bytes) = files.read(&Manifest::backup_path(&m.id, path))? else {
+                    break;
+                };
                 if sha256(&bytes) != *old {
                     break;
                 }
@@ -115,5 +127,7 @@ pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {
         .rev()
         .filter(|m| m.state == "complete" && m.kind != "rollback" && !is_undone(&all, &m.id))
         .find_map(|m| m.entries.iter().find(|e| e.path == path).map(|e| (m, e)));
-    Ok(matches!(last, Some((m, e)) if m.kind == "revert" && e.new_sha256.as_deref() == Some(sha256(current).as_str())))
+    Ok(
+        matches!(last, Some((m, e)) if m.kind == "revert" && e.new_sha256.as_deref() == Some(sha256(current).as_str())),
+    )
 }

@@ -42,18 +42,39 @@ pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
                     c
                 }
                 Hooks::Auto | Hooks::None => {
-                    return HookRun { name: h.name.clone(), command: h.command.clone(), status: "skipped".into(), output: String::new() };
+                    return HookRun {
+                        name: h.name.clone(),
+                        command: h.command.clone(),
+                        status: "skipped".into(),
+                        output: String::new(),
+                    };
                 }
             };
             let (status, output) = match cmd.output() {
                 Ok(o) => {
                     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                     text.push_str(&String::from_utf8_lossy(&o.stderr));
-                    (if o.status.success() { "ok" } else { "failed" }, format!("{}{}", text, if o.status.success() { String::new() } else { format!("({})\n", o.status) }))
+                    (
+                        if o.status.success() { "ok" } else { "failed" },
+                        format!(
+                            "{}{}",
+                            text,
+                            if o.status.success() {
+                                String::new()
+                            } else {
+                                format!("({})\n", o.status)
+                            }
+                        ),
+                    )
                 }
                 Err(e) => ("failed", format!("cannot run {}: {e}\n", h.command[0])),
             };
-            HookRun { name: h.name.clone(), command: h.command.clone(), status: status.into(), output }
+            HookRun {
+                name: h.name.clone(),
+                command: h.command.clone(),
+                status: status.into(),
+                output,
+            }
         })
         .collect()
 }

@@ -31,7 +31,10 @@ pub struct Op {
 const TMP_SUFFIX: &str = ".vfio-gen-tmp";
 
 fn tmp_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}{TMP_SUFFIX}"))
 }
 
@@ -42,12 +45,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Whether an error means the file system cannot hold modes or owners (a FAT ESP).
 fn unsupported(e: &nix::Error) -> bool {
-    matches!(*e, nix::Error::EPERM | nix::Error::EOPNOTSUPP | nix::Error::EINVAL)
+    matches!(
+        *e,
+        nix::Error::EPERM | nix::Error::EOPNOTSUPP | nix::Error::EINVAL
+    )
 }
 
 /// Writes bytes to a path atomically, with a mode and owner when the file system keeps them.
 pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Result<()> {
-    let dir = target.parent().context("a file path has a parent directory")?;
+    let dir = target
+        .parent()
+        .context("a file path has a parent directory")?;
     if !dir.is_dir() {
         fs_err::create_dir_all(dir)?;
     }
@@ -56,7 +64,8 @@ pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Resul
         let mut f = fs_err::File::create(&tmp)?;
         f.write_all(bytes)?;
         let (mode, uid, gid) = meta;
-        if let Err(e) = nix::sys::stat::fchmod(f.file(), nix::sys::stat::Mode::from_bits_truncate(mode))
+        if let Err(e) =
+            nix::sys::stat::fchmod(f.file(), nix::sys::stat::Mode::from_bits_truncate(mode))
             && !unsupported(&e)
         {
             return Err(anyhow!("setting the mode of {}: {e}", tmp.display()));
@@ -88,7 +97,11 @@ fn remove_durable(target: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("removing {}", target.display())),
     }
-    sync_dir(target.parent().context("a file path has a parent directory")?)
+    sync_dir(
+        target
+            .parent()
+            .context("a file path has a parent directory")?,
+    )
 }
 
 /// The metadata a new file gets.
@@ -97,14 +110,18 @@ const NEW_FILE: (u32, u32, u32) = (0o644, 0, 0);
 /// Writes a set of files under a directory (DESTDIR layout), for `render --out`.
 pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     let root = Root::new(dir);
-    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     for (path, bytes) in files {
         let target = root.resolve(path)?;
         let meta = match std::fs::metadata(&target) {
             Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
             Err(_) => (0o644, uid, gid),
         };
-        write_atomic(&target, bytes, meta).with_context(|| format!("writing {}", target.display()))?;
+        write_atomic(&target, bytes, meta)
+            .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(())
 }
@@ -118,15 +135,28 @@ pub struct Lock {
 pub fn lock(root: &Root, no_wait: bool, tell: &mut dyn FnMut(&str)) -> Result<Lock> {
     let path = root.resolve(LOCK)?;
     fs_err::create_dir_all(path.parent().unwrap())?;
-    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?
+        .into_parts()
+        .0;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(f) => Ok(Lock { _flock: f }),
         Err((_, nix::Error::EWOULDBLOCK)) if no_wait => {
-            bail!("another vfio-gen apply or rollback holds {}; try again when it is done", path.display())
+            bail!(
+                "another vfio-gen apply or rollback holds {}; try again when it is done",
+                path.display()
+            )
         }
         Err((file, nix::Error::EWOULDBLOCK)) => {
-            tell(&format!("waiting for another vfio-gen apply or rollback to finish (lock {})", path.display()));
-            let f = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow!("locking {}: {e}", path.display()))?;
+            tell(&format!(
+                "waiting for another vfio-gen apply or rollback to finish (lock {})",
+                path.display()
+            ));
+            let f = Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| anyhow!("locking {}: {e}", path.display()))?;
             Ok(Lock { _flock: f })
         }
         Err((_, e)) => bail!("locking {}: {e}", path.display()),
@@ -148,7 +178,8 @@ fn new_id(root: &Root) -> Result<(String, String)> {
 
 fn write_json(root: &Root, path: &str, value: &impl serde::Serialize) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value)?;
-    write_atomic(&root.resolve(path)?, &bytes, NEW_FILE).with_context(|| format!("writing {}", root.join(path).unwrap_or_default().display()))
+    write_atomic(&root.resolve(path)?, &bytes, NEW_FILE)
+        .with_context(|| format!("writing {}", root.join(path).unwrap_or_default().display()))
 }
 
 /// The journal: which transaction is in flight.
@@ -167,11 +198,16 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         let target = root.resolve(&op.path)?;
         let old = match std::fs::symlink_metadata(&target) {
             Ok(m) if m.is_file() => Some((fs_err::read(&target)?, m)),
-            Ok(_) => bail!("{} is not a regular file; move it away or fix the profile", target.display()),
+            Ok(_) => bail!(
+                "{} is not a regular file; move it away or fix the profile",
+                target.display()
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
         };
-        let old_meta = old.as_ref().map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
+        let old_meta = old
+            .as_ref()
+            .map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
         let meta = op.meta.or(old_meta).unwrap_or(NEW_FILE);
         let action = match (&old, &op.new, &op.action) {
             (None, _, _) => "create",
@@ -181,7 +217,8 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         };
         if let Some((bytes, _)) = &old {
             let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
-            write_atomic(&backup, bytes, (0o600, 0, 0)).with_context(|| format!("keeping a backup of {}", target.display()))?;
+            write_atomic(&backup, bytes, (0o600, 0, 0))
+                .with_context(|| format!("keeping a backup of {}", target.display()))?;
         }
         entries.push(Entry {
             path: op.path.clone(),
@@ -194,7 +231,15 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         });
         plan.push((target, op, meta));
     }
-    let mut manifest = Manifest { version: 1, id: id.clone(), time, kind: kind.to_string(), undoes, state: "pending".into(), entries };
+    let mut manifest = Manifest {
+        version: 1,
+        id: id.clone(),
+        time,
+        kind: kind.to_string(),
+        undoes,
+        state: "pending".into(),
+        entries,
+    };
     write_json(root, &Manifest::path(&id), &manifest)?;
     write_json(root, JOURNAL, &Journal { id: id.clone() })?;
 
@@ -238,7 +283,11 @@ fn undo_entries(root: &Root, m: &Manifest, entries: &[Entry]) -> Result<()> {
             None => remove_durable(&target),
             Some(_) => (|| {
                 let bytes = fs_err::read(root.resolve(&Manifest::backup_path(&m.id, &e.path))?)?;
-                let meta = (e.mode.unwrap_or(0o644), e.uid.unwrap_or(0), e.gid.unwrap_or(0));
+                let meta = (
+                    e.mode.unwrap_or(0o644),
+                    e.uid.unwrap_or(0),
+                    e.gid.unwrap_or(0),
+                );
                 write_atomic(&target, &bytes, meta)
             })(),
         };
@@ -265,14 +314,20 @@ pub enum Recovery {
 /// Reads the journal, if any (for `plan`, which only reports it).
 pub fn pending(root: &Root) -> Result<Option<String>> {
     match root.read(JOURNAL)? {
-        Some(bytes) => Ok(Some(serde_json::from_slice::<Journal>(&bytes).map(|j| j.id).unwrap_or_else(|_| "?".into()))),
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice::<Journal>(&bytes)
+                .map(|j| j.id)
+                .unwrap_or_else(|_| "?".into()),
+        )),
         None => Ok(None),
     }
 }
 
 /// Finishes or undoes an interrupted transaction. Call with the lock held.
 pub fn recover(root: &Root) -> Result<Recovery> {
-    let Some(bytes) = root.read(JOURNAL)? else { return Ok(Recovery::Nothing) };
+    let Some(bytes) = root.read(JOURNAL)? else {
+        return Ok(Recovery::Nothing);
+    };
     let journal_path = root.resolve(JOURNAL)?;
     let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
         // Killed while writing the journal itself (before any file): nothing to undo.
@@ -284,7 +339,12 @@ pub fn recover(root: &Root) -> Result<Recovery> {
         remove_durable(&journal_path)?;
         return Ok(Recovery::Nothing);
     };
-    let mut m: Manifest = serde_json::from_slice(&mbytes).with_context(|| format!("{manifest_path} is damaged; restore the files from {} by hand", Manifest::dir(&journal.id)))?;
+    let mut m: Manifest = serde_json::from_slice(&mbytes).with_context(|| {
+        format!(
+            "{manifest_path} is damaged; restore the files from {} by hand",
+            Manifest::dir(&journal.id)
+        )
+    })?;
     for e in &m.entries {
         let _ = std::fs::remove_file(tmp_path(&root.resolve(&e.path)?));
     }
@@ -293,7 +353,11 @@ pub fn recover(root: &Root) -> Result<Recovery> {
         return Ok(Recovery::Finished(m.id));
     }
     let all_new = m.entries.iter().all(|e| {
-        let cur = root.resolve(&e.path).ok().and_then(|t| std::fs::read(t).ok()).map(|b| sha256(&b));
+        let cur = root
+            .resolve(&e.path)
+            .ok()
+            .and_then(|t| std::fs::read(t).ok())
+            .map(|b| sha256(&b));
         cur == e.new_sha256
     });
     if all_new {
@@ -317,7 +381,9 @@ pub fn clean_stale(root: &Root) -> Result<()> {
         }
         let stale = match root.read(&Manifest::path(&id))? {
             None => true,
-            Some(b) => serde_json::from_slice::<Manifest>(&b).map(|m| m.state != "complete").unwrap_or(false),
+            Some(b) => serde_json::from_slice::<Manifest>(&b)
+                .map(|m| m.state != "complete")
+                .unwrap_or(false),
         };
         if stale {
             fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?)?;

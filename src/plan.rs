@@ -286,7 +286,12 @@ impl Builder<'_> {
             (Some(o), true) => history::original(self.files, path, o)?.unwrap_or(new),
             _ => new,
         };
-        self.plan.changes.push(Change { path: path.to_string(), ownership: Ownership::Edited, old, new });
+        self.plan.changes.push(Change {
+            path: path.to_string(),
+            ownership: Ownership::Edited,
+            old,
+            new,
+        });
         Ok(())
     }
 
@@ -579,8 +584,15 @@ pub fn hooks_for(profile: &Profile, changed: &[String], files: &dyn Files) -> Re
     Ok(hooks(profile, changed, &host::Facts::read(files)?, files))
 }
 
-fn hooks(profile: &Profile, changed: &[String], facts: &host::Facts, files: &dyn Files) -> Vec<Hook> {
-    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> { changed.iter().filter(|p| pred(p)).cloned().collect() };
+fn hooks(
+    profile: &Profile,
+    changed: &[String],
+    facts: &host::Facts,
+    files: &dyn Files,
+) -> Vec<Hook> {
+    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        changed.iter().filter(|p| pred(p)).cloned().collect()
+    };
     let mut out = Vec::new();
     let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
     let (name, command, own): (&str, &[&str], &str) = match profile.initramfs {

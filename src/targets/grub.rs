@@ -29,8 +29,12 @@ enum Seg {
         end: usize,
         ctx: Ctx,
     },
-    /// `$NAME` or `${NAME}`.
-    Param { name: String },
+    /// `$NAME` or `${NAME}`; `bare_end` is where an unbraced `$NAME` ends in the source (a
+    /// name character placed there would lengthen the name).
+    Param {
+        name: String,
+        bare_end: Option<usize>,
+    },
 }
 
 /// One assignment to a command-line variable.
@@ -284,7 +288,10 @@ fn dollar(
             }
             let name = String::from_utf8_lossy(&src[p + 2..q]).into_owned();
             if src.get(q) == Some(&b'}') && !name.is_empty() && is_name_start(src[p + 2]) {
-                segs.push(Seg::Param { name });
+                segs.push(Seg::Param {
+                    name,
+                    bare_end: None,
+                });
                 return q + 1;
             }
             unsafe_at(reason, "a parameter expansion with an operator (${...})");
@@ -300,6 +307,7 @@ fn dollar(
             }
             segs.push(Seg::Param {
                 name: String::from_utf8_lossy(&src[p + 1..q]).into_owned(),
+                bare_end: Some(q),
             });
             q
         }
@@ -460,10 +468,10 @@ impl GrubConfig {
                     // `$SAME` brings the earlier value with its origins; the other command-line
                     // variable or anything else is opaque: its bytes are never matched or edited,
                     // so one source is never edited through two copies.
-                    Seg::Param { name } if *name == a.name => {
+                    Seg::Param { name, .. } if *name == a.name => {
                         v.extend(values.get(name).into_iter().flatten().copied())
                     }
-                    Seg::Param { name } => match values.get(name) {
+                    Seg::Param { name, .. } => match values.get(name) {
                         Some(other) if !other.is_empty() => v.push((None, None)),
                         Some(_) => {}
                         None if crate::profile::GRUB_VARIABLES.contains(&name.as_str()) => {}
@@ -478,7 +486,7 @@ impl GrubConfig {
             .cloned()
             .unwrap_or_default();
         let linux_len = line.len();
-        line.push((Some(b' '), None));
+        line.push((cmdline::BOUNDARY, None));
         line.extend(
             values
                 .get("GRUB_CMDLINE_LINUX_DEFAULT")
@@ -558,13 +566,15 @@ impl GrubConfig {
 
     fn apply(&self, variable: &str, edits: &Edits) -> Result<Vec<Vec<u8>>> {
         // Source operations per file: (start, end, text).
-        let mut ops: Vec<Vec<(usize, usize, String)>> = vec![Vec::new(); self.sources.len()];
+        let mut ops: Vec<Vec<Op>> = vec![Vec::new(); self.sources.len()];
         let mut removed = std::collections::BTreeSet::new();
         for &i in &edits.remove {
+            // Never remove the blank that ends a bare `$NAME`: the next word would join the name.
             if let Some(loc) = self.line[i].1
+                && !self.ends_bare_param(loc)
                 && removed.insert((loc.file, loc.start))
             {
-                ops[loc.file].push((loc.start, loc.end, String::new()));
+                ops[loc.file].push((loc.start, loc.end, String::new(), 0));
             }
         }
         let mut new_line = false;
@@ -572,12 +582,16 @@ impl GrubConfig {
             match at {
                 At::Before(i) => {
                     let loc = self.line[*i].1.expect("a token starts at a known byte");
-                    ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text)));
+                    ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text), 1));
                 }
                 At::End => match self.assigns.iter().rev().find(|a| a.name == variable) {
                     Some(a) => {
-                        let text = if self.variable_ends_open(variable, edits) { text.trim_start().to_string() } else { format!(" {}", text.trim_start()) };
-                        ops[a.file].push(self.append_op(a, &text))
+                        let text = if self.variable_is_empty(variable, edits) {
+                            text.trim_start().to_string()
+                        } else {
+                            format!(" {}", text.trim_start())
+                        };
+                        ops[a.file].extend(self.append_ops(a, &text))
                     }
                     None => new_line = true,
                 },
@@ -588,8 +602,8 @@ impl GrubConfig {
             let mut bytes = src.bytes.clone();
             let mut list = std::mem::take(&mut ops[f]);
             // Apply from the end; at one position delete before inserting.
-            list.sort_by(|a, b| b.0.cmp(&a.0).then((a.1 == a.0).cmp(&(b.1 == b.0))));
-            for (start, end, text) in list {
+            list.sort_by(|a, b| b.0.cmp(&a.0).then(a.3.cmp(&b.3)));
+            for (start, end, text, _) in list {
                 bytes.splice(start..end, text.into_bytes());
             }
             if f == 0 && new_line {
@@ -615,34 +629,40 @@ impl GrubConfig {
         Ok(out)
     }
 
-    /// Whether the variable's value, after the edits, is empty or ends in whitespace (so text
-    /// appended to it needs no separator).
-    fn variable_ends_open(&self, variable: &str, edits: &Edits) -> bool {
-        let range = if variable == "GRUB_CMDLINE_LINUX" { 0..self.linux_len } else { self.linux_len + 1..self.line.len() };
-        for i in range.rev() {
-            if !edits.remove.contains(&i) {
-                return match self.line[i].0 {
-                    Some(b) => b.is_ascii_whitespace(),
-                    None => false,
-                };
-            }
-            if edits.insert.iter().any(|(at, t)| *at == At::Before(i) && !t.is_empty()) {
-                return false;
-            }
-        }
-        true
+    fn ends_bare_param(&self, loc: Loc) -> bool {
+        self.assigns.iter().filter(|a| a.file == loc.file).any(|a| {
+            a.segs
+                .iter()
+                .any(|s| matches!(s, Seg::Param { bare_end: Some(e), .. } if *e == loc.start))
+        })
     }
 
-    /// The operation that appends `text` at the end of an assignment's value.
-    fn append_op(&self, a: &Assign, text: &str) -> (usize, usize, String) {
+    /// Whether the variable's value, after the edits, holds nothing (so text appended to it
+    /// needs no blank before it).
+    fn variable_is_empty(&self, variable: &str, edits: &Edits) -> bool {
+        let range = if variable == "GRUB_CMDLINE_LINUX" {
+            0..self.linux_len
+        } else {
+            self.linux_len + 1..self.line.len()
+        };
+        let kept = range.clone().any(|i| !edits.remove.contains(&i));
+        let inserted = edits
+            .insert
+            .iter()
+            .any(|(at, t)| matches!(at, At::Before(i) if range.contains(i)) && !t.is_empty());
+        !kept && !inserted
+    }
+
+    fn append_ops(&self, a: &Assign, text: &str) -> Vec<Op> {
         let src = &self.sources[a.file].bytes;
         let raw = &src[a.value_start..a.value_end];
         if raw.is_empty() {
-            return (
+            return vec![(
                 a.value_start,
                 a.value_start,
                 format!("\"{}\"", text.trim_start()),
-            );
+                1,
+            )];
         }
         let last = raw[raw.len() - 1];
         if (last == b'"' || last == b'\'') && !ends_escaped(raw) {
@@ -651,22 +671,39 @@ impl GrubConfig {
             } else {
                 Ctx::Single
             };
-            return (a.value_end - 1, a.value_end - 1, quote_for(ctx, text));
+            let at = a.value_end - 1;
+            // Right after a bare `$NAME`, a word would join the name: keep a blank between.
+            let glued = self.ends_bare_param(Loc {
+                file: a.file,
+                start: at,
+                end: at,
+                ctx,
+            });
+            let text = if glued && !text.starts_with(' ') {
+                format!(" {text}")
+            } else {
+                text.to_string()
+            };
+            return vec![(at, at, quote_for(ctx, &text), 1)];
         }
-        // An unquoted value: quote it whole when that changes nothing else, else add a quoted tail.
+        // An unquoted value: quote it whole when that changes nothing else (the opening quote
+        // goes in last, so it lands before a replacement at the same place), else a quoted tail.
         if raw
             .iter()
             .all(|&b| !matches!(b, b'\\' | b'$' | b'"' | b'\'' | b'`'))
         {
-            let mut whole = String::from("\"");
-            whole.push_str(&String::from_utf8_lossy(raw));
-            whole.push_str(text);
-            whole.push('"');
-            return (a.value_start, a.value_end, whole);
+            return vec![
+                (a.value_start, a.value_start, "\"".to_string(), 2),
+                (a.value_end, a.value_end, format!("{text}\""), 1),
+            ];
         }
-        (a.value_end, a.value_end, quote_for(Ctx::Unquoted, text))
+        vec![(a.value_end, a.value_end, quote_for(Ctx::Unquoted, text), 1)]
     }
 }
+
+/// A source edit: replace `start..end` with the text; at one position, rank 0 (deletions)
+/// applies first and the highest rank last, so it ends up leftmost.
+type Op = (usize, usize, String, u8);
 
 fn ends_escaped(raw: &[u8]) -> bool {
     let backslashes = raw[..raw.len() - 1]
@@ -691,6 +728,7 @@ fn render_value(v: &[(Byte, Option<Loc>)]) -> String {
     let mut s = Vec::new();
     for (b, _) in v {
         match b {
+            b if *b == cmdline::BOUNDARY => s.push(b' '),
             Some(b) => s.push(*b),
             None => s.extend_from_slice(b"$..."),
         }
@@ -794,7 +832,19 @@ mod tests {
     #[test]
     fn a_value_copied_into_the_other_variable_is_edited_once() {
         let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=soft\"\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\n";
-        assert_eq!(ensure(text, &["iommu=pt"]), text.replace("iommu=soft", "iommu=pt"));
+        assert_eq!(
+            ensure(text, &["iommu=pt"]),
+            text.replace("iommu=soft", "iommu=pt")
+        );
+    }
+
+    #[test]
+    fn appending_after_a_bare_reference_keeps_it_apart() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\n";
+        assert_eq!(
+            ensure(text, &["iommu=pt"]),
+            text.replace("DEFAULT\"\n", "DEFAULT iommu=pt\"\n")
+        );
     }
 
     #[test]

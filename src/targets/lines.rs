@@ -91,7 +91,7 @@ pub fn edit(
     let mut origin: Vec<Option<usize>> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         if i > 0 {
-            joined.push(Some(b' '));
+            joined.push(cmdline::BOUNDARY);
             origin.push(None);
         }
         for (p, &b) in text.iter().enumerate().take(s.end).skip(s.start) {

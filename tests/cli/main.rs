@@ -39,7 +39,13 @@ fn stderr(o: &Output) -> String {
 
 #[track_caller]
 fn status(o: &Output, code: i32) {
-    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// Whether a program is on PATH; a missing one fails under VFIO_GEN_REQUIRE_ALL_TESTS=1.
@@ -64,7 +70,10 @@ fn profiles() -> Vec<String> {
         .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
         .collect();
     names.sort();
-    assert!(names.len() >= 8, "profiles/ holds the seed hosts and at least six more");
+    assert!(
+        names.len() >= 8,
+        "profiles/ holds the seed hosts and at least six more"
+    );
     names
 }
 
@@ -75,13 +84,18 @@ fn fixture_root(name: &str) -> PathBuf {
 /// Every file under a directory, by relative path.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -112,7 +126,15 @@ fn copy_tree(from: &Path, to: &Path) {
 
 fn render(name: &str, root: &Path, out: &Path) -> Output {
     let profile = format!("profiles/{name}.toml");
-    run(&["render", "-p", &profile, "--root", root.to_str().unwrap(), "--out", out.to_str().unwrap()])
+    run(&[
+        "render",
+        "-p",
+        &profile,
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
 }
 
 fn load(name: &str) -> Profile {
@@ -156,18 +178,37 @@ mod golden {
     #[test]
     fn seed_hosts_are_exact() {
         let tmp = tempfile::tempdir().unwrap();
-        status(&render("arch-intel-systemd-boot", &fixture_root("arch-intel-systemd-boot"), tmp.path()), 0);
-        let entry = std::fs::read_to_string(tmp.path().join("boot/loader/entries/arch.conf")).unwrap();
+        status(
+            &render(
+                "arch-intel-systemd-boot",
+                &fixture_root("arch-intel-systemd-boot"),
+                tmp.path(),
+            ),
+            0,
+        );
+        let entry =
+            std::fs::read_to_string(tmp.path().join("boot/loader/entries/arch.conf")).unwrap();
         assert!(entry.contains(
             "options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap intel_iommu=on iommu=pt rd.driver.pre=vfio-pci\n"
         ));
         let vfio = std::fs::read_to_string(tmp.path().join("etc/modprobe.d/vfio.conf")).unwrap();
-        assert!(vfio.lines().any(|l| l == "options vfio-pci ids=10de:2204,10de:1aef"), "{vfio}");
-        let bl = std::fs::read_to_string(tmp.path().join("etc/modprobe.d/blacklist-nouveau.conf")).unwrap();
-        assert!(bl.lines().any(|l| l == "blacklist nouveau") && bl.lines().any(|l| l == "options nouveau modeset=0"));
+        assert!(
+            vfio.lines()
+                .any(|l| l == "options vfio-pci ids=10de:2204,10de:1aef"),
+            "{vfio}"
+        );
+        let bl = std::fs::read_to_string(tmp.path().join("etc/modprobe.d/blacklist-nouveau.conf"))
+            .unwrap();
+        assert!(
+            bl.lines().any(|l| l == "blacklist nouveau")
+                && bl.lines().any(|l| l == "options nouveau modeset=0")
+        );
 
         let tmp = tempfile::tempdir().unwrap();
-        status(&render("amd-grub", &fixture_root("amd-grub"), tmp.path()), 0);
+        status(
+            &render("amd-grub", &fixture_root("amd-grub"), tmp.path()),
+            0,
+        );
         let grub = std::fs::read_to_string(tmp.path().join("etc/default/grub")).unwrap();
         assert!(grub.lines().any(|l| l == "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt rd.driver.pre=vfio-pci\""), "{grub}");
     }
@@ -181,7 +222,14 @@ mod golden {
             copy_tree(&fixture_root(&name), tmp.path());
             status(&render(&name, tmp.path(), tmp.path()), 0);
             let profile = format!("profiles/{name}.toml");
-            let o = run(&["plan", "-p", &profile, "--root", tmp.path().to_str().unwrap(), "--exit-code"]);
+            let o = run(&[
+                "plan",
+                "-p",
+                &profile,
+                "--root",
+                tmp.path().to_str().unwrap(),
+                "--exit-code",
+            ]);
             status(&o, 0);
             assert!(stdout(&o).contains("No changes"), "{name}: {}", stdout(&o));
 
@@ -189,7 +237,15 @@ mod golden {
             let root = Root::new(tmp.path());
             let p = plan::build(&load(&name), &root, true).unwrap();
             revert(&p, tmp.path());
-            let o = run(&["plan", "-p", &profile, "--root", tmp.path().to_str().unwrap(), "--revert", "--exit-code"]);
+            let o = run(&[
+                "plan",
+                "-p",
+                &profile,
+                "--root",
+                tmp.path().to_str().unwrap(),
+                "--revert",
+                "--exit-code",
+            ]);
             status(&o, 0);
             // Revert takes the managed options out. A file that held one before vfio-gen
             // (or a value vfio-gen replaced, iommu=soft -> iommu=pt) cannot get it back from
@@ -199,17 +255,29 @@ mod golden {
             for (path, bytes) in tree(&fixture_root(&name)) {
                 let text = String::from_utf8_lossy(&bytes);
                 let flat = text.replace('-', "_");
-                let held = wanted.iter().any(|w| flat.contains(&format!("{}=", w.key())));
+                let held = wanted
+                    .iter()
+                    .any(|w| flat.contains(&format!("{}=", w.key())));
                 if held {
                     let now = String::from_utf8_lossy(&after[&path]).into_owned();
                     for w in &wanted {
-                        assert!(!now.split_whitespace().any(|t| t == w.text()), "{name}: {path} still holds {w}");
+                        assert!(
+                            !now.split_whitespace().any(|t| t == w.text()),
+                            "{name}: {path} still holds {w}"
+                        );
                     }
                 } else {
-                    assert!(after.get(&path) == Some(&bytes), "{name}: {path} is not back byte for byte");
+                    assert!(
+                        after.get(&path) == Some(&bytes),
+                        "{name}: {path} is not back byte for byte"
+                    );
                 }
             }
-            assert_eq!(after.len(), tree(&fixture_root(&name)).len(), "{name}: owned files removed");
+            assert_eq!(
+                after.len(),
+                tree(&fixture_root(&name)).len(),
+                "{name}: owned files removed"
+            );
         }
     }
 }
@@ -223,7 +291,14 @@ mod real_tools {
             script.push_str(&format!(". \"${}\"; ", i + 1));
         }
         script.push_str("printf '%s %s' \"$GRUB_CMDLINE_LINUX\" \"$GRUB_CMDLINE_LINUX_DEFAULT\"");
-        let o = Command::new("sh").arg("-c").arg(&script).arg("sh").args(files).env_clear().output().unwrap();
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg("sh")
+            .args(files)
+            .env_clear()
+            .output()
+            .unwrap();
         assert!(o.status.success(), "sourcing {files:?}: {}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -236,7 +311,11 @@ mod real_tools {
     fn grub_files(root: &Path) -> Vec<PathBuf> {
         let mut files = vec![root.join("etc/default/grub")];
         let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(root.join("etc/default/grub.d"))
-            .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cfg")).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "cfg"))
+                    .collect()
+            })
             .unwrap_or_default();
         drop_ins.sort();
         files.extend(drop_ins);
@@ -269,7 +348,11 @@ mod real_tools {
             let expected = edit_plain(&before, &wanted, false).unwrap();
             assert_eq!(words(&after), words(&expected), "{name}");
             for w in &wanted {
-                assert_eq!(words(&after).iter().filter(|t| **t == w.text()).count(), 1, "{name}: {w} once");
+                assert_eq!(
+                    words(&after).iter().filter(|t| **t == w.text()).count(),
+                    1,
+                    "{name}: {w} once"
+                );
             }
         }
     }
@@ -286,7 +369,12 @@ mod real_tools {
             let tmp = tempfile::tempdir().unwrap();
             status(&render(&name, &fixture_root(&name), tmp.path()), 0);
             let dir = tmp.path().join("etc/modprobe.d");
-            let o = Command::new("modprobe").arg("-C").arg(&dir).arg("--showconfig").output().unwrap();
+            let o = Command::new("modprobe")
+                .arg("-C")
+                .arg(&dir)
+                .arg("--showconfig")
+                .output()
+                .unwrap();
             assert!(o.status.success());
             assert_eq!(stderr(&o), "", "{name}: modprobe complains");
             let config = stdout(&o);
@@ -295,9 +383,17 @@ mod real_tools {
                 expect[0].push_str(" disable_vga=1");
             }
             expect.extend(profile.blacklist.iter().map(|m| format!("blacklist {m}")));
-            expect.extend(profile.softdep.iter().map(|m| format!("softdep {m} pre: vfio-pci")));
+            expect.extend(
+                profile
+                    .softdep
+                    .iter()
+                    .map(|m| format!("softdep {m} pre: vfio-pci")),
+            );
             for line in expect {
-                assert!(config.lines().any(|l| l == line), "{name}: `{line}` missing from\n{config}");
+                assert!(
+                    config.lines().any(|l| l == line),
+                    "{name}: `{line}` missing from\n{config}"
+                );
             }
         }
     }
@@ -310,7 +406,14 @@ mod real_tools {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        status(&render("arch-intel-systemd-boot", &fixture_root("arch-intel-systemd-boot"), tmp.path()), 0);
+        status(
+            &render(
+                "arch-intel-systemd-boot",
+                &fixture_root("arch-intel-systemd-boot"),
+                tmp.path(),
+            ),
+            0,
+        );
         let drop_in = tmp.path().join("etc/mkinitcpio.conf.d/vfio.conf");
         let cases = repo().join("tests/fixtures/mkinitcpio");
         let mut checked = 0;
@@ -322,13 +425,24 @@ mod real_tools {
                     script.push_str(&format!("source \"${}\"; ", i + 1));
                 }
                 script.push_str("printf '%s\\n' ${MODULES[@]}");
-                let o = Command::new("bash").arg("-c").arg(&script).arg("bash").args(files).env_clear().output().unwrap();
+                let o = Command::new("bash")
+                    .arg("-c")
+                    .arg(&script)
+                    .arg("bash")
+                    .args(files)
+                    .env_clear()
+                    .output()
+                    .unwrap();
                 assert!(o.status.success(), "{}: {}", conf.display(), stderr(&o));
                 words(&stdout(&o))
             };
             let user = modules(&[&conf]);
             let all = modules(&[&conf, &drop_in]);
-            let mut want = vec!["vfio_pci".to_string(), "vfio".into(), "vfio_iommu_type1".into()];
+            let mut want = vec![
+                "vfio_pci".to_string(),
+                "vfio".into(),
+                "vfio_iommu_type1".into(),
+            ];
             want.extend(user);
             assert_eq!(all, want, "{}", conf.display());
             checked += 1;
@@ -347,19 +461,35 @@ mod real_tools {
             let tmp = tempfile::tempdir().unwrap();
             copy_tree(&fixture_root(name), tmp.path());
             status(&render(name, tmp.path(), tmp.path()), 0);
-            let mut confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("etc/dracut.conf.d")).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("etc/dracut.conf.d"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             confs.sort();
             let mut script = String::new();
             for i in 0..confs.len() {
                 script.push_str(&format!("source \"${}\"; ", i + 1));
             }
             script.push_str("printf '%s\\n' \"$force_drivers\" \"$install_items\"");
-            let o = Command::new("bash").arg("-c").arg(&script).arg("bash").args(&confs).env_clear().output().unwrap();
+            let o = Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .arg("bash")
+                .args(&confs)
+                .env_clear()
+                .output()
+                .unwrap();
             assert!(o.status.success(), "{}", stderr(&o));
             let out = stdout(&o);
             let mut lines = out.lines();
-            assert_eq!(words(lines.next().unwrap()), ["vfio_pci", "vfio", "vfio_iommu_type1"], "{name}");
-            assert!(words(lines.next().unwrap()).contains(&"/etc/modprobe.d/vfio.conf".to_string()));
+            assert_eq!(
+                words(lines.next().unwrap()),
+                ["vfio_pci", "vfio", "vfio_iommu_type1"],
+                "{name}"
+            );
+            assert!(
+                words(lines.next().unwrap()).contains(&"/etc/modprobe.d/vfio.conf".to_string())
+            );
         }
     }
 
@@ -371,7 +501,10 @@ mod real_tools {
         if !have("sh") {
             return;
         }
-        let wanted: Vec<Opt> = ["intel_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"].iter().map(|o| Opt::parse(o)).collect();
+        let wanted: Vec<Opt> = ["intel_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"]
+            .iter()
+            .map(|o| Opt::parse(o))
+            .collect();
         let profile_text = "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\ninitramfs = \"dracut\"\n[vfio]\nids = [\"10de:2204\"]\n";
         let mut seen = 0;
         for e in std::fs::read_dir(repo().join("tests/fixtures/grub")).unwrap() {
@@ -379,7 +512,11 @@ mod real_tools {
             let name = case.file_name().unwrap().to_string_lossy().into_owned();
             let tmp = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(tmp.path().join("etc/default")).unwrap();
-            std::fs::write(tmp.path().join("etc/default/grub"), std::fs::read(&case).unwrap()).unwrap();
+            std::fs::write(
+                tmp.path().join("etc/default/grub"),
+                std::fs::read(&case).unwrap(),
+            )
+            .unwrap();
             let profile = tmp.path().join("profile.toml");
             std::fs::write(&profile, profile_text).unwrap();
             let root = tmp.path().to_str().unwrap();
@@ -388,7 +525,11 @@ mod real_tools {
                 let o = run(&["render", "-p", p, "--root", root, "--out", root]);
                 status(&o, 2);
                 assert!(stderr(&o).contains("drop-in"), "{name}: {}", stderr(&o));
-                assert_eq!(std::fs::read(tmp.path().join("etc/default/grub")).unwrap(), std::fs::read(&case).unwrap(), "{name}: untouched");
+                assert_eq!(
+                    std::fs::read(tmp.path().join("etc/default/grub")).unwrap(),
+                    std::fs::read(&case).unwrap(),
+                    "{name}: untouched"
+                );
                 continue;
             }
             let file = tmp.path().join("etc/default/grub");
@@ -397,15 +538,26 @@ mod real_tools {
             let o = Command::new("sh").arg("-n").arg(&file).output().unwrap();
             assert!(o.status.success(), "{name}: sh -n: {}", stderr(&o));
             let after = sh_value(std::slice::from_ref(&file));
-            assert_eq!(words(&after), words(&edit_plain(&before, &wanted, false).unwrap()), "{name}");
+            assert_eq!(
+                words(&after),
+                words(&edit_plain(&before, &wanted, false).unwrap()),
+                "{name}"
+            );
             let edited = std::fs::read(&file).unwrap();
             status(&run(&["plan", "-p", p, "--root", root, "--exit-code"]), 0);
             assert_eq!(std::fs::read(&file).unwrap(), edited);
             // Revert through the library.
-            let rp = plan::build(&Profile::load(&profile).unwrap(), &Root::new(tmp.path()), true).unwrap();
+            let rp = plan::build(
+                &Profile::load(&profile).unwrap(),
+                &Root::new(tmp.path()),
+                true,
+            )
+            .unwrap();
             revert(&rp, tmp.path());
             let reverted = sh_value(std::slice::from_ref(&file));
-            let had_managed = words(&before).iter().any(|t| wanted.iter().any(|w| Opt::parse(t).key() == w.key()));
+            let had_managed = words(&before)
+                .iter()
+                .any(|t| wanted.iter().any(|w| Opt::parse(t).key() == w.key()));
             if !had_managed {
                 assert_eq!(words(&reverted), words(&before), "{name}: revert");
             }
@@ -424,7 +576,15 @@ mod errors {
         let p = tmp.path().join("bad.toml");
         std::fs::write(&p, body).unwrap();
         let out = tmp.path().join("out");
-        let o = run(&["render", "-p", p.to_str().unwrap(), "--root", tmp.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = run(&[
+            "render",
+            "-p",
+            p.to_str().unwrap(),
+            "--root",
+            tmp.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(!out.exists(), "a refused run writes nothing");
         (o, tmp)
     }
@@ -434,19 +594,50 @@ mod errors {
     #[test]
     fn bad_profiles_exit_2_naming_the_line() {
         let cases = [
-            (format!("{GOOD}colour = \"red\"\n"), ":7:1:", "unknown field `colour`"),
-            (GOOD.replace("10de:0fbb", "10de:0fbz"), ":6:21:", "is not a PCI ID"),
-            (format!("{GOOD}[kernel]\nextra = [\"a\\\"b\"]\n"), ":8:10:", "contains '\"'"),
-            (format!("{GOOD}[kernel]\nextra = [\"$(reboot)\"]\n"), ":8:10:", "contains '$'"),
-            (format!("{GOOD}[grub]\nfile = \"/etc/../../etc/shadow\"\n"), ":8:8:", "'..'"),
-            (GOOD.replace("cpu = \"amd\"\n", ""), ":1:1:", "missing field `cpu`"),
-            (GOOD.replace("\"grub\"", "\"lilo\""), ":3:14:", "unknown variant `lilo`"),
+            (
+                format!("{GOOD}colour = \"red\"\n"),
+                ":7:1:",
+                "unknown field `colour`",
+            ),
+            (
+                GOOD.replace("10de:0fbb", "10de:0fbz"),
+                ":6:21:",
+                "is not a PCI ID",
+            ),
+            (
+                format!("{GOOD}[kernel]\nextra = [\"a\\\"b\"]\n"),
+                ":8:10:",
+                "contains '\"'",
+            ),
+            (
+                format!("{GOOD}[kernel]\nextra = [\"$(reboot)\"]\n"),
+                ":8:10:",
+                "contains '$'",
+            ),
+            (
+                format!("{GOOD}[grub]\nfile = \"/etc/../../etc/shadow\"\n"),
+                ":8:8:",
+                "'..'",
+            ),
+            (
+                GOOD.replace("cpu = \"amd\"\n", ""),
+                ":1:1:",
+                "missing field `cpu`",
+            ),
+            (
+                GOOD.replace("\"grub\"", "\"lilo\""),
+                ":3:14:",
+                "unknown variant `lilo`",
+            ),
         ];
         for (body, place, what) in cases {
             let (o, _tmp) = bad_profile(&body);
             status(&o, 2);
             let err = stderr(&o);
-            assert!(err.contains(&format!("bad.toml{place}")) && err.contains(what), "{place} {what}: {err}");
+            assert!(
+                err.contains(&format!("bad.toml{place}")) && err.contains(what),
+                "{place} {what}: {err}"
+            );
             assert_eq!(err.lines().count(), 1, "one clear line: {err}");
         }
     }
@@ -456,15 +647,29 @@ mod errors {
         let tmp = tempfile::tempdir().unwrap();
         let o = run(&["plan", "--root", tmp.path().to_str().unwrap()]);
         status(&o, 2);
-        assert!(stderr(&o).contains("etc/vfio-gen/profile.toml") && stderr(&o).contains("detect"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("etc/vfio-gen/profile.toml") && stderr(&o).contains("detect"),
+            "{}",
+            stderr(&o)
+        );
     }
 
     #[test]
     fn a_missing_kernel_cmdline_is_explained() {
         let tmp = tempfile::tempdir().unwrap();
-        let o = run(&["plan", "-p", "profiles/proxmox-kernel-cmdline.toml", "--root", tmp.path().to_str().unwrap()]);
+        let o = run(&[
+            "plan",
+            "-p",
+            "profiles/proxmox-kernel-cmdline.toml",
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
         status(&o, 2);
-        assert!(stderr(&o).contains("/etc/kernel/cmdline does not exist"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("/etc/kernel/cmdline does not exist"),
+            "{}",
+            stderr(&o)
+        );
     }
 }
 
@@ -489,14 +694,30 @@ mod plan_output {
     fn warnings_name_the_undoing_files() {
         let out = stdout(&plan("amd-grub", &[]));
         assert!(out.contains("amd_iommu=on and ignores it"), "{out}");
-        assert!(out.contains("rd.driver.pre=vfio-pci acts only in dracut images"), "{out}");
+        assert!(
+            out.contains("rd.driver.pre=vfio-pci acts only in dracut images"),
+            "{out}"
+        );
         let out = stdout(&plan("amd-gpu-amdgpu-softdep", &[]));
-        assert!(out.contains("/etc/mkinitcpio.d/linux.preset:") && out.contains("ALL_config"), "{out}");
-        assert!(out.contains("grub-mkconfig -o /boot/grub/grub.cfg"), "{out}");
+        assert!(
+            out.contains("/etc/mkinitcpio.d/linux.preset:") && out.contains("ALL_config"),
+            "{out}"
+        );
+        assert!(
+            out.contains("grub-mkconfig -o /boot/grub/grub.cfg"),
+            "{out}"
+        );
         let out = stdout(&plan("fedora-grub-dracut", &[]));
-        assert!(out.contains("grub2-mkconfig -o /boot/grub2/grub.cfg --update-bls-cmdline") && out.contains("dracut -f --regenerate-all"), "{out}");
+        assert!(
+            out.contains("grub2-mkconfig -o /boot/grub2/grub.cfg --update-bls-cmdline")
+                && out.contains("dracut -f --regenerate-all"),
+            "{out}"
+        );
         let out = stdout(&plan("ubuntu-grub-dropin", &[]));
-        assert!(out.contains("update-grub") && out.contains("update-initramfs -u -k all"), "{out}");
+        assert!(
+            out.contains("update-grub") && out.contains("update-initramfs -u -k all"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -507,18 +728,38 @@ mod plan_output {
         assert_eq!(v["version"], 1);
         assert_eq!(v["in_sync"], false);
         let changes = v["changes"].as_array().unwrap();
-        let vfio = changes.iter().find(|c| c["path"] == "/etc/modprobe.d/vfio.conf").unwrap();
+        let vfio = changes
+            .iter()
+            .find(|c| c["path"] == "/etc/modprobe.d/vfio.conf")
+            .unwrap();
         assert_eq!(vfio["action"], "create");
         assert_eq!(vfio["ownership"], "owned");
         assert!(vfio["old_sha256"].is_null() && vfio["new_sha256"].as_str().unwrap().len() == 64);
-        assert!(vfio["diff"].as_str().unwrap().contains("+options vfio-pci ids=10de:2204,10de:1aef"));
-        assert_eq!(v["hooks"][0]["command"], serde_json::json!(["mkinitcpio", "-P"]));
-        assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("rd.driver.pre")));
+        assert!(
+            vfio["diff"]
+                .as_str()
+                .unwrap()
+                .contains("+options vfio-pci ids=10de:2204,10de:1aef")
+        );
+        assert_eq!(
+            v["hooks"][0]["command"],
+            serde_json::json!(["mkinitcpio", "-P"])
+        );
+        assert!(
+            v["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("rd.driver.pre"))
+        );
     }
 
     #[test]
     fn color_follows_the_flag_and_no_color() {
-        assert!(!stdout(&plan("amd-grub", &[])).contains('\x1b'), "not a terminal: no color");
+        assert!(
+            !stdout(&plan("amd-grub", &[])).contains('\x1b'),
+            "not a terminal: no color"
+        );
         assert!(stdout(&plan("amd-grub", &["--color", "always"])).contains("\x1b[32m+"));
         assert!(!stdout(&plan("amd-grub", &["--color", "never"])).contains('\x1b'));
     }
@@ -529,17 +770,35 @@ mod plan_output {
         let root = fixture_root("arch-intel-systemd-boot");
         status(&render("arch-intel-systemd-boot", &root, tmp.path()), 0);
         let check = |dir: &Path| {
-            run(&["render", "-p", "profiles/arch-intel-systemd-boot.toml", "--root", root.to_str().unwrap(), "--check", dir.to_str().unwrap()])
+            run(&[
+                "render",
+                "-p",
+                "profiles/arch-intel-systemd-boot.toml",
+                "--root",
+                root.to_str().unwrap(),
+                "--check",
+                dir.to_str().unwrap(),
+            ])
         };
         status(&check(tmp.path()), 0);
         let vfio = tmp.path().join("etc/modprobe.d/vfio.conf");
-        std::fs::write(&vfio, std::fs::read_to_string(&vfio).unwrap().replace("1aef", "1aee")).unwrap();
+        std::fs::write(
+            &vfio,
+            std::fs::read_to_string(&vfio)
+                .unwrap()
+                .replace("1aef", "1aee"),
+        )
+        .unwrap();
         let stray = tmp.path().join("etc/modprobe.d/blacklist-radeon.conf");
         std::fs::write(&stray, "# Generated by vfio-gen; old\nblacklist radeon\n").unwrap();
         let o = check(tmp.path());
         status(&o, 1);
         let out = stdout(&o);
-        assert!(out.contains("-options vfio-pci ids=10de:2204,10de:1aee") && out.contains("+options vfio-pci ids=10de:2204,10de:1aef"), "{out}");
+        assert!(
+            out.contains("-options vfio-pci ids=10de:2204,10de:1aee")
+                && out.contains("+options vfio-pci ids=10de:2204,10de:1aef"),
+            "{out}"
+        );
         assert!(out.contains("blacklist-radeon.conf (generated by vfio-gen, but the profile no longer produces it)"), "{out}");
     }
 
@@ -550,8 +809,14 @@ mod plan_output {
         assert!(stdout(&o).contains("vfio-gen") && stdout(&o).contains("--root"));
         let o = run(&["man"]);
         status(&o, 0);
-        assert!(stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH vfio-gen"), "{}", &stdout(&o)[..200.min(stdout(&o).len())]);
+        assert!(
+            stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH vfio-gen"),
+            "{}",
+            &stdout(&o)[..200.min(stdout(&o).len())]
+        );
         let o = run(&["--help"]);
         assert!(stdout(&o).contains("Examples:"));
     }
 }
+
+mod apply;
