@@ -5,6 +5,9 @@ use crate::cli::{Cli, ColorChoice, Command, Format, Hooks, ProfileArg};
 use crate::diff::{self, Style};
 use crate::history;
 use crate::hooks;
+use crate::host::cpu::{self, Cpu};
+use crate::host::pci::Pci;
+use crate::inspect;
 use crate::install;
 use crate::plan::{self, Plan};
 use crate::profile::Profile;
@@ -117,15 +120,36 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             let hooks = if no_hooks { Hooks::None } else { hooks };
             rollback(&root, list, id, force, &profile, hooks, no_wait, out)
         }
-        Command::Iommu { .. }
-        | Command::Detect { .. }
-        | Command::Check { .. }
-        | Command::Bind { .. }
-        | Command::Unbind { .. } => {
-            bail!(
-                "this command is not available in this build yet; `vfio-gen plan` shows what would change"
-            )
+        Command::Iommu { format } => {
+            let pci = Pci::read(&root)?;
+            match format {
+                Format::Text => write!(out, "{}", inspect::iommu_text(&pci))?,
+                Format::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&inspect::iommu_json(&pci))?
+                )?,
+            }
+            Ok(0)
         }
+        Command::Detect { gpu } => {
+            let pci = Pci::read(&root)?;
+            let cpu = Cpu::read(&root)?;
+            write!(out, "{}", inspect::detect(&pci, &cpu, &root, &gpu)?)?;
+            Ok(0)
+        }
+        Command::Check { profile, format } => check_cmd(&root, &profile, format, out),
+        Command::Bind {
+            profile,
+            bdf,
+            force,
+            dry_run,
+        } => bind_cmd(&root, &profile, &bdf, true, force, dry_run, out),
+        Command::Unbind {
+            profile,
+            bdf,
+            dry_run,
+        } => bind_cmd(&root, &profile, &bdf, false, true, dry_run, out),
     }
 }
 
@@ -509,4 +533,145 @@ fn rollback(
         );
     }
     Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bind_cmd(
+    root: &Root,
+    arg: &ProfileArg,
+    bdfs: &[String],
+    to_vfio: bool,
+    force: bool,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let pci = Pci::read(root)?;
+    let mut set = Vec::new();
+    if bdfs.is_empty() {
+        let profile = Profile::load(&profile_path(root, arg)?)?;
+        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        if set.is_empty() {
+            bail!(
+                "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",
+                profile.ids.join(", ")
+            );
+        }
+    } else {
+        for b in bdfs {
+            let bdf = crate::host::pci::normalize_bdf(b).ok_or_else(|| {
+                anyhow::anyhow!("{b} is not a PCI address; write it like 0000:01:00.0")
+            })?;
+            set.push(pci.device(&bdf).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no device {bdf} under /sys/bus/pci/devices; `vfio-gen iommu` lists them"
+                )
+            })?);
+        }
+    }
+    if to_vfio {
+        let refusals = crate::bind::refusals(&pci, &set);
+        if !refusals.is_empty() && !force {
+            bail!(
+                "{}; add the devices of the group, or use --force if you know better",
+                refusals.join("; ")
+            );
+        }
+        if !dry_run && !root.exists("/sys/bus/pci/drivers/vfio-pci") {
+            bail!(
+                "vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): run `modprobe vfio-pci` first"
+            );
+        }
+    }
+    if dry_run {
+        for d in &set {
+            let writes = if to_vfio {
+                crate::bind::bind_writes(d)
+            } else {
+                crate::bind::unbind_writes(d)
+            };
+            if writes.is_empty() {
+                writeln!(out, "# {} is already bound to vfio-pci", d.bdf)?;
+            }
+            for w in writes {
+                writeln!(out, "{w}")?;
+            }
+        }
+        return Ok(0);
+    }
+    let mut sys = crate::bind::RootSysfs { root };
+    let outcomes = crate::bind::perform(&mut sys, &set, to_vfio)?;
+    let mut failed = Vec::new();
+    for o in &outcomes {
+        let drv = o.driver.as_deref().unwrap_or("no driver");
+        writeln!(
+            out,
+            "{} {}: {drv}",
+            if o.ok { "ok  " } else { "FAIL" },
+            o.bdf
+        )?;
+        if !o.ok {
+            failed.push(format!("{} is bound to {drv}", o.bdf));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} after the writes{}",
+            failed.join(", "),
+            if to_vfio {
+                "; the device may be in use (a display server, nvidia-persistenced): stop what uses it and try again"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn check_cmd(root: &Root, arg: &ProfileArg, format: Format, out: &mut dyn Write) -> Result<u8> {
+    let path = profile_path(root, arg)?;
+    let profile = if arg.profile.is_some() || path.exists() {
+        Some(Profile::load(&path)?)
+    } else {
+        None
+    };
+    let pci = Pci::read(root)?;
+    let cpu = Cpu::read(root)?;
+    let cmdline = cpu::running_cmdline(root)?;
+    let facts = crate::host::Facts::read(root)?;
+    let release = cpu::release(root)?;
+    // Built into the running kernel (or, when the release is unknown, an installed one).
+    let builtin = match (&release, &facts.vfio_pci_builtin) {
+        (Some(r), Some(b)) if r != b => None,
+        (_, b) => b.clone(),
+    };
+    let conflicts = plan::modprobe_conflicts(root, &[crate::targets::modprobe::VFIO_CONF])?
+        .into_iter()
+        .map(|(place, text)| format!("{place}: `{text}`"))
+        .collect();
+    let input = inspect::CheckInput {
+        pci: &pci,
+        cpu: &cpu,
+        running_cmdline: cmdline.as_deref(),
+        vfio_pci_builtin: builtin.as_deref(),
+        profile: profile.as_ref(),
+        modprobe_conflicts: conflicts,
+    };
+    let items = inspect::check(&input);
+    let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
+    match format {
+        Format::Text => {
+            if profile.is_none() {
+                writeln!(out, "No profile at {}: host checks only.", path.display())?;
+            }
+            write!(out, "{}", inspect::check_text(&items))?
+        }
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"version": 1, "ok": !failed, "items": items})
+            )?
+        )?,
+    }
+    Ok(if failed { 1 } else { 0 })
 }

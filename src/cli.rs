@@ -171,14 +171,24 @@ pub enum Command {
     Bind {
         #[command(flatten)]
         profile: ProfileArg,
-        /// PCI addresses
+        /// PCI addresses (default: every device whose ID is in the profile)
         bdf: Vec<String>,
+        /// Also take the boot display, or split an IOMMU group
+        #[arg(long)]
+        force: bool,
+        /// Print the writes instead of doing them
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Give devices back to their drivers
+    /// Give devices back to the driver the kernel picks for them
     Unbind {
         #[command(flatten)]
         profile: ProfileArg,
+        /// PCI addresses (default: every device whose ID is in the profile)
         bdf: Vec<String>,
+        /// Print the writes instead of doing them
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },

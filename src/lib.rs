@@ -5,12 +5,14 @@
 //! read through [`root::Files`]. [`install`] is the only writer, [`app`] runs commands.
 
 pub mod app;
+pub mod bind;
 pub mod cli;
 pub mod cmdline;
 pub mod diff;
 pub mod history;
 pub mod hooks;
 pub mod host;
+pub mod inspect;
 pub mod install;
 pub mod plan;
 pub mod profile;

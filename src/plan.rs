@@ -218,6 +218,33 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
     Ok(plan)
 }
 
+/// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
+/// A file in /etc hides one of the same name elsewhere; both are reported, which is enough.
+pub fn modprobe_conflicts(files: &dyn Files, owned: &[&str]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for dir in [
+        "/etc/modprobe.d",
+        "/run/modprobe.d",
+        "/usr/local/lib/modprobe.d",
+        "/usr/lib/modprobe.d",
+        "/lib/modprobe.d",
+    ] {
+        for name in files.list(dir)? {
+            let path = format!("{dir}/{name}");
+            if !name.ends_with(".conf") || owned.contains(&path.as_str()) {
+                continue;
+            }
+            let Some(bytes) = files.read(&path)? else {
+                continue;
+            };
+            for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
+                out.push((format!("{path}:{line}"), text));
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
 const ENTRY_DIRS: [&str; 3] = [
     "/efi/loader/entries",
@@ -476,29 +503,12 @@ impl Builder<'_> {
     }
 
     fn modprobe_conflicts(&mut self, owned: &[(String, String)]) -> Result<()> {
-        for dir in [
-            "/etc/modprobe.d",
-            "/run/modprobe.d",
-            "/usr/local/lib/modprobe.d",
-            "/usr/lib/modprobe.d",
-            "/lib/modprobe.d",
-        ] {
-            for name in self.files.list(dir)? {
-                let path = format!("{dir}/{name}");
-                if !name.ends_with(".conf") || owned.iter().any(|(p, _)| *p == path) {
-                    continue;
-                }
-                // A file in /etc hides the one of the same name elsewhere; good enough to report both.
-                let Some(bytes) = self.files.read(&path)? else {
-                    continue;
-                };
-                for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
-                    self.plan.warnings.push(format!(
-                        "{path}:{line}: `{text}` also sets vfio-pci ids; modprobe passes both and the later one wins: remove it so {} decides",
-                        modprobe::VFIO_CONF
-                    ));
-                }
-            }
+        let owned: Vec<&str> = owned.iter().map(|(p, _)| p.as_str()).collect();
+        for (place, text) in modprobe_conflicts(self.files, &owned)? {
+            self.plan.warnings.push(format!(
+                "{place}: `{text}` also sets vfio-pci ids; modprobe passes both and the later one wins: remove it so {} decides",
+                modprobe::VFIO_CONF
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! Reading the host tree into plain data. Everything here reads under the root and nothing
 //! else in the crate looks at `/etc/os-release`, `/lib/modules`, `/sys` or `/proc`.
 
+pub mod cpu;
+pub mod pci;
+
 use crate::root::Files;
 use anyhow::Result;
 

@@ -1,0 +1,594 @@
+//! Host inspection: `iommu` (groups and devices), `detect` (a commented profile for this
+//! host) and `check` (the preflight/postflight checklist). Pure functions over the host model.
+
+use crate::cmdline::{Opt, normalize};
+use crate::host::cpu::Cpu;
+use crate::host::pci::{Device, Pci};
+use crate::profile::{Bootloader, Initramfs, Profile};
+use crate::root::Files;
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// One device line in the familiar form of the bash loop everyone pastes.
+pub fn device_line(d: &Device) -> String {
+    format!(
+        "{} {} [{}]: {} {} [{}] ({})",
+        d.bdf,
+        d.class_name,
+        d.class4(),
+        d.vendor_name,
+        d.device_name,
+        d.id(),
+        d.driver.as_deref().unwrap_or("no driver")
+    )
+}
+
+pub const IOMMU_OFF: &str = "The IOMMU is off: /sys/class/iommu is empty and there are no IOMMU groups.\n\
+Turn it on: enable VT-d (Intel) or AMD-Vi / IOMMU (AMD) in the firmware setup, and on Intel boot with intel_iommu=on\n\
+(vfio-gen plan/apply put it on the command line; AMD needs no option). Then reboot and run `vfio-gen iommu` again.";
+
+pub fn iommu_text(pci: &Pci) -> String {
+    let mut out = String::new();
+    if !pci.iommu_active {
+        let _ = writeln!(out, "{IOMMU_OFF}");
+        if !pci.devices.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nPCI devices (no IOMMU groups while the IOMMU is off):"
+            );
+            for d in &pci.devices {
+                let _ = writeln!(out, "  {}", device_line(d));
+            }
+        }
+        return out;
+    }
+    for (g, devices) in pci.groups() {
+        for d in devices {
+            let _ = writeln!(out, "IOMMU Group {g}: {}", device_line(d));
+        }
+    }
+    out
+}
+
+pub fn iommu_json(pci: &Pci) -> serde_json::Value {
+    let groups: Vec<serde_json::Value> = pci
+        .groups()
+        .into_iter()
+        .map(|(g, devices)| serde_json::json!({ "group": g, "devices": devices }))
+        .collect();
+    serde_json::json!({ "version": 1, "iommu": pci.iommu_active, "iommu_units": pci.iommu_units, "groups": groups })
+}
+
+/// What the files under the root say about the boot loader and initramfs generator.
+pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
+    let has_entries = crate::plan::discover_entries(files)
+        .map(|e| !e.is_empty())
+        .unwrap_or(false);
+    if files.exists("/etc/kernel/cmdline") && files.exists("/usr/sbin/proxmox-boot-tool") {
+        (
+            Bootloader::KernelCmdline,
+            "/etc/kernel/cmdline with proxmox-boot-tool".into(),
+        )
+    } else if has_entries && !files.exists("/etc/default/grub") {
+        (
+            Bootloader::SystemdBoot,
+            "loader entries found, no /etc/default/grub".into(),
+        )
+    } else if files.exists("/etc/default/grub") {
+        (Bootloader::Grub, "/etc/default/grub".into())
+    } else if has_entries {
+        (Bootloader::SystemdBoot, "loader entries found".into())
+    } else if files.exists("/etc/kernel/cmdline") {
+        (Bootloader::KernelCmdline, "/etc/kernel/cmdline".into())
+    } else {
+        (
+            Bootloader::Grub,
+            "nothing recognised; GRUB is a guess, check it".into(),
+        )
+    }
+}
+
+pub fn infer_initramfs(files: &dyn Files) -> (Initramfs, String) {
+    let dracut = files.exists("/etc/dracut.conf")
+        || files
+            .list("/etc/dracut.conf.d")
+            .map(|l| !l.is_empty())
+            .unwrap_or(false);
+    if files.exists("/etc/booster.yaml") {
+        (Initramfs::Booster, "/etc/booster.yaml".into())
+    } else if dracut {
+        (Initramfs::Dracut, "/etc/dracut.conf(.d)".into())
+    } else if files.exists("/etc/mkinitcpio.conf") {
+        (Initramfs::Mkinitcpio, "/etc/mkinitcpio.conf".into())
+    } else if files.exists("/etc/initramfs-tools") {
+        (Initramfs::InitramfsTools, "/etc/initramfs-tools".into())
+    } else {
+        (Initramfs::None, "no initramfs generator recognised".into())
+    }
+}
+
+fn toml_name(b: Bootloader) -> &'static str {
+    match b {
+        Bootloader::Grub => "grub",
+        Bootloader::SystemdBoot => "systemd-boot",
+        Bootloader::KernelCmdline => "kernel-cmdline",
+    }
+}
+
+fn initramfs_toml(i: Initramfs) -> &'static str {
+    match i {
+        Initramfs::Mkinitcpio => "mkinitcpio",
+        Initramfs::Dracut => "dracut",
+        Initramfs::InitramfsTools => "initramfs-tools",
+        Initramfs::Booster => "booster",
+        Initramfs::None => "none",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// GPU drivers that blacklisting would take from the host too if it uses them.
+const GPU_MODULES: &[&str] = &["nouveau", "radeon", "amdgpu", "nvidia", "i915", "xe"];
+
+/// Writes a commented profile for the host. `gpus`: the addresses asked for with `--gpu`.
+pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Result<String> {
+    let mut notes: Vec<String> = Vec::new();
+    let displays: Vec<&Device> = pci.devices.iter().filter(|d| d.is_display()).collect();
+    let chosen: Vec<&Device> = if gpus.is_empty() {
+        let candidates: Vec<&Device> = displays.iter().copied().filter(|d| !d.boot_vga).collect();
+        match candidates.as_slice() {
+            [] => match displays.as_slice() {
+                [] => bail!(
+                    "no GPU (PCI display controller, class 03xx) under /sys/bus/pci/devices; nothing to pass through"
+                ),
+                [only, ..] => {
+                    notes.push(format!("The only GPU, {}, is the boot display: the host loses its console when it goes to a guest.", only.bdf));
+                    vec![*only]
+                }
+            },
+            [one] => vec![*one],
+            [first, rest @ ..] => {
+                notes.push(format!(
+                    "Several GPUs could go to a guest: {}. This profile takes {}; run `vfio-gen detect --gpu <address>` for another.",
+                    candidates.iter().map(|d| format!("{} ({})", d.bdf, d.device_name)).collect::<Vec<_>>().join(", "),
+                    first.bdf
+                ));
+                let _ = rest;
+                vec![*first]
+            }
+        }
+    } else {
+        let mut out = Vec::new();
+        for g in gpus {
+            let bdf = crate::host::pci::normalize_bdf(g).ok_or_else(|| anyhow::anyhow!("--gpu {g}: not a PCI address; write it like 0000:01:00.0 (`vfio-gen iommu` lists them)"))?;
+            let d = pci.device(&bdf).ok_or_else(|| anyhow::anyhow!("--gpu {g}: no such device under /sys/bus/pci/devices; `vfio-gen iommu` lists them"))?;
+            if d.boot_vga {
+                notes.push(format!(
+                    "{} is the boot display: the host loses its console when it goes to a guest.",
+                    d.bdf
+                ));
+            }
+            out.push(d);
+        }
+        out
+    };
+
+    let mut set: Vec<&Device> = chosen.iter().flat_map(|d| pci.passthrough_set(d)).collect();
+    set.sort_by(|a, b| a.bdf.cmp(&b.bdf));
+    set.dedup_by(|a, b| a.bdf == b.bdf);
+    let mut ids: Vec<String> = Vec::new();
+    for d in &set {
+        if !ids.contains(&d.id()) {
+            ids.push(d.id());
+        }
+    }
+    let others: Vec<&Device> = pci
+        .devices
+        .iter()
+        .filter(|d| !set.iter().any(|s| s.bdf == d.bdf))
+        .collect();
+    for d in &others {
+        if ids.contains(&d.id()) {
+            notes.push(format!(
+                "{} ({}) has the same IDs [{}] but stays with the host: vfio-pci ids= would take it too. Bind by address instead with `vfio-gen bind {}`, or keep the host GPU on another model.",
+                d.bdf, d.device_name, d.id(), set.iter().filter(|s| s.id() == d.id()).map(|s| s.bdf.as_str()).collect::<Vec<_>>().join(" ")
+            ));
+        }
+    }
+    if !pci.iommu_active {
+        notes.push("The IOMMU is off, so the IOMMU groups are unknown: after enabling it and rebooting, run `vfio-gen check` to see what else must go with the GPU.".into());
+    }
+
+    // Drivers: softdep every driver a passthrough function uses; blacklist GPU drivers no host device uses.
+    let mut softdep: Vec<String> = Vec::new();
+    let mut blacklist: Vec<String> = Vec::new();
+    let host_drivers: Vec<String> = others
+        .iter()
+        .filter_map(|d| d.driver.clone())
+        .map(|d| normalize(&d))
+        .collect();
+    for d in &set {
+        let drv = match &d.driver {
+            Some(drv) if !matches!(normalize(drv).as_str(), "vfio_pci" | "pci_stub") => {
+                normalize(drv)
+            }
+            _ => continue,
+        };
+        if !softdep.contains(&drv) {
+            softdep.push(drv.clone());
+        }
+    }
+    for d in set.iter().filter(|d| d.is_display()) {
+        let candidates: &[&str] = match d.vendor.as_str() {
+            "10de" => &["nouveau"],
+            "1002" => &["radeon"],
+            _ => &[],
+        };
+        for m in candidates {
+            if host_drivers.iter().any(|h| h == m) {
+                notes.push(format!("The host uses {m} for another device, so it is not blacklisted; the softdep keeps it off the passthrough GPU."));
+            } else if !blacklist.contains(&m.to_string()) {
+                blacklist.push(m.to_string());
+            }
+        }
+        if d.vendor == "10de"
+            && !softdep.iter().any(|s| s == "nvidia")
+            && !host_drivers.iter().any(|h| h == "nvidia")
+        {
+            softdep.push("nvidia".into());
+        }
+    }
+    for m in &softdep {
+        if GPU_MODULES.contains(&m.as_str()) && host_drivers.contains(m) {
+            notes.push(format!("The host's own GPU also uses {m}: the softdep only orders loading, it does not take {m} from the host."));
+        }
+    }
+
+    let (bootloader, why_boot) = infer_bootloader(files);
+    let (initramfs, why_initramfs) = infer_initramfs(files);
+    let cpu_name = if cpu.is_amd() { "amd" } else { "intel" };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Host profile written by `vfio-gen detect`. Review it, then run"
+    );
+    let _ = writeln!(
+        out,
+        "#   vfio-gen plan -p <this file>    (shows every change, touches nothing)"
+    );
+    let _ = writeln!(
+        out,
+        "#   vfio-gen apply -p <this file>   (installs it, with backups; `vfio-gen rollback` undoes it)"
+    );
+    let _ = writeln!(out, "#");
+    let _ = writeln!(
+        out,
+        "# CPU: {} ({}{})",
+        if cpu.model_name.is_empty() {
+            "unknown model"
+        } else {
+            &cpu.model_name
+        },
+        if cpu.vendor_id.is_empty() {
+            "vendor unknown, Intel assumed"
+        } else {
+            &cpu.vendor_id
+        },
+        if cpu.virtualization {
+            ", virtualization available"
+        } else {
+            ", NO vmx/svm flag: enable VT-x / AMD-V (SVM) in the firmware setup"
+        }
+    );
+    let _ = writeln!(out, "# Boot loader: {} ({why_boot})", toml_name(bootloader));
+    let _ = writeln!(
+        out,
+        "# Initramfs: {} ({why_initramfs})",
+        initramfs_toml(initramfs)
+    );
+    let _ = writeln!(
+        out,
+        "# IOMMU: {}",
+        if pci.iommu_active {
+            format!(
+                "on ({}), {} groups",
+                pci.iommu_units.join(", "),
+                pci.groups().len()
+            )
+        } else {
+            "OFF".to_string()
+        }
+    );
+    let _ = writeln!(out, "#");
+    let _ = writeln!(
+        out,
+        "# Passthrough devices (every function of the card and every non-bridge device of its IOMMU group):"
+    );
+    for d in &set {
+        let why = if chosen.iter().any(|c| c.bdf == d.bdf) {
+            "the GPU".to_string()
+        } else if chosen.iter().any(|c| c.slot() == d.slot()) {
+            "same card".to_string()
+        } else {
+            format!(
+                "same IOMMU group {}",
+                d.iommu_group.map(|g| g.to_string()).unwrap_or_default()
+            )
+        };
+        let _ = writeln!(out, "#   {}  ({why})", device_line(d));
+    }
+    for d in displays
+        .iter()
+        .filter(|d| d.boot_vga && !set.iter().any(|s| s.bdf == d.bdf))
+    {
+        let _ = writeln!(out, "# The host keeps its display on {}", device_line(d));
+    }
+    for n in &notes {
+        let _ = writeln!(out, "#");
+        for line in wrap(n, 96) {
+            let _ = writeln!(out, "# {line}");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[host]");
+    let _ = writeln!(out, "cpu = \"{cpu_name}\"");
+    let _ = writeln!(out, "bootloader = \"{}\"", toml_name(bootloader));
+    let _ = writeln!(out, "initramfs = \"{}\"", initramfs_toml(initramfs));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[vfio]");
+    let _ = writeln!(out, "ids = {}", list(&ids));
+    let _ = writeln!(out, "blacklist = {}", list(&blacklist));
+    let _ = writeln!(out, "softdep = {}", list(&softdep));
+    let _ = writeln!(out, "disable_vga = false");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[kernel]");
+    let _ = writeln!(out, "iommu = \"on\"");
+    let _ = writeln!(out, "iommu_pt = true");
+    let _ = writeln!(out, "driver_pre = \"auto\"");
+    Ok(out)
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().unwrap();
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub id: &'static str,
+    pub status: Status,
+    pub message: String,
+    /// What to do, for warn and fail.
+    pub remedy: Option<String>,
+}
+
+fn item(
+    id: &'static str,
+    status: Status,
+    message: impl Into<String>,
+    remedy: Option<&str>,
+) -> Item {
+    Item {
+        id,
+        status,
+        message: message.into(),
+        remedy: remedy.map(str::to_string),
+    }
+}
+
+/// Everything `check` needs to know.
+pub struct CheckInput<'a> {
+    pub pci: &'a Pci,
+    pub cpu: &'a Cpu,
+    pub running_cmdline: Option<&'a str>,
+    pub vfio_pci_builtin: Option<&'a str>,
+    pub profile: Option<&'a Profile>,
+    /// Other modprobe.d lines setting vfio-pci ids: "file:line: text".
+    pub modprobe_conflicts: Vec<String>,
+}
+
+/// The checklist of SPEC §6.
+pub fn check(input: &CheckInput) -> Vec<Item> {
+    use Status::*;
+    let CheckInput {
+        pci,
+        cpu,
+        running_cmdline,
+        vfio_pci_builtin,
+        profile,
+        ..
+    } = input;
+    let mut items = Vec::new();
+    items.push(if cpu.virtualization {
+        item("cpu-virtualization", Pass, format!("the CPU offers hardware virtualization ({})", if cpu.is_amd() { "svm" } else { "vmx" }), None)
+    } else if cpu.hypervisor {
+        item("cpu-virtualization", Fail, "no vmx/svm flag: this system runs under a hypervisor that does not pass virtualization through", Some("enable nested virtualization in the outer hypervisor, or run on bare metal"))
+    } else {
+        item("cpu-virtualization", Fail, "no vmx/svm flag in /proc/cpuinfo", Some("enable VT-x (Intel) or SVM / AMD-V (AMD) in the firmware setup"))
+    });
+    items.push(if pci.iommu_active {
+        item("iommu", Pass, format!("the IOMMU is on ({}), {} groups", pci.iommu_units.join(", "), pci.groups().len()), None)
+    } else {
+        item("iommu", Fail, "the IOMMU is off: /sys/class/iommu is empty, no IOMMU groups", Some("enable VT-d / AMD-Vi in the firmware setup; on Intel boot with intel_iommu=on (vfio-gen apply adds it)"))
+    });
+    let displays: Vec<&Device> = pci.devices.iter().filter(|d| d.is_display()).collect();
+    if vfio_pci_builtin.is_some() {
+        items.push(item("vfio-builtin", Warn, format!("vfio-pci is built into the kernel ({}): modprobe.d options do not reach it", vfio_pci_builtin.unwrap_or("")), Some("vfio-gen puts vfio-pci.ids= on the command line for such kernels; check that it is there after a reboot")));
+    }
+    for c in &input.modprobe_conflicts {
+        items.push(item(
+            "modprobe-conflict",
+            Warn,
+            format!("{c} also sets vfio-pci ids"),
+            Some("remove it so /etc/modprobe.d/vfio.conf decides alone"),
+        ));
+    }
+    let Some(profile) = profile else {
+        if displays.is_empty() {
+            items.push(item("gpu", Warn, "no GPU (class 03xx) found", None));
+        }
+        return items;
+    };
+
+    // The running command line.
+    if let Some(line) = running_cmdline {
+        let builtin = vfio_pci_builtin.is_some();
+        let wanted = crate::plan::managed_options(profile, builtin);
+        let (edits, _) =
+            crate::cmdline::edit(&crate::cmdline::bytes(line.as_bytes()), &wanted, false)
+                .unwrap_or_default();
+        let missing: Vec<String> = edits
+            .insert
+            .iter()
+            .map(|(_, t)| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let replaced = !edits.remove.is_empty();
+        items.push(if missing.is_empty() && !replaced {
+            item(
+                "cmdline",
+                Pass,
+                "the running kernel command line holds the profile's options",
+                None,
+            )
+        } else {
+            item(
+                "cmdline",
+                Fail,
+                format!(
+                    "the running kernel command line lacks or overrides: {}",
+                    if missing.is_empty() {
+                        "a managed option".to_string()
+                    } else {
+                        missing.join(" ")
+                    }
+                ),
+                Some("run `vfio-gen apply`, then reboot"),
+            )
+        });
+        let tokens: Vec<Opt> = line.split_whitespace().map(Opt::parse).collect();
+        if tokens
+            .iter()
+            .any(|t| t.key() == "amd_iommu" && t.value.as_deref() == Some("on"))
+        {
+            items.push(item("amd-iommu-on", Warn, "amd_iommu=on is on the command line, and the kernel ignores it (\"Unknown option\")", Some("drop kernel.amd_iommu from the profile; the AMD IOMMU is on when firmware enables it")));
+        }
+        if tokens.iter().any(|t| t.key() == "rd.driver.pre")
+            && profile.initramfs != Initramfs::Dracut
+        {
+            items.push(item(
+                "driver-pre",
+                Warn,
+                "rd.driver.pre= is on the command line, but only dracut images read it",
+                Some("set kernel.driver_pre = false, or \"auto\""),
+            ));
+        }
+    }
+
+    // Profile devices.
+    let targets: Vec<&Device> = pci
+        .devices
+        .iter()
+        .filter(|d| profile.ids.contains(&d.id()))
+        .collect();
+    for id in &profile.ids {
+        if !targets.iter().any(|d| d.id() == *id) {
+            items.push(item(
+                "device-present",
+                Warn,
+                format!("no device with ID {id} on this host"),
+                Some("check vfio.ids against `vfio-gen iommu`"),
+            ));
+        }
+    }
+    for d in &targets {
+        let drv = d.driver.as_deref().unwrap_or("no driver");
+        items.push(if d.driver.as_deref() == Some("vfio-pci") {
+            item("driver", Pass, format!("{} [{}] is bound to vfio-pci", d.bdf, d.id()), None)
+        } else {
+            item("driver", Fail, format!("{} [{}] is bound to {drv}, not vfio-pci", d.bdf, d.id()), Some("after `vfio-gen apply`, reboot; or bind it now with `vfio-gen bind -p <profile>`"))
+        });
+        for m in pci.slot_mates(d) {
+            if !profile.ids.contains(&m.id()) {
+                items.push(item("functions", Fail, format!("{} [{}] is a function of the same card as {} but its ID is not in vfio.ids", m.bdf, m.id(), d.bdf), Some("add it to vfio.ids: a GPU goes to the guest with all its functions")));
+            }
+        }
+        for m in pci.group_mates(d).filter(|m| !m.is_bridge()) {
+            if !profile.ids.contains(&m.id()) && m.driver.as_deref() != Some("vfio-pci") {
+                items.push(item("group", Fail, format!("{} ({}) shares IOMMU group {} with {} and is not passed through", m.bdf, m.device_name, m.iommu_group.unwrap_or(0), d.bdf), Some("pass every non-bridge device of the group, or move the card to a slot with its own group")));
+            }
+        }
+        if d.boot_vga {
+            items.push(item("boot-vga", Warn, format!("{} is the boot display", d.bdf), Some("the host loses its console; keep a second GPU for the host or use a serial console")));
+        }
+    }
+    let target_bdfs: Vec<&str> = targets.iter().map(|d| d.bdf.as_str()).collect();
+    // Identical IDs on a host device: the ids line would grab both.
+    let gpu_slots: Vec<&str> = targets
+        .iter()
+        .filter(|d| d.is_display())
+        .map(|d| d.slot())
+        .collect();
+    if gpu_slots.len() > 1 {
+        items.push(item("identical-ids", Fail, format!("vfio.ids matches {} GPUs ({}); ids= binds them all, the host keeps none of them", gpu_slots.len(), gpu_slots.join(", ")), Some("bind the guest GPU by address (`vfio-gen bind <address>`, driver_override) and drop the shared IDs from vfio.ids")));
+    }
+    let _ = target_bdfs;
+    if !items.iter().any(|i| matches!(i.id, "functions" | "group")) && !targets.is_empty() {
+        items.push(item(
+            "isolation",
+            Pass,
+            "every function and group member of the passthrough devices is in vfio.ids",
+            None,
+        ));
+    }
+    items
+}
+
+pub fn check_text(items: &[Item]) -> String {
+    let mut out = String::new();
+    for i in items {
+        let tag = match i.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = write!(out, "[{tag}] {}", i.message);
+        if let Some(r) = &i.remedy {
+            let _ = write!(out, " — {r}");
+        }
+        out.push('\n');
+    }
+    let fails = items.iter().filter(|i| i.status == Status::Fail).count();
+    let warns = items.iter().filter(|i| i.status == Status::Warn).count();
+    let _ = writeln!(
+        out,
+        "{} checks: {} failed, {} warnings",
+        items.len(),
+        fails,
+        warns
+    );
+    out
+}
