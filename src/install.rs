@@ -52,6 +52,10 @@ fn unsupported(e: &nix::Error) -> bool {
 }
 
 /// Writes bytes to a path atomically, with a mode and owner when the file system keeps them.
+///
+/// Hand-written rather than `atomic-write-file`: the transaction needs a temporary name it can
+/// predict (so recovery after a SIGKILL removes leftovers), the old file's mode and owner set on
+/// the temporary file before the rename, and EPERM from chmod/chown tolerated on a FAT ESP.
 pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Result<()> {
     let dir = target
         .parent()
