@@ -228,6 +228,7 @@ mod tests {
             subsystem_vendor: None,
             subsystem_device: None,
             driver: Some(driver.into()),
+            module: None,
             driver_override: None,
             boot_vga: false,
             iommu_group: Some(14),

@@ -6,7 +6,7 @@ use crate::host::cpu::Cpu;
 use crate::host::pci::{Device, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -142,9 +142,10 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         let candidates: Vec<&Device> = displays.iter().copied().filter(|d| !d.boot_vga).collect();
         match candidates.as_slice() {
             [] => match displays.as_slice() {
-                [] => bail!(
-                    "no GPU (PCI display controller, class 03xx) under /sys/bus/pci/devices; nothing to pass through"
-                ),
+                [] => {
+                    notes.push("No GPU (PCI display controller, class 03xx) under /sys/bus/pci/devices: nothing to pass through. Fill in vfio.ids by hand if the card is not visible yet.".into());
+                    Vec::new()
+                }
                 [only, ..] => {
                     notes.push(format!("The only GPU, {}, is the boot display: the host loses its console when it goes to a guest.", only.bdf));
                     vec![*only]
@@ -211,16 +212,29 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .filter_map(|d| d.driver.clone())
         .map(|d| normalize(&d))
         .collect();
-    for d in &set {
-        let drv = match &d.driver {
-            Some(drv) if !matches!(normalize(drv).as_str(), "vfio_pci" | "pci_stub") => {
-                normalize(drv)
-            }
+    // Only the card's own functions: ordering the drivers of other group members (a disk, a
+    // NIC) before vfio-pci gains nothing.
+    for d in set
+        .iter()
+        .filter(|d| chosen.iter().any(|c| c.slot() == d.slot()))
+    {
+        let module = match &d.module {
+            Some(m) if !matches!(m.as_str(), "vfio_pci" | "pci_stub") => m.clone(),
             _ => continue,
         };
-        if !softdep.contains(&drv) {
-            softdep.push(drv.clone());
+        if !softdep.contains(&module) {
+            softdep.push(module);
         }
+    }
+    let shared: Vec<&&Device> = set
+        .iter()
+        .filter(|d| !chosen.iter().any(|c| c.slot() == d.slot()))
+        .collect();
+    if !shared.is_empty() {
+        notes.push(format!(
+            "The GPU shares its IOMMU group with {}: they must go to the guest with it, and the host loses them. If one is the host's disk or network, move the card to a slot with its own group instead.",
+            shared.iter().map(|d| format!("{} ({}, {})", d.bdf, d.device_name, d.driver.as_deref().unwrap_or("no driver"))).collect::<Vec<_>>().join(", ")
+        ));
     }
     for d in set.iter().filter(|d| d.is_display()) {
         let candidates: &[&str] = match d.vendor.as_str() {
@@ -280,6 +294,8 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         },
         if cpu.virtualization {
             ", virtualization available"
+        } else if cpu.hypervisor {
+            ", NO vmx/svm flag: this runs under a hypervisor; enable nested virtualization there"
         } else {
             ", NO vmx/svm flag: enable VT-x / AMD-V (SVM) in the firmware setup"
         }
@@ -531,7 +547,7 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
         } else {
             item("driver", Fail, format!("{} [{}] is bound to {drv}, not vfio-pci", d.bdf, d.id()), Some("after `vfio-gen apply`, reboot; or bind it now with `vfio-gen bind -p <profile>`"))
         });
-        for m in pci.slot_mates(d) {
+        for m in pci.slot_mates(d).filter(|m| !m.is_bridge()) {
             if !profile.ids.contains(&m.id()) {
                 items.push(item("functions", Fail, format!("{} [{}] is a function of the same card as {} but its ID is not in vfio.ids", m.bdf, m.id(), d.bdf), Some("add it to vfio.ids: a GPU goes to the guest with all its functions")));
             }

@@ -42,6 +42,9 @@ pub struct Device {
     pub subsystem_vendor: Option<String>,
     pub subsystem_device: Option<String>,
     pub driver: Option<String>,
+    /// The kernel module that provides the driver (`xhci_pci` for `xhci_hcd`); `None` when
+    /// built in or unknown.
+    pub module: Option<String>,
     pub driver_override: Option<String>,
     pub boot_vga: bool,
     pub iommu_group: Option<u32>,
@@ -71,6 +74,30 @@ impl Device {
             .rsplit_once('.')
             .map(|(s, _)| s)
             .unwrap_or(&self.bdf)
+    }
+}
+
+/// The module behind a driver: the `module` link in its sysfs directory, or, when sysfs does not
+/// say (no link: built in, or a trimmed tree), the driver name for the drivers whose module has
+/// the same name and a short table for those that differ.
+fn driver_module(root: &Root, driver: &str) -> Option<String> {
+    let dir = root
+        .resolve(&format!("/sys/bus/pci/drivers/{driver}"))
+        .ok()?;
+    if let Ok(target) = std::fs::read_link(dir.join("module")) {
+        return target.file_name().map(|n| n.to_string_lossy().into_owned());
+    }
+    let known = [
+        ("xhci_hcd", "xhci_pci"),
+        ("nvidia-gpu", "i2c_nvidia_gpu"),
+        ("ehci-pci", "ehci_pci"),
+        ("pcieport", ""),
+        ("shpchp", ""),
+    ];
+    match known.iter().find(|(d, _)| *d == driver) {
+        Some((_, "")) => None,
+        Some((_, m)) => Some(m.to_string()),
+        None => Some(driver.replace('-', "_")),
     }
 }
 
@@ -106,6 +133,10 @@ impl Pci {
                 target.file_name().map(|n| n.to_string_lossy().into_owned())
             };
             let driver = link_name("driver");
+            let module = match &driver {
+                Some(drv) => driver_module(root, drv),
+                None => None,
+            };
             let iommu_group = link_name("iommu_group").and_then(|g| g.parse().ok());
             let driver_override =
                 attr("driver_override")?.filter(|v| v != "(null)" && !v.is_empty());
@@ -120,6 +151,7 @@ impl Pci {
                 subsystem_vendor: hex(attr("subsystem_vendor")?),
                 subsystem_device: hex(attr("subsystem_device")?),
                 driver,
+                module,
                 driver_override,
                 boot_vga,
                 iommu_group,
@@ -170,7 +202,7 @@ impl Pci {
     /// device of its group, `d` included, in address order.
     pub fn passthrough_set<'a>(&'a self, d: &'a Device) -> Vec<&'a Device> {
         let mut set: Vec<&Device> = std::iter::once(d)
-            .chain(self.slot_mates(d))
+            .chain(self.slot_mates(d).filter(|o| !o.is_bridge()))
             .chain(self.group_mates(d).filter(|o| !o.is_bridge()))
             .collect();
         let more: Vec<&Device> = set

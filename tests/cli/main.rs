@@ -81,7 +81,7 @@ fn fixture_root(name: &str) -> PathBuf {
     repo().join("tests/fixtures/roots").join(name)
 }
 
-/// Every file under a directory, by relative path.
+/// Every file under a directory, by relative path; a symbolic link is recorded as its target.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -89,13 +89,15 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         };
         for e in entries {
             let p = e.unwrap().path();
-            if p.is_dir() {
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, format!("-> {}", target.display()).into_bytes());
+            } else if meta.is_dir() {
                 walk(base, &p, out);
             } else {
-                out.insert(
-                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
+                out.insert(rel, std::fs::read(&p).unwrap());
             }
         }
     }
@@ -120,7 +122,12 @@ fn copy_tree(from: &Path, to: &Path) {
     for (rel, bytes) in tree(from) {
         let p = to.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
+        match bytes.strip_prefix(b"-> ") {
+            Some(target) => {
+                std::os::unix::fs::symlink(String::from_utf8_lossy(target).as_ref(), p).unwrap()
+            }
+            None => std::fs::write(p, bytes).unwrap(),
+        }
     }
 }
 
@@ -820,3 +827,7 @@ mod plan_output {
 }
 
 mod apply;
+
+#[path = "../support/fake_host.rs"]
+mod fake_host;
+mod inspect;

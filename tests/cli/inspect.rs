@@ -1,0 +1,431 @@
+//! `iommu`, `detect`, `check`, `bind` and `unbind` on fake hosts built from the descriptions in
+//! tests/fixtures/hosts/, and the read-only commands on this machine's real /sys and /proc.
+
+use super::*;
+
+const HOSTS: &[&str] = &[
+    "intel-3090",
+    "amd-shared-group",
+    "turing-four-functions",
+    "two-identical-gpus",
+    "laptop-optimus",
+    "iommu-off",
+    "vfio-bound",
+];
+
+fn host(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_host::build(
+        &repo().join(format!("tests/fixtures/hosts/{name}.toml")),
+        tmp.path(),
+    )
+    .unwrap();
+    tmp
+}
+
+fn at(root: &Path, args: &[&str]) -> Output {
+    let mut v: Vec<&str> = args.to_vec();
+    v.extend(["--root", root.to_str().unwrap()]);
+    run(&v)
+}
+
+#[test]
+fn iommu_lists_groups_in_numeric_order_with_drivers() {
+    let h = host("intel-3090");
+    let o = at(h.path(), &["iommu"]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l == "IOMMU Group 2: 0000:01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA102 [GeForce RTX 3090] [10de:2204] (nvidia)"), "{out}");
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("IOMMU Group 2: 0000:01:00.1 Audio device [0403]: ")
+                && l.ends_with("[10de:1aef] (snd_hda_intel)")
+        ),
+        "{out}"
+    );
+    let groups: Vec<u32> = out
+        .lines()
+        .map(|l| {
+            l.strip_prefix("IOMMU Group ")
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let mut sorted = groups.clone();
+    sorted.sort();
+    assert_eq!(groups, sorted, "numeric order (1, 2, 10, not 1, 10, 2)");
+    assert!(groups.contains(&10) && groups.contains(&2));
+
+    let o = at(h.path(), &["iommu", "--format", "json"]);
+    status(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["iommu"], true);
+    let g2 = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == 2)
+        .unwrap();
+    assert_eq!(g2["devices"][1]["bdf"], "0000:01:00.0");
+    assert_eq!(g2["devices"][1]["driver"], "nvidia");
+}
+
+#[test]
+fn iommu_off_is_said_clearly() {
+    let h = host("iommu-off");
+    let o = at(h.path(), &["iommu"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).starts_with("The IOMMU is off")
+            && stdout(&o).contains("VT-d")
+            && stdout(&o).contains("intel_iommu=on"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn names_fall_back_to_the_class_code_without_pci_ids() {
+    let h = host("laptop-optimus");
+    let out = stdout(&at(h.path(), &["iommu"]));
+    assert!(
+        out.contains("3D controller [0302]: Vendor 10de Device 25a2 [10de:25a2] (nvidia)"),
+        "{out}"
+    );
+}
+
+/// The IDs of every function of the card at `slot`, from the fixture tree itself.
+fn slot_ids(root: &Path, slot: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(root.join("sys/bus/pci/devices")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(slot) {
+            let read = |f: &str| {
+                std::fs::read_to_string(e.path().join(f))
+                    .unwrap()
+                    .trim()
+                    .trim_start_matches("0x")
+                    .to_string()
+            };
+            if !read("class").starts_with("06") {
+                ids.push(format!("{}:{}", read("vendor"), read("device")));
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn detect_prints_a_profile_plan_accepts_with_every_function() {
+    let expect: &[(&str, &str)] = &[
+        ("intel-3090", "0000:01:00"),
+        ("amd-shared-group", "0000:06:00"),
+        ("turing-four-functions", "0000:01:00"),
+        ("two-identical-gpus", "0000:0b:00"),
+        ("laptop-optimus", "0000:01:00"),
+        ("iommu-off", "0000:01:00"),
+        ("vfio-bound", "0000:01:00"),
+    ];
+    assert_eq!(expect.len(), HOSTS.len());
+    for (name, slot) in expect {
+        let h = host(name);
+        let o = at(h.path(), &["detect"]);
+        status(&o, 0);
+        let text = stdout(&o);
+        let profile = vfio_gen::profile::parse(&text, "detected.toml")
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+        for id in slot_ids(h.path(), slot) {
+            assert!(
+                profile.ids.contains(&id),
+                "{name}: {id} of the card at {slot} is missing from {:?}",
+                profile.ids
+            );
+        }
+        let file = h.path().join("detected.toml");
+        std::fs::write(&file, &text).unwrap();
+        let o = at(h.path(), &["plan", "-p", file.to_str().unwrap()]);
+        status(&o, 0);
+    }
+}
+
+#[test]
+fn detect_explains_what_it_cannot_decide() {
+    let out = stdout(&at(host("two-identical-gpus").path(), &["detect"]));
+    assert!(
+        out.contains("has the same IDs [10de:1b80] but stays with the host"),
+        "{out}"
+    );
+    let out = stdout(&at(host("amd-shared-group").path(), &["detect"]));
+    assert!(
+        out.contains("shares its IOMMU group with") && out.contains("nvme"),
+        "{out}"
+    );
+    assert!(out.contains("ids = [\"1022:43d5\", \"1022:43c8\", \"10ec:8168\", \"2646:2263\", \"10de:1b81\", \"10de:10f0\"]"), "{out}");
+    let out = stdout(&at(host("turing-four-functions").path(), &["detect"]));
+    assert!(
+        out.contains("ids = [\"10de:1e87\", \"10de:10f8\", \"10de:1ad8\", \"10de:1ad9\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("softdep = [\"nvidia\", \"snd_hda_intel\", \"xhci_pci\", \"i2c_nvidia_gpu\"]"),
+        "module names, not driver names: {out}"
+    );
+
+    // --gpu takes the one asked for, and says so when it is the boot display.
+    let h = host("two-identical-gpus");
+    let out = stdout(&at(h.path(), &["detect", "--gpu", "0a:00.0"]));
+    assert!(out.contains("0000:0a:00.0 is the boot display"), "{out}");
+    let o = at(h.path(), &["detect", "--gpu", "0000:99:00.0"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("no such device"), "{}", stderr(&o));
+}
+
+fn profile_file(root: &Path, ids: &[&str]) -> PathBuf {
+    let p = root.join("p.toml");
+    let ids: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    std::fs::write(
+        &p,
+        format!(
+            "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\n[vfio]\nids = [{}]\n",
+            ids.join(", ")
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn check_items(root: &Path, profile: Option<&Path>) -> (i32, Vec<(String, String, String)>) {
+    let mut args = vec!["check", "--format", "json"];
+    if let Some(p) = profile {
+        args.extend(["-p", p.to_str().unwrap()]);
+    }
+    let o = at(root, &args);
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let items = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["status"].as_str().unwrap().to_string(),
+                i["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (o.status.code().unwrap(), items)
+}
+
+#[test]
+fn check_passes_a_finished_setup() {
+    let h = host("vfio-bound");
+    let p = profile_file(h.path(), &["10de:2684", "10de:22ba"]);
+    let (code, items) = check_items(h.path(), Some(&p));
+    assert_eq!(code, 0, "{items:?}");
+    assert!(items.iter().all(|(_, s, _)| s == "pass"), "{items:?}");
+    let o = at(h.path(), &["check", "-p", p.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("[pass] 0000:01:00.0 [10de:2684] is bound to vfio-pci"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn check_finds_what_is_missing() {
+    let h = host("intel-3090");
+    let p = profile_file(h.path(), &["10de:2204"]);
+    let (code, items) = check_items(h.path(), Some(&p));
+    assert_eq!(code, 1);
+    let has = |id: &str, status: &str, text: &str| {
+        items
+            .iter()
+            .any(|(i, s, m)| i == id && s == status && m.contains(text))
+    };
+    assert!(
+        has("functions", "fail", "0000:01:00.1 [10de:1aef]"),
+        "{items:?}"
+    );
+    assert!(has("driver", "fail", "bound to nvidia"), "{items:?}");
+    assert!(has("cmdline", "fail", "iommu=pt"), "{items:?}");
+    assert!(has("iommu", "pass", "dmar0"), "{items:?}");
+
+    let h = host("amd-shared-group");
+    let p = profile_file(h.path(), &["10de:1b81", "10de:10f0"]);
+    let (_, items) = check_items(h.path(), Some(&p));
+    assert!(
+        items
+            .iter()
+            .any(|(i, s, m)| i == "group" && s == "fail" && m.contains("0000:05:00.0")),
+        "{items:?}"
+    );
+
+    let h = host("two-identical-gpus");
+    let p = profile_file(h.path(), &["10de:1b80", "10de:10f0"]);
+    let (_, items) = check_items(h.path(), Some(&p));
+    assert!(
+        items
+            .iter()
+            .any(|(i, s, _)| i == "identical-ids" && s == "fail"),
+        "{items:?}"
+    );
+    assert!(
+        items.iter().any(|(i, s, _)| i == "boot-vga" && s == "warn"),
+        "{items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|(i, s, _)| i == "vfio-builtin" && s == "warn"),
+        "{items:?}"
+    );
+
+    let h = host("iommu-off");
+    let (code, items) = check_items(h.path(), None);
+    assert_eq!(code, 1);
+    assert!(
+        items.iter().any(|(i, s, _)| i == "iommu" && s == "fail"),
+        "{items:?}"
+    );
+}
+
+#[test]
+fn bind_dry_run_prints_the_writes_in_order() {
+    let h = host("intel-3090");
+    let o = at(h.path(), &["bind", "--dry-run", "01:00.0", "0000:01:00.1"]);
+    status(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "echo 'vfio-pci' > /sys/bus/pci/devices/0000:01:00.0/driver_override\n\
+         echo '0000:01:00.0' > /sys/bus/pci/devices/0000:01:00.0/driver/unbind\n\
+         echo '0000:01:00.0' > /sys/bus/pci/drivers_probe\n\
+         echo 'vfio-pci' > /sys/bus/pci/devices/0000:01:00.1/driver_override\n\
+         echo '0000:01:00.1' > /sys/bus/pci/devices/0000:01:00.1/driver/unbind\n\
+         echo '0000:01:00.1' > /sys/bus/pci/drivers_probe\n"
+    );
+    let o = at(h.path(), &["unbind", "--dry-run", "01:00.0"]);
+    assert!(
+        stdout(&o).starts_with("echo '' > /sys/bus/pci/devices/0000:01:00.0/driver_override\n"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bind_refuses_the_boot_display_and_split_groups() {
+    let h = host("intel-3090");
+    let before = tree(h.path());
+    let o = at(h.path(), &["bind", "0000:00:02.0"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("boot display") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    let h2 = host("amd-shared-group");
+    let o = at(h2.path(), &["bind", "06:00.0", "06:00.1"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("shares IOMMU group") && stderr(&o).contains("0000:05:00.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(h.path()) == before, "a refused bind writes nothing");
+}
+
+/// On a fake tree the kernel does not react, so the driver stays: bind writes under ROOT/sys
+/// only, then reports that the device did not move.
+#[test]
+fn bind_writes_only_under_sys_and_reads_the_driver_back() {
+    let h = host("two-identical-gpus");
+    let outside = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.into_iter()
+            .filter(|(k, _)| !k.starts_with("sys/"))
+            .collect()
+    };
+    let before = outside(tree(h.path()));
+    let o = at(h.path(), &["bind", "0b:00.0", "0b:00.1"]);
+    status(&o, 2);
+    assert!(
+        stdout(&o).contains("FAIL 0000:0b:00.0: nvidia"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("0000:0b:00.0 is bound to nvidia")
+            && stderr(&o).contains("after the writes"),
+        "{}",
+        stderr(&o)
+    );
+    let ov = std::fs::read_to_string(
+        h.path()
+            .join("sys/bus/pci/devices/0000:0b:00.1/driver_override"),
+    )
+    .unwrap();
+    assert!(ov.starts_with("vfio-pci"), "{ov}");
+    assert_eq!(
+        std::fs::read_to_string(h.path().join("sys/bus/pci/drivers_probe")).unwrap(),
+        "0000:0b:00.1"
+    );
+    assert!(
+        outside(tree(h.path())) == before,
+        "nothing outside ROOT/sys changed"
+    );
+}
+
+/// The read-only commands on this machine: they succeed and report what /sys/class/iommu shows.
+#[test]
+fn read_only_commands_on_this_machine() {
+    let active = std::fs::read_dir("/sys/class/iommu")
+        .map(|d| d.count() > 0)
+        .unwrap_or(false);
+    let o = run(&["iommu", "--format", "json"]);
+    status(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["iommu"], active,
+        "iommu reports what /sys/class/iommu shows"
+    );
+    let o = run(&["iommu"]);
+    status(&o, 0);
+    assert_eq!(stdout(&o).starts_with("The IOMMU is off"), !active);
+    let o = run(&["detect"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(if active {
+            "# IOMMU: on"
+        } else {
+            "# IOMMU: OFF"
+        }),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "check",
+        "--format",
+        "json",
+        "-p",
+        "/nonexistent/profile.toml",
+    ]);
+    status(&o, 2);
+    let o = run(&["check", "--format", "json"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let iommu = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "iommu")
+        .unwrap();
+    assert_eq!(iommu["status"], if active { "pass" } else { "fail" });
+}
