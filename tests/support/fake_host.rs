@@ -108,7 +108,7 @@ pub struct Device {
     /// IOMMU group number; only with the IOMMU on.
     #[serde(default)]
     pub group: Option<u32>,
-    /// Only for display-class devices (0x03xxxx); default false.
+    /// Only for VGA-class devices (0x0300xx), the only ones with a `boot_vga` file; default false.
     #[serde(default)]
     pub boot_vga: Option<bool>,
     /// Content of `driver_override`; default "(null)".
@@ -253,7 +253,9 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
             d.bdf
         ));
         w.file(p.join("uevent"), &uevent)?;
-        if d.class.starts_with("0x03") {
+        // The kernel shows boot_vga only on VGA-class devices (pci_is_vga): not on a 3D (0x0302)
+        // or other display controller.
+        if d.class.starts_with("0x0300") {
             w.file(
                 p.join("boot_vga"),
                 if d.boot_vga == Some(true) {
@@ -437,9 +439,9 @@ fn validate(host: &Host) -> Result<(), String> {
         if d.group.is_some() && host.iommu == "off" {
             return Err(ctx("has a group but the IOMMU is off".into()));
         }
-        if d.boot_vga.is_some() && !d.class.starts_with("0x03") {
+        if d.boot_vga.is_some() && !d.class.starts_with("0x0300") {
             return Err(ctx(
-                "boot_vga on a device that is not display class (0x03xxxx)".into(),
+                "boot_vga on a device that is not VGA class (0x0300xx)".into()
             ));
         }
         if d.boot_vga == Some(true) {
