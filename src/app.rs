@@ -328,9 +328,12 @@ fn apply(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
         );
     }
-    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
-    say_recovery(install::recover(root)?, out)?;
-    install::clean_stale(root)?;
+    // An interrupted transaction is settled first, under the lock, before anything is planned.
+    if install::pending(root)?.is_some() {
+        let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+        say_recovery(install::recover(root)?, out)?;
+        install::clean_stale(root)?;
+    }
     let plan = plan::build(&profile, root, revert)?;
     if plan.in_sync() {
         if json {
@@ -362,6 +365,35 @@ fn apply(
             writeln!(out, "Nothing changed.")?;
             return Ok(0);
         }
+    }
+    // The lock is taken only now, not while a person reads the plan; the plan is computed again
+    // under it and must be the one that was shown.
+    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+    say_recovery(install::recover(root)?, out)?;
+    install::clean_stale(root)?;
+    let again = plan::build(&profile, root, revert)?;
+    let digest = |p: &plan::Plan| -> Vec<(String, Option<String>, Option<String>)> {
+        p.pending()
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.old.as_deref().map(plan::sha256),
+                    c.new.as_deref().map(plan::sha256),
+                )
+            })
+            .collect()
+    };
+    if digest(&again) != digest(&plan) {
+        if again.in_sync() {
+            writeln!(
+                out,
+                "Nothing to do: another vfio-gen made the same changes meanwhile."
+            )?;
+            return Ok(0);
+        }
+        bail!(
+            "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply` again"
+        );
     }
     let ops: Vec<install::Op> = plan
         .pending()

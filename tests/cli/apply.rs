@@ -602,3 +602,35 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
     );
     eprintln!("{interrupted} of {runs} applies were killed before they finished");
 }
+
+/// On a terminal apply asks; an answer other than yes writes nothing, not even the lock file.
+#[test]
+fn apply_asks_on_a_terminal() {
+    if !have("script") {
+        return;
+    }
+    for (answer, changed) in [("n", false), ("y", true)] {
+        let tmp = copy_root("amd-grub");
+        let cmd = format!(
+            "{BIN} apply -p profiles/amd-grub.toml --root {} -q",
+            tmp.path().display()
+        );
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
+            ))
+            .arg(&cmd)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("Apply these changes under"),
+            "{}",
+            stdout(&o)
+        );
+        let untouched = tree(tmp.path()) == tree(&fixture_root("amd-grub"));
+        assert_eq!(untouched, !changed, "answer {answer}: {}", stdout(&o));
+    }
+}
