@@ -171,6 +171,7 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
                 initramfs::DRACUT_DROP_IN,
                 Some(initramfs::dracut(&modules, &included)?.into_bytes()),
             )?;
+            b.dracut_checks()?;
         }
         Initramfs::InitramfsTools => {
             let cur = files.read(initramfs::INITRAMFS_TOOLS_MODULES)?;
@@ -509,6 +510,44 @@ impl Builder<'_> {
                 "{place}: `{text}` also sets vfio-pci ids; modprobe passes both and the later one wins: remove it so {} decides",
                 modprobe::VFIO_CONF
             ));
+        }
+        Ok(())
+    }
+
+    /// dracut loads `force_drivers` in the order the files add them: a GPU driver forced by
+    /// dracut.conf or a drop-in read before vfio.conf would load first.
+    fn dracut_checks(&mut self) -> Result<()> {
+        let mut sources = vec!["/etc/dracut.conf".to_string()];
+        for name in self.files.list("/etc/dracut.conf.d")? {
+            if name.ends_with(".conf") && name.as_str() < "vfio.conf" {
+                sources.push(format!("/etc/dracut.conf.d/{name}"));
+            }
+        }
+        for path in sources {
+            let Some(bytes) = self.files.read(&path)? else {
+                continue;
+            };
+            for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                let l = line.trim_start();
+                if l.starts_with('#') || !l.starts_with("force_drivers") {
+                    continue;
+                }
+                let gpu: Vec<&str> = initramfs::GPU_DRIVERS
+                    .iter()
+                    .copied()
+                    .filter(|g| {
+                        l.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                            .any(|w| w == *g)
+                    })
+                    .collect();
+                if !gpu.is_empty() {
+                    self.plan.warnings.push(format!(
+                        "{path}:{}: force_drivers loads {} before vfio-gen's drop-in loads vfio-pci, so it can grab the passthrough GPU: move it to add_drivers, or to a drop-in named after vfio.conf",
+                        i + 1,
+                        gpu.join(", ")
+                    ));
+                }
+            }
         }
         Ok(())
     }

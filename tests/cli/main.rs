@@ -728,6 +728,56 @@ mod plan_output {
     }
 
     #[test]
+    fn a_gpu_driver_forced_before_vfio_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_root("fedora-grub-dracut"), tmp.path());
+        std::fs::write(
+            tmp.path().join("etc/dracut.conf.d/50-nvidia.conf"),
+            "force_drivers+=\" nvidia nvidia_drm \"\n",
+        )
+        .unwrap();
+        let o = run(&[
+            "plan",
+            "-p",
+            "profiles/fedora-grub-dracut.toml",
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        status(&o, 0);
+        assert!(stdout(&o).contains("warning: /etc/dracut.conf.d/50-nvidia.conf:1: force_drivers loads nvidia, nvidia_drm before"), "{}", stdout(&o));
+
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_root("arch-intel-systemd-boot"), tmp.path());
+        std::fs::create_dir_all(tmp.path().join("etc/mkinitcpio.conf.d")).unwrap();
+        std::fs::write(
+            tmp.path().join("etc/mkinitcpio.conf.d/zz-nvidia.conf"),
+            "MODULES=(nvidia nvidia_modeset)\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc/modprobe.d")).unwrap();
+        std::fs::write(
+            tmp.path().join("etc/modprobe.d/gpu.conf"),
+            "options vfio_pci ids=10de:1b80\n",
+        )
+        .unwrap();
+        let o = run(&[
+            "plan",
+            "-p",
+            "profiles/arch-intel-systemd-boot.toml",
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        let out = stdout(&o);
+        assert!(
+            out.contains(
+                "/etc/mkinitcpio.conf.d/zz-nvidia.conf:1: sets MODULES= after vfio-gen's drop-in"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("/etc/modprobe.d/gpu.conf:1: `options vfio_pci ids=10de:1b80` also sets vfio-pci ids"), "{out}");
+    }
+
+    #[test]
     fn json_has_the_documented_shape() {
         let o = plan("arch-intel-systemd-boot", &["--format", "json"]);
         status(&o, 0);
