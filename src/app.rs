@@ -57,7 +57,13 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             format,
             exit_code,
         } => {
-            let (_, plan) = load_plan(&root, &profile, revert)?;
+            let mut plan = load_plan(&root, &profile, revert)?;
+            if let Some(id) = install::pending(&root)? {
+                plan.warnings.insert(
+                    0,
+                    format!("an apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it first, and this plan may change then"),
+                );
+            }
             match format {
                 Format::Text => write!(out, "{}", diff::text(&plan, style, g.quiet, g.verbose))?,
                 Format::Json => writeln!(
@@ -73,7 +79,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             out: out_dir,
             check,
         } => {
-            let (_, plan) = load_plan(&root, &profile, false)?;
+            let plan = load_plan(&root, &profile, false)?;
             let files = desired_files(&plan);
             if let Some(dir) = out_dir {
                 crate::install::write_tree(&dir, &files)?;
@@ -83,7 +89,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
                 Ok(0)
             } else {
                 let dir = check.expect("clap requires --out or --check");
-                render_check(&dir, &plan, &files, style, g.quiet, out)
+                render_check(&dir, &files, style, g.quiet, out)
             }
         }
         Command::Completions { shell } => {
@@ -160,11 +166,9 @@ fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
     }
 }
 
-fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<(Profile, Plan)> {
-    let path = profile_path(root, arg)?;
-    let profile = Profile::load(&path)?;
-    let plan = plan::build(&profile, root, revert)?;
-    Ok((profile, plan))
+fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
+    let profile = Profile::load(&profile_path(root, arg)?)?;
+    plan::build(&profile, root, revert)
 }
 
 /// The files apply would leave in place: every managed file with its desired bytes.
@@ -185,7 +189,6 @@ const OWNED_DIRS: &[&str] = &[
 
 fn render_check(
     dir: &Path,
-    _plan: &Plan,
     files: &[(String, Vec<u8>)],
     style: Style,
     quiet: bool,
@@ -329,11 +332,7 @@ fn apply(
         );
     }
     // An interrupted transaction is settled first, under the lock, before anything is planned.
-    if install::pending(root)?.is_some() {
-        let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
-        say_recovery(install::recover(root)?, out)?;
-        install::clean_stale(root)?;
-    }
+    settle(root, no_wait, out)?;
     let plan = plan::build(&profile, root, revert)?;
     if plan.in_sync() {
         if json {
@@ -445,11 +444,14 @@ fn rollback(
     no_wait: bool,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
-    say_recovery(install::recover(root)?, out)?;
-    install::clean_stale(root)?;
-    let all = history::manifests(root)?;
     if list {
+        if let Some(id) = install::pending(root)? {
+            writeln!(
+                out,
+                "An apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it."
+            )?;
+        }
+        let all = history::manifests(root)?;
         if all.is_empty() {
             writeln!(
                 out,
@@ -479,65 +481,12 @@ fn rollback(
         }
         return Ok(0);
     }
-    let target = match &id {
-        Some(id) => all.iter().find(|m| m.id == *id).ok_or_else(|| {
-            anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
-        })?,
-        None => all
-            .iter()
-            .rev()
-            .find(|m| m.kind != "rollback" && !history::is_undone(&all, &m.id))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "nothing to roll back: no apply under {} is left to undo",
-                    root.join(history::BACKUPS)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            })?,
-    };
-    if history::is_undone(&all, &target.id) {
-        bail!(
-            "{} was already rolled back; `vfio-gen rollback --list` shows the history",
-            target.id
-        );
-    }
-    let mut changed = Vec::new();
-    let mut ops = Vec::new();
-    for e in &target.entries {
-        let current = root.read(&e.path)?;
-        if current.as_deref().map(plan::sha256) != e.new_sha256 {
-            changed.push(e.path.clone());
-        }
-        let new = match &e.old_sha256 {
-            None => None,
-            Some(_) => Some(
-                root.read(&history::Manifest::backup_path(&target.id, &e.path))?
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the backup of {} is missing from {}",
-                            e.path,
-                            history::Manifest::dir(&target.id)
-                        )
-                    })?,
-            ),
-        };
-        let meta = e.mode.map(|m| (m, e.uid.unwrap_or(0), e.gid.unwrap_or(0)));
-        ops.push(install::Op {
-            path: e.path.clone(),
-            new,
-            meta,
-            action: None,
-        });
-    }
-    if !changed.is_empty() && !force {
-        bail!(
-            "these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`",
-            target.id,
-            changed.join(", "),
-            target.id
-        );
-    }
+    settle(root, no_wait, out)?;
+    // Decide without the lock, so a refusal writes nothing; then again under it.
+    rollback_ops(root, id.as_deref(), force)?;
+    let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+    say_recovery(install::recover(root)?, out)?;
+    let (target, ops) = rollback_ops(root, id.as_deref(), force)?;
     let m = install::commit(root, "rollback", Some(target.id.clone()), &ops)?;
     writeln!(
         out,
@@ -706,4 +655,83 @@ fn check_cmd(root: &Root, arg: &ProfileArg, format: Format, out: &mut dyn Write)
         )?,
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Settles an interrupted transaction, if there is one, under the lock.
+fn settle(root: &Root, no_wait: bool, out: &mut dyn Write) -> Result<()> {
+    if install::pending(root)?.is_some() {
+        let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+        say_recovery(install::recover(root)?, out)?;
+        install::clean_stale(root)?;
+    }
+    Ok(())
+}
+
+/// The transaction to undo and the writes that undo it; refuses files changed by hand.
+fn rollback_ops(
+    root: &Root,
+    id: Option<&str>,
+    force: bool,
+) -> Result<(history::Manifest, Vec<install::Op>)> {
+    let all = history::manifests(root)?;
+    let target = match id {
+        Some(id) => all.iter().find(|m| m.id == id).ok_or_else(|| {
+            anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
+        })?,
+        None => all
+            .iter()
+            .rev()
+            .find(|m| m.kind != "rollback" && !history::is_undone(&all, &m.id))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "nothing to roll back: no apply under {} is left to undo",
+                    root.join(history::BACKUPS)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?,
+    };
+    if history::is_undone(&all, &target.id) {
+        bail!(
+            "{} was already rolled back; `vfio-gen rollback --list` shows the history",
+            target.id
+        );
+    }
+    let mut changed = Vec::new();
+    let mut ops = Vec::new();
+    for e in &target.entries {
+        let current = root.read(&e.path)?;
+        if current.as_deref().map(plan::sha256) != e.new_sha256 {
+            changed.push(e.path.clone());
+        }
+        let new = match &e.old_sha256 {
+            None => None,
+            Some(_) => Some(
+                root.read(&history::Manifest::backup_path(&target.id, &e.path))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the backup of {} is missing from {}",
+                            e.path,
+                            history::Manifest::dir(&target.id)
+                        )
+                    })?,
+            ),
+        };
+        let meta = e.mode.map(|m| (m, e.uid.unwrap_or(0), e.gid.unwrap_or(0)));
+        ops.push(install::Op {
+            path: e.path.clone(),
+            new,
+            meta,
+            action: None,
+        });
+    }
+    if !changed.is_empty() && !force {
+        bail!(
+            "these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`",
+            target.id,
+            changed.join(", "),
+            target.id
+        );
+    }
+    Ok((target.clone(), ops))
 }

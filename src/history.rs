@@ -33,6 +33,9 @@ pub struct Entry {
 pub struct Manifest {
     pub version: u32,
     pub id: String,
+    /// Order of the transactions under this root (ids are times, and clocks step back).
+    #[serde(default)]
+    pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
     /// `apply`, `revert` or `rollback`.
@@ -70,7 +73,7 @@ pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
             .with_context(|| format!("{path} is not a vfio-gen manifest; move it away"))?;
         out.push(m);
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
     Ok(out)
 }
 
@@ -81,34 +84,37 @@ pub fn is_undone(all: &[Manifest], id: &str) -> bool {
 }
 
 /// The bytes `path` had before vfio-gen changed it, when its current bytes are exactly what
-/// vfio-gen wrote (following earlier applies back while each wrote what the next one found).
-/// `Some(None)`: vfio-gen created the file.
+/// vfio-gen wrote and every earlier apply wrote what the next one found (no hand edit in
+/// between). `Some(None)`: vfio-gen created the file. `None`: the history does not say.
 pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
     let all = manifests(files)?;
     let mut digest = sha256(current);
     let mut found: Option<Option<Vec<u8>>> = None;
-    for m in all
+    let done = all
         .iter()
         .rev()
-        .filter(|m| m.state == "complete" && m.kind == "apply" && !is_undone(&all, &m.id))
-    {
+        .filter(|m| m.state == "complete" && !is_undone(&all, &m.id));
+    for m in done {
         let Some(e) = m.entries.iter().find(|e| e.path == path) else {
             continue;
         };
         if e.new_sha256.as_deref() != Some(digest.as_str()) {
-            break;
+            // A hand edit between two transactions: the bytes before the later one may hold
+            // the earlier one's options, so no backup is known to be the original.
+            return Ok(None);
+        }
+        if m.kind != "apply" {
+            // A revert or rollback wrote these bytes: they are the original.
+            return Ok(found);
         }
         match &e.old_sha256 {
-            None => {
-                found = Some(None);
-                break;
-            }
+            None => return Ok(Some(None)),
             Some(old) => {
                 let Some(bytes) = files.read(&Manifest::backup_path(&m.id, path))? else {
-                    break;
+                    return Ok(None);
                 };
                 if sha256(&bytes) != *old {
-                    break;
+                    return Ok(None);
                 }
                 digest = old.clone();
                 found = Some(Some(bytes));

@@ -8,7 +8,7 @@
 //! the next `apply` or `rollback` finds the journal and undoes the transaction (or, when every
 //! file was already in place, finishes it). One transaction at a time: a `flock` under the root.
 
-use crate::history::{BACKUPS, Entry, JOURNAL, LOCK, Manifest, STATE_DIR};
+use crate::history::{BACKUPS, Entry, JOURNAL, LOCK, Manifest};
 use crate::plan::sha256;
 use crate::root::{Files, Root};
 use anyhow::{Context, Result, anyhow, bail};
@@ -235,7 +235,14 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         });
         plan.push((target, op, meta));
     }
+    let seq = crate::history::manifests(root)?
+        .iter()
+        .map(|m| m.seq)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let mut manifest = Manifest {
+        seq,
         version: 1,
         id: id.clone(),
         time,
@@ -253,15 +260,19 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             None => remove_durable(target),
         };
         if let Err(err) = step {
-            let undo = undo_entries(root, &manifest, &manifest.entries[..=i]);
-            let _ = fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?);
-            let _ = remove_durable(&root.resolve(JOURNAL)?);
-            let mut msg = format!("{}: {err:#}", target.display());
-            msg.push_str(match undo {
-                Ok(()) => "; every file already replaced was restored, nothing changed",
-                Err(_) => "; restoring the files already replaced failed too: run `vfio-gen rollback` once the cause is fixed",
-            });
-            bail!(msg);
+            let msg = format!("{}: {err:#}", target.display());
+            match undo_entries(root, &manifest, &manifest.entries[..=i]) {
+                Ok(()) => {
+                    let _ = fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?);
+                    let _ = remove_durable(&root.resolve(JOURNAL)?);
+                    bail!("{msg}; every file already replaced was restored, nothing changed");
+                }
+                // Keep the journal and the backups: the next apply or rollback tries again.
+                Err(undo) => bail!(
+                    "{msg}; restoring the files already replaced failed too ({undo:#}); the backups stay in {} and the next `vfio-gen apply` or `vfio-gen rollback` finishes the restore once the cause is fixed",
+                    root.join(&Manifest::dir(&id))?.display()
+                ),
+            }
         }
     }
     manifest.state = "complete".into();
@@ -296,7 +307,7 @@ fn undo_entries(root: &Root, m: &Manifest, entries: &[Entry]) -> Result<()> {
             })(),
         };
         if let Err(err) = r {
-            first_err.get_or_insert(err);
+            first_err.get_or_insert(err.context(format!("restoring {}", target.display())));
         }
     }
     match first_err {
@@ -393,6 +404,5 @@ pub fn clean_stale(root: &Root) -> Result<()> {
             fs_err::remove_dir_all(root.resolve(&Manifest::dir(&id))?)?;
         }
     }
-    let _ = STATE_DIR;
     Ok(())
 }

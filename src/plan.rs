@@ -426,25 +426,34 @@ impl Builder<'_> {
                         facts.os_release_id.as_deref().unwrap_or("?")
                     );
                 }
-                let config = grub::GrubConfig::parse(sources)?;
-                self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
-                let missing = config.missing(wanted)?;
-                for w in wanted {
-                    let conflicting = config.kernel_line().split_whitespace().any(|t| {
-                        let o = Opt::parse(t);
-                        crate::cmdline::same_setting(&o, w) && o != *w
-                    });
-                    if conflicting && missing.iter().any(|m| m.split(' ').any(|x| x == w.text())) {
-                        self.plan.warnings.push(format!(
-                            "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
-                            w.name
-                        ));
+                let options: Vec<String> = match grub::GrubConfig::parse(sources) {
+                    Ok(config) => {
+                        let line = config.kernel_line();
+                        self.cmdline_ids_warning(main, &line, wanted);
+                        let missing = config.missing(wanted)?;
+                        for w in wanted {
+                            let conflicting = line.split_whitespace().any(|t| {
+                                let o = Opt::parse(t);
+                                crate::cmdline::same_setting(&o, w) && o != *w
+                            });
+                            if conflicting && missing.contains(&w.text()) {
+                                self.plan.warnings.push(format!(
+                                    "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
+                                    w.name
+                                ));
+                            }
+                        }
+                        missing
                     }
-                }
-                let options: Vec<String> = missing
-                    .iter()
-                    .flat_map(|m| m.split(' ').map(str::to_string))
-                    .collect();
+                    Err(e) => {
+                        let e = e.to_string();
+                        self.plan.warnings.push(format!(
+                            "{}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)",
+                            e.split(", so vfio-gen").next().unwrap_or(&e)
+                        ));
+                        wanted.iter().map(|w| w.text()).collect()
+                    }
+                };
                 let content = targets::render(
                     "grub-drop-in.cfg.j2",
                     minijinja::context! { variable, options },

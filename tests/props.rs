@@ -298,7 +298,12 @@ impl GrubSplit {
 fn grub_split(linux_blank_end: bool) -> impl Strategy<Value = GrubSplit> {
     let linux = if linux_blank_end {
         (line_of(unmanaged_token()), blanks(1))
-            .prop_map(|(l, end)| Some(format!("GRUB_CMDLINE_LINUX=\"{l}{end}\"\n")))
+            .prop_map(|(l, end)| {
+                Some(format!(
+                    "GRUB_CMDLINE_LINUX=\"{}{end}\"\n",
+                    l.replace('"', "\\\"")
+                ))
+            })
             .boxed()
     } else {
         prop::option::of(

@@ -47,6 +47,9 @@ struct Assign {
     value_end: usize,
     segs: Vec<Seg>,
     unsafe_reason: Option<String>,
+    /// Runs only sometimes but only appends (`X="$X more"`): its own text is never edited or
+    /// counted, and new options never go into it.
+    maybe: bool,
 }
 
 /// A source file given to the editor: its system path and bytes.
@@ -71,69 +74,304 @@ fn line_of(bytes: &[u8], pos: usize) -> usize {
         + 1
 }
 
-/// Lexes a shell file and returns the assignments to the variables in `names`.
-fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Vec<Assign>> {
-    let mut out = Vec::new();
-    let mut p = 0;
+/// A word at the top level of a shell file.
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    start: usize,
+    end: usize,
+    /// The first word of a command (after a newline, `;`, `&&`, `||`, `|`, `&`, `(`, `)`).
+    first: bool,
+    /// The command runs only sometimes, or in a subshell: after `&&`, `||`, in a pipeline or
+    /// in the background.
+    cond: bool,
+}
+
+fn unclosed(src: &[u8], path: &str, start: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{path}: line {}: a quote or substitution opened here is never closed; `sh -n {path}` fails too, fix the file by hand",
+        line_of(src, start)
+    )
+}
+
+/// Splits a shell file into words and control operators, the way `sh` does, without
+/// interpreting them: quotes, backslashes, `$(...)`, `${...}` and backticks stay inside words.
+fn words(src: &[u8], path: &str) -> Result<Vec<Word>> {
     let n = src.len();
+    let mut out = Vec::new();
+    let (mut p, mut first, mut cond) = (0, true, false);
     while p < n {
-        // Statement start: skip blanks and separators.
-        while p < n && matches!(src[p], b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'|') {
-            p += 1;
-        }
-        if p >= n {
-            break;
-        }
-        if src[p] == b'#' {
-            while p < n && src[p] != b'\n' {
+        match src[p] {
+            b' ' | b'\t' | b'\r' => p += 1,
+            b'\\' if src.get(p + 1) == Some(&b'\n') => p += 2,
+            b'\n' | b';' => {
                 p += 1;
+                (first, cond) = (true, false);
             }
-            continue;
-        }
-        let stmt = p;
-        // `export NAME=...` or `readonly NAME=...` are assignments too.
-        for kw in [&b"export"[..], b"readonly"] {
-            if src[p..].starts_with(kw) && matches!(src.get(p + kw.len()), Some(b' ' | b'\t')) {
-                p += kw.len();
-                while p < n && matches!(src[p], b' ' | b'\t') {
+            b'&' | b'|' => {
+                p += if src.get(p + 1) == Some(&src[p]) {
+                    2
+                } else {
+                    1
+                };
+                (first, cond) = (true, true);
+            }
+            b'#' => {
+                while p < n && src[p] != b'\n' {
                     p += 1;
                 }
             }
-        }
-        let name_start = p;
-        if p < n && is_name_start(src[p]) {
-            while p < n && is_name(src[p]) {
-                p += 1;
-            }
-        }
-        let name = &src[name_start..p];
-        let appends = src[p..].starts_with(b"+=");
-        if !name.is_empty() && (src.get(p) == Some(&b'=') || appends) {
-            let name = String::from_utf8_lossy(name).into_owned();
-            p += if appends { 2 } else { 1 };
-            let value_start = p;
-            let (segs, end, reason) = value(src, p, path)?;
-            p = end;
-            if names.contains(&name.as_str()) {
-                let reason = if appends {
-                    Some(format!("'{name}+=' is not POSIX sh"))
-                } else {
-                    reason
-                };
-                out.push(Assign {
-                    file,
-                    name,
-                    line: line_of(src, stmt),
-                    value_start,
-                    value_end: end,
-                    segs,
-                    unsafe_reason: reason,
+            b'(' | b')' => {
+                out.push(Word {
+                    start: p,
+                    end: p + 1,
+                    first: true,
+                    cond,
                 });
+                p += 1;
+                first = true;
+            }
+            _ => {
+                let start = p;
+                p = word_end(src, p).ok_or_else(|| unclosed(src, path, start))?;
+                out.push(Word {
+                    start,
+                    end: p,
+                    first,
+                    cond,
+                });
+                first = false;
             }
         }
-        p = skip_statement(src, p, path)?;
     }
     Ok(out)
+}
+
+/// Where a word starting at `p` ends; `None` when a quote or substitution is never closed.
+fn word_end(src: &[u8], mut p: usize) -> Option<usize> {
+    let n = src.len();
+    while p < n {
+        match src[p] {
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
+            b'\r' if src.get(p + 1) == Some(&b'\n') => break,
+            b'\\' => p += 2,
+            b'\'' => {
+                p = src[p + 1..]
+                    .iter()
+                    .position(|&b| b == b'\'')
+                    .map(|i| p + i + 2)?
+            }
+            b'"' => p = closing(src, p + 1, b'"')?,
+            b'`' => p = closing(src, p + 1, b'`')?,
+            b'$' if src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
+            b'$' if src.get(p + 1) == Some(&b'{') => {
+                p = src[p..]
+                    .iter()
+                    .position(|&b| b == b'}')
+                    .map(|i| p + i + 1)?
+            }
+            _ => p += 1,
+        }
+    }
+    Some(p.min(n))
+}
+
+/// After an opening `"` or backtick at `p - 1`: where the text after its closing one starts.
+fn closing(src: &[u8], mut p: usize, quote: u8) -> Option<usize> {
+    while p < src.len() {
+        match src[p] {
+            b'\\' => p += 2,
+            b'$' if quote == b'"' && src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
+            b if b == quote => return Some(p + 1),
+            _ => p += 1,
+        }
+    }
+    None
+}
+
+/// After `$` at `p - 1` with `(` at `p`: where the text after the matching `)` starts.
+fn parens(src: &[u8], mut p: usize) -> Option<usize> {
+    let mut depth = 0;
+    while p < src.len() {
+        match src[p] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(p + 1);
+                }
+            }
+            b'\\' => p += 1,
+            b'\'' => {
+                p = src[p + 1..]
+                    .iter()
+                    .position(|&b| b == b'\'')
+                    .map(|i| p + i + 1)?
+            }
+            b'"' => p = closing(src, p + 1, b'"')? - 1,
+            _ => {}
+        }
+        p += 1;
+    }
+    None
+}
+
+/// The name of `NAME=` or `NAME+=` at the start of a word, and where its value starts.
+fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
+    if !w.first().is_some_and(|&b| is_name_start(b)) {
+        return None;
+    }
+    let len = w.iter().position(|&b| !is_name(b)).unwrap_or(w.len());
+    match &w[len..] {
+        [b'=', ..] => Some((&w[..len], len + 1, false)),
+        [b'+', b'=', ..] => Some((&w[..len], len + 2, true)),
+        _ => None,
+    }
+}
+
+/// Lexes a shell file and returns the assignments to the variables in `names`. An assignment
+/// that runs only sometimes (inside `if`, `case`, a loop, a function, after `&&`), or does not
+/// stay (a subshell, before a command), is marked unsafe, unless it only appends to the variable
+/// (`X="$X more"`), which then counts as text vfio-gen never edits.
+fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Vec<Assign>> {
+    let words = words(src, path)?;
+    let mut out = Vec::new();
+    let mut open: Vec<&[u8]> = Vec::new();
+    let mut lead = false;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let text = &src[w.start..w.end];
+        let at_command = w.first || lead;
+        lead = false;
+        i += 1;
+        if !at_command {
+            // Anything else that looks like an assignment to our variables is one vfio-gen
+            // cannot follow (`case` arms, `env X=...`, `eval`): refuse rather than miss it.
+            if let Some((name, _, _)) = assignment_word(text)
+                && names.iter().any(|n| n.as_bytes() == name)
+            {
+                out.push(hidden(
+                    src,
+                    file,
+                    &w,
+                    name,
+                    "is assigned where vfio-gen cannot tell whether it runs",
+                ));
+            }
+            continue;
+        }
+        match text {
+            b"if" | b"while" | b"until" | b"{" | b"(" => {
+                open.push(text);
+                lead = true;
+                continue;
+            }
+            b"for" | b"case" | b"select" => {
+                open.push(text);
+                continue;
+            }
+            b"then" | b"else" | b"elif" | b"do" | b"!" | b"export" | b"readonly" => {
+                lead = true;
+                continue;
+            }
+            b"fi" | b"done" | b"}" => {
+                open.pop();
+                continue;
+            }
+            b"esac" => {
+                while let Some(top) = open.pop() {
+                    if top == b"case" {
+                        break;
+                    }
+                }
+                continue;
+            }
+            b")" => {
+                if open.last() == Some(&&b"("[..]) {
+                    open.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // `name() { ...; }` defines a function: its body runs only when called.
+        if i + 1 < words.len()
+            && &src[words[i].start..words[i].end] == b"("
+            && &src[words[i + 1].start..words[i + 1].end] == b")"
+        {
+            i += 2;
+            lead = true;
+            continue;
+        }
+        let Some((name, offset, appends)) = assignment_word(text) else {
+            continue;
+        };
+        // Further assignments may follow in the same command; a command word after them makes
+        // them all temporary (they only reach that command's environment).
+        let mut group = vec![(w, name, offset, appends)];
+        while i < words.len() && !words[i].first {
+            let next = &src[words[i].start..words[i].end];
+            match assignment_word(next) {
+                Some((n2, o2, a2)) => group.push((words[i], n2, o2, a2)),
+                None => break,
+            }
+            i += 1;
+        }
+        let temporary = i < words.len() && !words[i].first;
+        let conditional = w.cond || !open.is_empty();
+        for (w, name, offset, appends) in group {
+            if !names.iter().any(|n| n.as_bytes() == name) {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name).into_owned();
+            let value_start = w.start + offset;
+            let (segs, end, mut reason) = value(src, value_start, path)?;
+            if appends {
+                reason = Some(format!("'{name}+=' is not POSIX sh"));
+            } else if temporary {
+                reason = Some(format!(
+                    "{name}= here only sets the environment of the command after it"
+                ));
+            }
+            let self_refs = segs
+                .iter()
+                .filter(|s| matches!(s, Seg::Param { name: n, .. } if *n == name))
+                .count();
+            if self_refs > 1 {
+                reason.get_or_insert_with(|| format!("the value refers to ${name} more than once"));
+            }
+            let only_appends = self_refs == 1
+                && matches!(segs.first(), Some(Seg::Param { name: n, .. }) if *n == name);
+            if conditional && !only_appends {
+                reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function or after && or || (whether it runs depends on the system)"));
+            }
+            out.push(Assign {
+                file,
+                name,
+                line: line_of(src, w.start),
+                value_start,
+                value_end: end,
+                segs,
+                unsafe_reason: reason,
+                maybe: conditional && only_appends,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn hidden(src: &[u8], file: usize, w: &Word, name: &[u8], why: &str) -> Assign {
+    let name = String::from_utf8_lossy(name).into_owned();
+    Assign {
+        file,
+        line: line_of(src, w.start),
+        value_start: w.start,
+        value_end: w.end,
+        segs: Vec::new(),
+        unsafe_reason: Some(format!("{name} {why}")),
+        name,
+        maybe: false,
+    }
 }
 
 /// Reads an assignment value starting at `p`; returns its segments, where it ends, and why it
@@ -330,83 +568,6 @@ fn dollar(
     }
 }
 
-/// Skips to the end of the current statement (an unquoted newline, `;`, `&` or `|`).
-fn skip_statement(src: &[u8], mut p: usize, path: &str) -> Result<usize> {
-    let n = src.len();
-    let start = p;
-    let mut word_start = true;
-    while p < n {
-        match src[p] {
-            b'\n' | b';' | b'&' | b'|' => return Ok(p),
-            b'#' if word_start => {
-                while p < n && src[p] != b'\n' {
-                    p += 1;
-                }
-                return Ok(p);
-            }
-            b'\\' => p += 2,
-            b'\'' => {
-                p += 1;
-                while p < n && src[p] != b'\'' {
-                    p += 1;
-                }
-                p += 1;
-            }
-            b'"' => {
-                p += 1;
-                while p < n && src[p] != b'"' {
-                    p += if src[p] == b'\\' { 2 } else { 1 };
-                }
-                p += 1;
-            }
-            b'`' => {
-                p += 1;
-                while p < n && src[p] != b'`' {
-                    p += if src[p] == b'\\' { 2 } else { 1 };
-                }
-                p += 1;
-            }
-            b'$' if src.get(p + 1) == Some(&b'(') => {
-                let mut depth = 0;
-                while p < n {
-                    match src[p] {
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        b'\'' | b'"' => {
-                            let q = src[p];
-                            p += 1;
-                            while p < n && src[p] != q {
-                                p += 1;
-                            }
-                        }
-                        _ => {}
-                    }
-                    p += 1;
-                }
-                p += 1;
-            }
-            b => {
-                word_start = matches!(b, b' ' | b'\t');
-                p += 1;
-                continue;
-            }
-        }
-        word_start = false;
-    }
-    if p > n {
-        bail!(
-            "{path}: line {}: a quote opened here is never closed; `sh -n {path}` fails too, fix the file by hand",
-            line_of(src, start)
-        );
-    }
-    Ok(n)
-}
-
 /// Where an evaluated byte came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Loc {
@@ -447,15 +608,26 @@ impl GrubConfig {
         for a in &assigns {
             if let Some(reason) = &a.unsafe_reason {
                 bail!(
-                    "{}: line {}: {} is computed: {reason}. vfio-gen cannot edit it safely; set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu), or write the value as a plain quoted string",
+                    "{}: line {}: {reason}, so vfio-gen cannot edit {} safely: write it as one plain assignment (\"{}=\\\"...\\\"\"), or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
                     sources[a.file].path,
                     a.line,
+                    a.name,
                     a.name
                 );
             }
             let mut v: Value = Vec::new();
             for seg in &a.segs {
                 match seg {
+                    // Text of an assignment that runs only sometimes: blanks still separate,
+                    // everything else is opaque, and none of it is ever edited.
+                    Seg::Byte { b, .. } if a.maybe => v.push((
+                        if b.is_ascii_whitespace() {
+                            Some(b' ')
+                        } else {
+                            None
+                        },
+                        None,
+                    )),
                     Seg::Byte { b, start, end, ctx } => v.push((
                         Some(*b),
                         Some(Loc {
@@ -512,15 +684,15 @@ impl GrubConfig {
         render_value(self.values.get(name).map(Vec::as_slice).unwrap_or(&[]))
     }
 
-    /// The managed options missing or different in the current line.
+    /// The managed options missing or different in the current line, one per item.
     pub fn missing(&self, wanted: &[Opt]) -> Result<Vec<String>> {
         let bytes: Vec<Byte> = self.line.iter().map(|(b, _)| *b).collect();
         let (edits, _) =
             cmdline::edit(&bytes, wanted, false).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(edits
             .insert
-            .into_iter()
-            .map(|(_, t)| t.trim().to_string())
+            .iter()
+            .flat_map(|(_, t)| t.split_whitespace().map(str::to_string))
             .collect())
     }
 
@@ -529,7 +701,7 @@ impl GrubConfig {
         self.assigns
             .iter()
             .rev()
-            .find(|a| a.name == name)
+            .find(|a| a.name == name && !a.maybe)
             .map(|a| (self.sources[a.file].path.clone(), a.line))
     }
 
@@ -584,7 +756,12 @@ impl GrubConfig {
                     let loc = self.line[*i].1.expect("a token starts at a known byte");
                     ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text), 1));
                 }
-                At::End => match self.assigns.iter().rev().find(|a| a.name == variable) {
+                At::End => match self
+                    .assigns
+                    .iter()
+                    .rev()
+                    .find(|a| a.name == variable && !a.maybe)
+                {
                     Some(a) => {
                         let text = if self.variable_is_empty(variable, edits) {
                             text.trim_start().to_string()
@@ -621,7 +798,13 @@ impl GrubConfig {
                 if !bytes.is_empty() && !bytes.ends_with(b"\n") {
                     bytes.extend_from_slice(eol);
                 }
-                bytes.extend_from_slice(format!("{variable}=\"{text}\"").as_bytes());
+                // After an assignment that runs only sometimes, keep what it may have added.
+                let line = if self.assigns.iter().any(|a| a.name == variable) {
+                    format!("{variable}=\"${variable} {text}\"")
+                } else {
+                    format!("{variable}=\"{text}\"")
+                };
+                bytes.extend_from_slice(line.as_bytes());
                 bytes.extend_from_slice(eol);
             }
             out.push(bytes);

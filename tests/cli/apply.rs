@@ -634,3 +634,108 @@ fn apply_asks_on_a_terminal() {
         assert_eq!(untouched, !changed, "answer {answer}: {}", stdout(&o));
     }
 }
+
+/// A hand edit between two applies breaks the history chain: revert then takes the options
+/// out instead of restoring a backup that still holds the first apply's options.
+#[test]
+fn revert_after_a_hand_edit_between_applies_takes_the_options_out() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    status(
+        &vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])),
+        0,
+    );
+    let grub = tmp.path().join("etc/default/grub");
+    let mut text = std::fs::read_to_string(&grub).unwrap();
+    text.push_str("# my note\n");
+    std::fs::write(&grub, &text).unwrap();
+    let profile = tmp.path().join("p.toml");
+    let body = std::fs::read_to_string(repo().join("profiles/amd-grub.toml")).unwrap();
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("extra"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &profile,
+        body.replace("[kernel]", "[kernel]\nextra = [\"video=efifb:off\"]"),
+    )
+    .unwrap();
+    let p = profile.to_str().unwrap();
+    status(
+        &run(&["apply", "-p", p, "--root", root, "--yes", "--no-hooks"]),
+        0,
+    );
+    status(
+        &run(&[
+            "apply",
+            "-p",
+            p,
+            "--root",
+            root,
+            "--yes",
+            "--no-hooks",
+            "--revert",
+        ]),
+        0,
+    );
+    let after = std::fs::read_to_string(&grub).unwrap();
+    for opt in [
+        "amd_iommu=on",
+        "iommu=pt",
+        "rd.driver.pre=vfio-pci",
+        "video=efifb:off",
+    ] {
+        assert!(!after.contains(opt), "{opt} left after revert:\n{after}");
+    }
+    assert!(
+        after.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"") && after.ends_with("# my note\n"),
+        "{after}"
+    );
+    status(
+        &run(&["plan", "-p", p, "--root", root, "--revert", "--exit-code"]),
+        0,
+    );
+}
+
+#[test]
+fn refused_or_read_only_rollbacks_write_nothing() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let o = run(&["rollback", "--root", root]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("nothing to roll back"),
+        "{}",
+        stderr(&o)
+    );
+    status(&run(&["rollback", "--list", "--root", root]), 0);
+    assert!(
+        tree(tmp.path()) == tree(&fixture_root("amd-grub")),
+        "no lock file, no state directory"
+    );
+}
+
+/// plan does not change anything, but it says that an interrupted apply is waiting.
+#[test]
+fn plan_notices_an_interrupted_apply() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let state = tmp.path().join("var/lib/vfio-gen");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("journal.json"), "{\"id\": \"20261125T000000Z\"}").unwrap();
+    let o = run(&["plan", "-p", "profiles/amd-grub.toml", "--root", root]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("an apply (20261125T000000Z) was interrupted"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        state.join("journal.json").exists(),
+        "plan leaves it for apply or rollback"
+    );
+    let o = vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"]));
+    status(&o, 0);
+    assert!(!state.join("journal.json").exists());
+}
