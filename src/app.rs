@@ -43,6 +43,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
 pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
     let g = &cli.global;
     let root = Root::new(&g.root);
+    if !g.root.is_dir() {
+        bail!("--root {}: no such directory", g.root.display());
+    }
     let style = Style {
         color: match g.color {
             ColorChoice::Always => true,
@@ -549,6 +552,29 @@ fn bind_cmd(
             })?);
         }
     }
+    if !to_vfio {
+        // Only what vfio-pci holds (or is set to take) goes back; the host's own devices stay.
+        let (give, keep): (
+            Vec<&crate::host::pci::Device>,
+            Vec<&crate::host::pci::Device>,
+        ) = set.into_iter().partition(|d| {
+            d.driver.as_deref() == Some("vfio-pci")
+                || d.driver_override.as_deref() == Some("vfio-pci")
+        });
+        for d in keep {
+            writeln!(
+                out,
+                "skip {}: bound to {}, not vfio-pci",
+                d.bdf,
+                d.driver.as_deref().unwrap_or("no driver")
+            )?;
+        }
+        set = give;
+        if set.is_empty() {
+            return Ok(0);
+        }
+    }
+    let vfio_loaded = root.exists("/sys/bus/pci/drivers/vfio-pci");
     if to_vfio {
         let refusals = crate::bind::refusals(&pci, &set);
         if !refusals.is_empty() && !force {
@@ -557,13 +583,19 @@ fn bind_cmd(
                 refusals.join("; ")
             );
         }
-        if !dry_run && !root.exists("/sys/bus/pci/drivers/vfio-pci") {
+        if !dry_run && !vfio_loaded {
             bail!(
                 "vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): run `modprobe vfio-pci` first"
             );
         }
     }
     if dry_run {
+        if to_vfio && !vfio_loaded {
+            writeln!(
+                out,
+                "# vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): `modprobe vfio-pci` must come first"
+            )?;
+        }
         for d in &set {
             let writes = if to_vfio {
                 crate::bind::bind_writes(d)

@@ -167,6 +167,14 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         for g in gpus {
             let bdf = crate::host::pci::normalize_bdf(g).ok_or_else(|| anyhow::anyhow!("--gpu {g}: not a PCI address; write it like 0000:01:00.0 (`vfio-gen iommu` lists them)"))?;
             let d = pci.device(&bdf).ok_or_else(|| anyhow::anyhow!("--gpu {g}: no such device under /sys/bus/pci/devices; `vfio-gen iommu` lists them"))?;
+            if !d.is_display() {
+                anyhow::bail!(
+                    "--gpu {g}: {} ({} [{}]) is not a GPU; name the GPU's display function (class 03xx), its other functions come with it",
+                    d.bdf,
+                    d.class_name,
+                    d.class4()
+                );
+            }
             if d.boot_vga {
                 notes.push(format!(
                     "{} is the boot display: the host loses its console when it goes to a guest.",

@@ -175,6 +175,24 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
         }
         Initramfs::InitramfsTools => {
             let cur = files.read(initramfs::INITRAMFS_TOOLS_MODULES)?;
+            for (i, line) in String::from_utf8_lossy(cur.as_deref().unwrap_or_default())
+                .lines()
+                .enumerate()
+            {
+                let mut words = line.split_whitespace();
+                if words
+                    .next()
+                    .is_some_and(|w| crate::cmdline::normalize(w) == "vfio_pci")
+                    && words.next().is_some()
+                {
+                    b.plan.warnings.push(format!(
+                        "{}:{}: `{}` comes after vfio-gen's vfio_pci line, so its options are never used: put the ids in the profile and remove the line",
+                        initramfs::INITRAMFS_TOOLS_MODULES,
+                        i + 1,
+                        line.trim()
+                    ));
+                }
+            }
             let new = initramfs::initramfs_tools(cur.as_deref(), &modules, revert)?;
             b.edited(initramfs::INITRAMFS_TOOLS_MODULES, cur, new)?;
         }
@@ -209,7 +227,12 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
             }
         }
         Bootloader::KernelCmdline => {
-            b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?
+            b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
+            if !files.exists("/usr/sbin/proxmox-boot-tool") {
+                b.plan.notes.push(format!(
+                    "{KERNEL_CMDLINE} reaches the boot entries or unified kernel images when they are written again: after apply, run `kernel-install add <version> /usr/lib/modules/<version>/vmlinuz` for each installed kernel (or reinstall the kernel package)"
+                ));
+            }
         }
     }
 
@@ -676,8 +699,10 @@ fn hooks(
         ),
         Initramfs::None => ("", &[], ""),
     };
+    // mkinitcpio and dracut build unified kernel images too, with /etc/kernel/cmdline inside.
+    let embeds_cmdline = matches!(profile.initramfs, Initramfs::Mkinitcpio | Initramfs::Dracut);
     if !name.is_empty() {
-        let i = inputs(&|p| modprobe_or(p, own));
+        let i = inputs(&|p| modprobe_or(p, own) || (embeds_cmdline && p == KERNEL_CMDLINE));
         if !i.is_empty() {
             out.push(Hook {
                 name: name.into(),
@@ -713,7 +738,10 @@ fn hooks(
         });
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
-    if !cmdline_inputs.is_empty() && files.exists("/usr/sbin/proxmox-boot-tool") {
+    if !cmdline_inputs.is_empty()
+        && files.exists("/usr/sbin/proxmox-boot-tool")
+        && profile.bootloader == Bootloader::KernelCmdline
+    {
         out.push(Hook {
             name: "proxmox-boot-tool".into(),
             command: vec!["proxmox-boot-tool".into(), "refresh".into()],

@@ -113,6 +113,12 @@ pub struct Pci {
 
 impl Pci {
     pub fn read(root: &Root) -> Result<Pci> {
+        if !root.exists("/sys/bus/pci/devices") {
+            anyhow::bail!(
+                "{} does not exist: this root has no sysfs (in a chroot or image, bind-mount /sys first)",
+                root.join("/sys/bus/pci/devices")?.display()
+            );
+        }
         let ids = PciIds::load(root)?;
         let mut devices = Vec::new();
         for bdf in root.list("/sys/bus/pci/devices")? {

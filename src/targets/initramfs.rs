@@ -71,7 +71,7 @@ pub fn initramfs_tools(
     }
     if revert {
         let rest = lines.concat();
-        return Ok(if rest.is_empty() && current.is_some() {
+        return Ok(if rest.is_empty() && current.is_none() {
             None
         } else {
             Some(rest.into_bytes())
@@ -112,6 +112,14 @@ pub fn booster(current: Option<&[u8]>, modules: &[&str], revert: bool) -> Result
     let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
     let key = "modules_force_load:";
     let found = lines.iter().position(|l| l.starts_with(key));
+    if let Some(i) = found
+        && lines[i][key.len()..].trim().is_empty()
+    {
+        anyhow::bail!(
+            "{BOOSTER_YAML}: line {}: modules_force_load is not a comma-separated string (booster reads `modules_force_load: a,b,c`); write it on one line, then run vfio-gen again",
+            i + 1
+        );
+    }
     let list_of = |l: &str| -> Vec<String> {
         l[key.len()..]
             .trim()
@@ -156,12 +164,9 @@ pub fn booster(current: Option<&[u8]>, modules: &[&str], revert: bool) -> Result
         }
         None => {}
     }
-    let out = lines.concat();
-    Ok(if out.is_empty() && current.is_some() && revert {
-        None
-    } else {
-        Some(out.into_bytes())
-    })
+    // The file stays even when empty: it may have been there before vfio-gen (a revert with
+    // history puts back exactly what was there).
+    Ok(Some(lines.concat().into_bytes()))
 }
 
 /// Extracts the words of a shell array or string assigned to `name` (last assignment wins;

@@ -429,3 +429,40 @@ fn read_only_commands_on_this_machine() {
         .unwrap();
     assert_eq!(iommu["status"], if active { "pass" } else { "fail" });
 }
+
+#[test]
+fn wrong_addresses_and_roots_are_explained() {
+    let h = host("intel-3090");
+    let o = at(h.path(), &["detect", "--gpu", "00:1f.3"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("(Audio device [0403]) is not a GPU"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["iommu", "--root", "/nonexistent-root"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("--root /nonexistent-root: no such directory"),
+        "{}",
+        stderr(&o)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = at(empty.path(), &["detect"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("has no sysfs"), "{}", stderr(&o));
+}
+
+#[test]
+fn unbind_gives_back_only_what_vfio_pci_holds() {
+    let h = host("two-identical-gpus");
+    let o = at(h.path(), &["unbind", "--dry-run", "0a:00.0"]);
+    status(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "skip 0000:0a:00.0: bound to nvidia, not vfio-pci\n"
+    );
+    let h = host("vfio-bound");
+    let o = at(h.path(), &["unbind", "--dry-run", "01:00.0"]);
+    assert!(stdout(&o).starts_with("echo '' > /sys/bus/pci/devices/0000:01:00.0/driver_override\necho '0000:01:00.0' > /sys/bus/pci/devices/0000:01:00.0/driver/unbind\n"), "{}", stdout(&o));
+}

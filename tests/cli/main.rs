@@ -778,6 +778,51 @@ mod plan_output {
     }
 
     #[test]
+    fn initramfs_tools_and_booster_traps() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_root("efifb-off-disable-vga"), tmp.path());
+        let modules = tmp.path().join("etc/initramfs-tools/modules");
+        let mut text = std::fs::read_to_string(&modules).unwrap();
+        text.push_str("vfio_pci ids=10de:21c4\n");
+        std::fs::write(&modules, text).unwrap();
+        let o = run(&[
+            "plan",
+            "-p",
+            "profiles/efifb-off-disable-vga.toml",
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        assert!(
+            stdout(&o).contains("`vfio_pci ids=10de:21c4` comes after vfio-gen's vfio_pci line"),
+            "{}",
+            stdout(&o)
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_root("arch-booster"), tmp.path());
+        std::fs::write(
+            tmp.path().join("etc/booster.yaml"),
+            "modules_force_load:\n  - nvme\n",
+        )
+        .unwrap();
+        let o = run(&[
+            "plan",
+            "-p",
+            "profiles/arch-booster.toml",
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        status(&o, 2);
+        assert!(
+            stderr(&o).contains(
+                "/etc/booster.yaml: line 1: modules_force_load is not a comma-separated string"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    #[test]
     fn json_has_the_documented_shape() {
         let o = plan("arch-intel-systemd-boot", &["--format", "json"]);
         status(&o, 0);
