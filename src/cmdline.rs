@@ -210,6 +210,22 @@ pub struct Finding {
     pub wanted: Option<String>,
 }
 
+impl Finding {
+    /// A note for the plan; `place` names the line (`/etc/kernel/cmdline`, `the GRUB command line`).
+    pub fn describe(&self, place: &str) -> String {
+        match &self.wanted {
+            Some(w) => format!(
+                "{place} holds {}; vfio-gen sets {w} in its place",
+                self.found
+            ),
+            None => format!(
+                "{place}: {} appears more than once; the earlier one is removed (the last one wins)",
+                self.found
+            ),
+        }
+    }
+}
+
 /// Computes the edits that make `line` hold every option of `wanted` exactly once
 /// (`revert == false`), or that take out every occurrence equal to one of them (`revert`).
 ///

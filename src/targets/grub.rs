@@ -722,16 +722,7 @@ impl GrubConfig {
         })?;
         let notes = findings
             .iter()
-            .map(|f| match &f.wanted {
-                Some(w) => format!(
-                    "the GRUB command line holds {}; vfio-gen sets {w} in its place",
-                    f.found
-                ),
-                None => format!(
-                    "{} appears more than once; the earlier one is removed (the last one wins)",
-                    f.found
-                ),
-            })
+            .map(|f| f.describe("the GRUB command line"))
             .collect();
         Ok((self.apply(variable, &edits)?, notes))
     }
@@ -790,22 +781,13 @@ impl GrubConfig {
                     .find(|(at, _)| *at == At::End)
                     .map(|(_, t)| t.trim())
                     .unwrap_or("");
-                let eol: &[u8] = if src.bytes.windows(2).any(|w| w == b"\r\n") {
-                    b"\r\n"
-                } else {
-                    b"\n"
-                };
-                if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                    bytes.extend_from_slice(eol);
-                }
                 // After an assignment that runs only sometimes, keep what it may have added.
                 let line = if self.assigns.iter().any(|a| a.name == variable) {
                     format!("{variable}=\"${variable} {text}\"")
                 } else {
                     format!("{variable}=\"{text}\"")
                 };
-                bytes.extend_from_slice(line.as_bytes());
-                bytes.extend_from_slice(eol);
+                super::append_line(&mut bytes, &src.bytes, &line);
             }
             out.push(bytes);
         }

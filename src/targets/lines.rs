@@ -101,16 +101,7 @@ pub fn edit(
     }
     let (edits, findings) =
         cmdline::edit(&joined, wanted, revert).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let notes = findings
-        .iter()
-        .map(|f| match &f.wanted {
-            Some(w) => format!("{path} holds {}; vfio-gen sets {w} in its place", f.found),
-            None => format!(
-                "{path}: {} appears more than once; the earlier one is removed (the last one wins)",
-                f.found
-            ),
-        })
-        .collect();
+    let notes = findings.iter().map(|f| f.describe(path)).collect();
     // Source operations: (position, removed, inserted text).
     let mut ops: Vec<(usize, usize, String)> = Vec::new();
     for &i in &edits.remove {
@@ -144,19 +135,12 @@ pub fn edit(
         out.splice(start..end, t.into_bytes());
     }
     if let Some(t) = tail {
-        let eol: &[u8] = if text.windows(2).any(|w| w == b"\r\n") {
-            b"\r\n"
+        let line = if shape == Shape::Entry {
+            format!("options {t}")
         } else {
-            b"\n"
+            t
         };
-        if !out.is_empty() && !out.ends_with(b"\n") {
-            out.extend_from_slice(eol);
-        }
-        if shape == Shape::Entry {
-            out.extend_from_slice(b"options ");
-        }
-        out.extend_from_slice(t.as_bytes());
-        out.extend_from_slice(eol);
+        super::append_line(&mut out, text, &line);
     }
     Ok((out, notes))
 }

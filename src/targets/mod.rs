@@ -72,6 +72,21 @@ pub fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
         .with_context(|| format!("rendering the template {name}"))
 }
 
+/// Adds a line at the end of a file, in the file's own line ending (CRLF when it uses CRLF),
+/// after ending an unterminated last line.
+pub fn append_line(bytes: &mut Vec<u8>, original: &[u8], line: &str) {
+    let eol: &[u8] = if original.windows(2).any(|w| w == b"\r\n") {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        bytes.extend_from_slice(eol);
+    }
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.extend_from_slice(eol);
+}
+
 /// Whether existing bytes were written by vfio-gen.
 pub fn is_ours(bytes: &[u8]) -> bool {
     bytes.starts_with(HEADER_MARK.as_bytes())

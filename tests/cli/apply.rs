@@ -21,12 +21,6 @@ fn vg(args: &[String]) -> Output {
     run(&a)
 }
 
-fn copy_root(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_tree(&fixture_root(name), tmp.path());
-    tmp
-}
-
 /// Files under the root outside vfio-gen's state directory.
 fn user_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     tree(root)

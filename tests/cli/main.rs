@@ -131,6 +131,13 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A temporary copy of a fixture root.
+fn copy_root(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_root(name), tmp.path());
+    tmp
+}
+
 fn render(name: &str, root: &Path, out: &Path) -> Output {
     let profile = format!("profiles/{name}.toml");
     run(&[
@@ -225,8 +232,7 @@ mod golden {
     #[test]
     fn rendered_state_is_in_sync_and_reverts_to_the_original() {
         for name in profiles() {
-            let tmp = tempfile::tempdir().unwrap();
-            copy_tree(&fixture_root(&name), tmp.path());
+            let tmp = copy_root(&name);
             status(&render(&name, tmp.path(), tmp.path()), 0);
             let profile = format!("profiles/{name}.toml");
             let o = run(&[
@@ -341,8 +347,7 @@ mod real_tools {
             if profile.bootloader != vfio_gen::profile::Bootloader::Grub {
                 continue;
             }
-            let tmp = tempfile::tempdir().unwrap();
-            copy_tree(&fixture_root(&name), tmp.path());
+            let tmp = copy_root(&name);
             let before = sh_value(&grub_files(tmp.path()));
             status(&render(&name, tmp.path(), tmp.path()), 0);
             let files = grub_files(tmp.path());
@@ -465,8 +470,7 @@ mod real_tools {
             return;
         }
         for name in ["fedora-grub-dracut", "endeavouros-systemd-boot-dracut"] {
-            let tmp = tempfile::tempdir().unwrap();
-            copy_tree(&fixture_root(name), tmp.path());
+            let tmp = copy_root(name);
             status(&render(name, tmp.path(), tmp.path()), 0);
             let mut confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("etc/dracut.conf.d"))
                 .unwrap()
@@ -578,8 +582,7 @@ mod errors {
     use super::*;
 
     fn bad_profile(body: &str) -> (Output, tempfile::TempDir) {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&fixture_root("amd-grub"), tmp.path());
+        let tmp = copy_root("amd-grub");
         let p = tmp.path().join("bad.toml");
         std::fs::write(&p, body).unwrap();
         let out = tmp.path().join("out");
@@ -729,8 +732,7 @@ mod plan_output {
 
     #[test]
     fn a_gpu_driver_forced_before_vfio_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&fixture_root("fedora-grub-dracut"), tmp.path());
+        let tmp = copy_root("fedora-grub-dracut");
         std::fs::write(
             tmp.path().join("etc/dracut.conf.d/50-nvidia.conf"),
             "force_drivers+=\" nvidia nvidia_drm \"\n",
@@ -746,8 +748,7 @@ mod plan_output {
         status(&o, 0);
         assert!(stdout(&o).contains("warning: /etc/dracut.conf.d/50-nvidia.conf:1: force_drivers loads nvidia, nvidia_drm before"), "{}", stdout(&o));
 
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&fixture_root("arch-intel-systemd-boot"), tmp.path());
+        let tmp = copy_root("arch-intel-systemd-boot");
         std::fs::create_dir_all(tmp.path().join("etc/mkinitcpio.conf.d")).unwrap();
         std::fs::write(
             tmp.path().join("etc/mkinitcpio.conf.d/zz-nvidia.conf"),
@@ -779,8 +780,7 @@ mod plan_output {
 
     #[test]
     fn initramfs_tools_and_booster_traps() {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&fixture_root("efifb-off-disable-vga"), tmp.path());
+        let tmp = copy_root("efifb-off-disable-vga");
         let modules = tmp.path().join("etc/initramfs-tools/modules");
         let mut text = std::fs::read_to_string(&modules).unwrap();
         text.push_str("vfio_pci ids=10de:21c4\n");
@@ -798,8 +798,7 @@ mod plan_output {
             stdout(&o)
         );
 
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&fixture_root("arch-booster"), tmp.path());
+        let tmp = copy_root("arch-booster");
         std::fs::write(
             tmp.path().join("etc/booster.yaml"),
             "modules_force_load:\n  - nvme\n",
