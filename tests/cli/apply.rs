@@ -340,6 +340,7 @@ fn stand_ins(dir: &Path, fail: &[&str]) -> String {
         "update-grub",
         "dracut",
         "update-initramfs",
+        "chroot",
     ] {
         let body = if fail.contains(&name) {
             format!(
@@ -732,4 +733,32 @@ fn plan_notices_an_interrupted_apply() {
     let o = vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"]));
     status(&o, 0);
     assert!(!state.join("journal.json").exists());
+}
+
+/// `--hooks chroot` runs each generator inside the root through chroot (a stand-in here).
+#[test]
+fn chroot_hooks_run_inside_the_root() {
+    let tmp = copy_root("amd-grub");
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    let path = stand_ins(bin.path(), &[]);
+    let root = tmp.path().to_str().unwrap();
+    let o = Command::new(BIN)
+        .args(apply_args(
+            "amd-grub",
+            root,
+            &["--yes", "--hooks", "chroot"],
+        ))
+        .current_dir(repo())
+        .env("PATH", &path)
+        .env("HOOK_LOG", &log)
+        .output()
+        .unwrap();
+    status(&o, 0);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!(
+            "chroot {root} mkinitcpio -P\nchroot {root} grub-mkconfig -o /boot/grub/grub.cfg\n"
+        )
+    );
 }
