@@ -551,13 +551,27 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
         );
         user_tree(tmp.path())
     };
+    // Spread the kills over the whole run: from before the first write to after the last.
+    let full = {
+        let tmp = copy_root(name);
+        let t = std::time::Instant::now();
+        status(
+            &vg(&apply_args(
+                name,
+                tmp.path().to_str().unwrap(),
+                &["--yes", "--no-hooks", "-q"],
+            )),
+            0,
+        );
+        t.elapsed().as_micros() as u64
+    };
     let mut seed: u64 = 0x9e3779b97f4a7c15;
-    let mut interrupted = 0;
+    let (mut untouched, mut partial, mut complete) = (0, 0, 0);
     for i in 0..runs {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = std::time::Duration::from_micros(seed % 6000);
+        let delay = std::time::Duration::from_micros(seed % (full + full / 5 + 1));
         let tmp = copy_root(name);
         let root = tmp.path().to_str().unwrap();
         let mut child = Command::new(BIN)
@@ -569,11 +583,9 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
             .unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
-        let st = child.wait().unwrap();
-        if !st.success() {
-            interrupted += 1;
-        }
+        child.wait().unwrap();
         let now = user_tree(tmp.path());
+        let mut new_files = 0;
         for (path, new) in &done {
             let old = fixture.get(path);
             let cur = now.get(path);
@@ -581,6 +593,18 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
                 cur == old || cur == Some(new),
                 "run {i}: {path} is neither old nor new"
             );
+            if cur == Some(new) && old != Some(new) {
+                new_files += 1;
+            }
+        }
+        let changed = done
+            .iter()
+            .filter(|(p, n)| fixture.get(*p) != Some(*n))
+            .count();
+        match new_files {
+            0 => untouched += 1,
+            n if n == changed => complete += 1,
+            _ => partial += 1,
         }
         let o = vg(&apply_args(name, root, &["--yes", "--no-hooks"]));
         status(&o, 0);
@@ -591,11 +615,13 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
         no_temp_files(tmp.path());
         assert!(!tmp.path().join("var/lib/vfio-gen/journal.json").exists());
     }
-    assert!(
-        runs == 0 || interrupted > 0,
-        "no run was interrupted: the delays are too long to test anything"
+    eprintln!(
+        "{runs} kills over {full} µs: {untouched} before any file changed, {partial} with some files new, {complete} after all were in place"
     );
-    eprintln!("{interrupted} of {runs} applies were killed before they finished");
+    assert!(
+        runs < 50 || (untouched > 0 && partial + complete > 0),
+        "the kills did not spread over the run"
+    );
 }
 
 /// On a terminal apply asks; an answer other than yes writes nothing, not even the lock file.
