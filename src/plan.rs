@@ -472,7 +472,7 @@ impl Builder<'_> {
                         let e = e.to_string();
                         self.plan.warnings.push(format!(
                             "{}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)",
-                            e.split(", so vfio-gen").next().unwrap_or(&e)
+                            e.split(". vfio-gen cannot edit").next().unwrap_or(&e)
                         ));
                         wanted.iter().map(|w| w.text()).collect()
                     }

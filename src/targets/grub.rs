@@ -94,26 +94,64 @@ fn unclosed(src: &[u8], path: &str, start: usize) -> anyhow::Error {
 }
 
 /// Splits a shell file into words and control operators, the way `sh` does, without
-/// interpreting them: quotes, backslashes, `$(...)`, `${...}` and backticks stay inside words.
+/// interpreting them: quotes, backslashes, `$(...)`, `${...}` and backticks stay inside words;
+/// redirections and their targets, comments and here-document bodies are skipped.
 fn words(src: &[u8], path: &str) -> Result<Vec<Word>> {
     let n = src.len();
-    let mut out = Vec::new();
+    let mut out: Vec<Word> = Vec::new();
     let (mut p, mut first, mut cond) = (0, true, false);
+    let mut command_start = 0; // index in `out` of the current command's first word
+    let mut heredocs: Vec<(Vec<u8>, bool)> = Vec::new();
     while p < n {
         match src[p] {
             b' ' | b'\t' | b'\r' => p += 1,
             b'\\' if src.get(p + 1) == Some(&b'\n') => p += 2,
-            b'\n' | b';' => {
+            b'\n' => {
                 p += 1;
                 (first, cond) = (true, false);
+                command_start = out.len();
+                // Here-document bodies start on the next line and end at their delimiter.
+                for (delim, strip_tabs) in std::mem::take(&mut heredocs) {
+                    loop {
+                        if p >= n {
+                            return Err(unclosed(src, path, p.saturating_sub(1)));
+                        }
+                        let end = src[p..]
+                            .iter()
+                            .position(|&b| b == b'\n')
+                            .map(|i| p + i)
+                            .unwrap_or(n);
+                        let mut line = &src[p..end];
+                        if line.last() == Some(&b'\r') {
+                            line = &line[..line.len() - 1];
+                        }
+                        if strip_tabs {
+                            line = &line[line.iter().take_while(|&&b| b == b'\t').count()..];
+                        }
+                        p = (end + 1).min(n);
+                        if line == delim.as_slice() {
+                            break;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                p += 1;
+                (first, cond) = (true, false);
+                command_start = out.len();
             }
             b'&' | b'|' => {
-                p += if src.get(p + 1) == Some(&src[p]) {
-                    2
-                } else {
-                    1
-                };
+                let double = src.get(p + 1) == Some(&src[p]);
+                if !double {
+                    // A pipeline element or a background job runs in a subshell: nothing it
+                    // assigns stays.
+                    for w in &mut out[command_start..] {
+                        w.cond = true;
+                    }
+                }
+                p += if double { 2 } else { 1 };
                 (first, cond) = (true, true);
+                command_start = out.len();
             }
             b'#' => {
                 while p < n && src[p] != b'\n' {
@@ -129,10 +167,38 @@ fn words(src: &[u8], path: &str) -> Result<Vec<Word>> {
                 });
                 p += 1;
                 first = true;
+                command_start = out.len();
+            }
+            b'<' | b'>' => {
+                // A redirection: the operator, then its target word (or a here-document).
+                let here = src[p..].starts_with(b"<<") && !src[p..].starts_with(b"<<<");
+                let strip_tabs = src[p..].starts_with(b"<<-");
+                p += 1;
+                while p < n && matches!(src[p], b'<' | b'>' | b'&' | b'|' | b'-') {
+                    p += 1;
+                }
+                while p < n && matches!(src[p], b' ' | b'\t') {
+                    p += 1;
+                }
+                let start = p;
+                p = word_end(src, p).ok_or_else(|| unclosed(src, path, start))?;
+                if here {
+                    let delim: Vec<u8> = src[start..p]
+                        .iter()
+                        .copied()
+                        .filter(|&b| !matches!(b, b'\'' | b'"' | b'\\'))
+                        .collect();
+                    heredocs.push((delim, strip_tabs));
+                }
             }
             _ => {
                 let start = p;
                 p = word_end(src, p).ok_or_else(|| unclosed(src, path, start))?;
+                if p == start {
+                    // Nothing a word can hold: step over it rather than loop.
+                    p += 1;
+                    continue;
+                }
                 out.push(Word {
                     start,
                     end: p,
@@ -142,6 +208,9 @@ fn words(src: &[u8], path: &str) -> Result<Vec<Word>> {
                 first = false;
             }
         }
+    }
+    if !heredocs.is_empty() {
+        return Err(unclosed(src, path, n.saturating_sub(1)));
     }
     Ok(out)
 }
@@ -154,25 +223,20 @@ fn word_end(src: &[u8], mut p: usize) -> Option<usize> {
             b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
             b'\r' if src.get(p + 1) == Some(&b'\n') => break,
             b'\\' => p += 2,
-            b'\'' => {
-                p = src[p + 1..]
-                    .iter()
-                    .position(|&b| b == b'\'')
-                    .map(|i| p + i + 2)?
-            }
+            b'\'' => p = single(src, p + 1)?,
             b'"' => p = closing(src, p + 1, b'"')?,
             b'`' => p = closing(src, p + 1, b'`')?,
             b'$' if src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
-            b'$' if src.get(p + 1) == Some(&b'{') => {
-                p = src[p..]
-                    .iter()
-                    .position(|&b| b == b'}')
-                    .map(|i| p + i + 1)?
-            }
+            b'$' if src.get(p + 1) == Some(&b'{') => p = braces(src, p + 2)?,
             _ => p += 1,
         }
     }
     Some(p.min(n))
+}
+
+/// After an opening `'` at `p - 1`: where the text after the closing one starts.
+fn single(src: &[u8], p: usize) -> Option<usize> {
+    src[p..].iter().position(|&b| b == b'\'').map(|i| p + i + 1)
 }
 
 /// After an opening `"` or backtick at `p - 1`: where the text after its closing one starts.
@@ -181,6 +245,7 @@ fn closing(src: &[u8], mut p: usize, quote: u8) -> Option<usize> {
         match src[p] {
             b'\\' => p += 2,
             b'$' if quote == b'"' && src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
+            b'$' if quote == b'"' && src.get(p + 1) == Some(&b'{') => p = braces(src, p + 2)?,
             b if b == quote => return Some(p + 1),
             _ => p += 1,
         }
@@ -188,11 +253,31 @@ fn closing(src: &[u8], mut p: usize, quote: u8) -> Option<usize> {
     None
 }
 
-/// After `$` at `p - 1` with `(` at `p`: where the text after the matching `)` starts.
-fn parens(src: &[u8], mut p: usize) -> Option<usize> {
-    let mut depth = 0;
+/// Inside `${` (from `p`): where the text after the matching `}` starts. Quotes inside the
+/// braces are shell quotes (`${X:-"}"}`).
+fn braces(src: &[u8], mut p: usize) -> Option<usize> {
     while p < src.len() {
         match src[p] {
+            b'}' => return Some(p + 1),
+            b'\\' => p += 2,
+            b'\'' => p = single(src, p + 1)?,
+            b'"' => p = closing(src, p + 1, b'"')?,
+            b'$' if src.get(p + 1) == Some(&b'{') => p = braces(src, p + 2)?,
+            b'$' if src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
+            _ => p += 1,
+        }
+    }
+    None
+}
+
+/// After `$` at `p - 1` with `(` at `p`: where the text after the matching `)` starts.
+/// Quotes, nested substitutions and comments inside count as the shell counts them.
+fn parens(src: &[u8], mut p: usize) -> Option<usize> {
+    let mut depth = 0;
+    let mut word_start = true;
+    while p < src.len() {
+        let b = src[p];
+        match b {
             b'(' => depth += 1,
             b')' => {
                 depth -= 1;
@@ -201,15 +286,18 @@ fn parens(src: &[u8], mut p: usize) -> Option<usize> {
                 }
             }
             b'\\' => p += 1,
-            b'\'' => {
-                p = src[p + 1..]
-                    .iter()
-                    .position(|&b| b == b'\'')
-                    .map(|i| p + i + 1)?
-            }
+            b'\'' => p = single(src, p + 1)? - 1,
             b'"' => p = closing(src, p + 1, b'"')? - 1,
+            b'`' => p = closing(src, p + 1, b'`')? - 1,
+            b'#' if word_start => {
+                while p < src.len() && src[p] != b'\n' {
+                    p += 1;
+                }
+                continue;
+            }
             _ => {}
         }
+        word_start = matches!(b, b' ' | b'\t' | b'\n' | b';' | b'(' | b'|' | b'&');
         p += 1;
     }
     None
@@ -270,8 +358,42 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
                 open.push(text);
                 continue;
             }
-            b"then" | b"else" | b"elif" | b"do" | b"!" | b"export" | b"readonly" => {
+            b"then" | b"else" | b"elif" | b"do" | b"!" => {
                 lead = true;
+                continue;
+            }
+            // `export A B=c`: every word after it may be an assignment.
+            b"export" | b"readonly" => {
+                while i < words.len()
+                    && !words[i].first
+                    && assignment_word(&src[words[i].start..words[i].end]).is_none()
+                {
+                    i += 1;
+                }
+                lead = i < words.len() && !words[i].first;
+                continue;
+            }
+            // Commands that change a variable without `NAME=`, or run text vfio-gen cannot see.
+            b"unset" | b"read" | b"declare" | b"typeset" | b"local" | b"eval" | b"."
+            | b"source" => {
+                let mut j = i;
+                while j < words.len() && !words[j].first {
+                    j += 1;
+                }
+                let args = &words[i..j];
+                let touches = matches!(text, b"eval" | b"." | b"source")
+                    || args.iter().any(|a| {
+                        let t = &src[a.start..a.end];
+                        names.iter().any(|n| {
+                            t == n.as_bytes()
+                                || assignment_word(t).is_some_and(|(m, _, _)| m == n.as_bytes())
+                        })
+                    });
+                if touches {
+                    let what = String::from_utf8_lossy(text).into_owned();
+                    out.push(hidden(src, file, &w, b"the file", &format!("runs `{what}`, which can change the command-line variables in ways vfio-gen cannot follow")));
+                }
+                i = j;
                 continue;
             }
             b"fi" | b"done" | b"}" => {
@@ -300,6 +422,15 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
             && &src[words[i + 1].start..words[i + 1].end] == b")"
         {
             i += 2;
+            if i >= words.len() {
+                out.push(hidden(
+                    src,
+                    file,
+                    &w,
+                    b"the file",
+                    "ends in a function definition without a body (`sh -n` fails too)",
+                ));
+            }
             lead = true;
             continue;
         }
@@ -343,7 +474,7 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
             let only_appends = self_refs == 1
                 && matches!(segs.first(), Some(Seg::Param { name: n, .. }) if *n == name);
             if conditional && !only_appends {
-                reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function or after && or || (whether it runs depends on the system)"));
+                reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function, after && or ||, or in a pipeline or background job (whether it takes effect depends on the system)"));
             }
             out.push(Assign {
                 file,
@@ -357,10 +488,54 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
             });
         }
     }
+    if let Some(top) = open.last() {
+        let what = String::from_utf8_lossy(top).into_owned();
+        let at = words.last().copied().unwrap_or(Word {
+            start: 0,
+            end: 0,
+            first: true,
+            cond: false,
+        });
+        out.push(hidden(
+            src,
+            file,
+            &at,
+            b"the file",
+            &format!("ends inside a `{what}` that is never closed (`sh -n` fails too)"),
+        ));
+    }
+    // Last line of defence: a line that assigns one of the variables but was not seen as an
+    // assignment means the shell syntax around it was not followed; refuse rather than miss it.
+    let seen: Vec<usize> = out.iter().map(|a| line_of(src, a.value_start)).collect();
+    let mut pos = 0;
+    for (k, line) in src.split(|&b| b == b'\n').enumerate() {
+        let start = pos;
+        pos += line.len() + 1;
+        let trimmed = line
+            .iter()
+            .position(|&b| !matches!(b, b' ' | b'\t'))
+            .map(|i| &line[i..])
+            .unwrap_or(&[]);
+        let trimmed = trimmed.strip_prefix(b"export ").unwrap_or(trimmed);
+        if let Some((name, _, _)) = assignment_word(trimmed)
+            && names.iter().any(|n| n.as_bytes() == name)
+            && !seen.contains(&(k + 1))
+            && !in_heredoc_or_string(&words, start)
+        {
+            out.push(hidden(src, file, &Word { start, end: start, first: true, cond: false }, name, "looks assigned on this line, but vfio-gen could not follow the shell syntax around it"));
+        }
+    }
     Ok(out)
 }
 
+/// Whether a position lies inside a word that started earlier (a multi-line quoted value), so a
+/// line there is not a command.
+fn in_heredoc_or_string(words: &[Word], pos: usize) -> bool {
+    words.iter().any(|w| w.start < pos && pos < w.end)
+}
+
 fn hidden(src: &[u8], file: usize, w: &Word, name: &[u8], why: &str) -> Assign {
+    // `name` is the variable, or a phrase naming what is wrong (`the file ...`).
     let name = String::from_utf8_lossy(name).into_owned();
     Assign {
         file,
@@ -417,6 +592,9 @@ fn value(src: &[u8], mut p: usize, path: &str) -> Result<(Vec<Seg>, usize, Optio
                         });
                         p += 2;
                     } else {
+                        reason.get_or_insert_with(|| {
+                            "the value ends in a lone backslash at the end of the file".into()
+                        });
                         p += 1;
                     }
                 }
@@ -608,11 +786,9 @@ impl GrubConfig {
         for a in &assigns {
             if let Some(reason) = &a.unsafe_reason {
                 bail!(
-                    "{}: line {}: {reason}, so vfio-gen cannot edit {} safely: write it as one plain assignment (\"{}=\\\"...\\\"\"), or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
+                    "{}: line {}: {reason}. vfio-gen cannot edit the kernel command line in such a file safely: keep GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT as plain assignments (NAME=\"...\"), or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
                     sources[a.file].path,
-                    a.line,
-                    a.name,
-                    a.name
+                    a.line
                 );
             }
             let mut v: Value = Vec::new();
