@@ -710,18 +710,14 @@ fn rollback_ops(
         Some(id) => all.iter().find(|m| m.id == id).ok_or_else(|| {
             anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
         })?,
-        None => all
-            .iter()
-            .rev()
-            .find(|m| m.kind != "rollback" && !history::is_undone(&all, &m.id))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "nothing to roll back: no apply under {} is left to undo",
-                    root.join(history::BACKUPS)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            })?,
+        None => history::in_effect(&all).next().ok_or_else(|| {
+            anyhow::anyhow!(
+                "nothing to roll back: no apply under {} is left to undo",
+                root.join(history::BACKUPS)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?,
     };
     if history::is_undone(&all, &target.id) {
         bail!(

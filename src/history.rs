@@ -77,10 +77,23 @@ pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// Whether a transaction has been undone by a later rollback.
+/// Whether a transaction has been undone by a later rollback that is itself still in effect
+/// (rolling back a rollback puts the transaction back).
 pub fn is_undone(all: &[Manifest], id: &str) -> bool {
+    all.iter().any(|m| {
+        m.kind == "rollback"
+            && m.state == "complete"
+            && m.undoes.as_deref() == Some(id)
+            && !is_undone(all, &m.id)
+    })
+}
+
+/// The applies and reverts in effect, newest first: complete, not rolled back. Rollbacks
+/// themselves are left out; what they undid is left out with them.
+pub fn in_effect(all: &[Manifest]) -> impl Iterator<Item = &Manifest> {
     all.iter()
-        .any(|m| m.kind == "rollback" && m.state == "complete" && m.undoes.as_deref() == Some(id))
+        .rev()
+        .filter(|m| m.state == "complete" && m.kind != "rollback" && !is_undone(all, &m.id))
 }
 
 /// The bytes `path` had before vfio-gen changed it, when its current bytes are exactly what
@@ -90,11 +103,7 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
     let all = manifests(files)?;
     let mut digest = sha256(current);
     let mut found: Option<Option<Vec<u8>>> = None;
-    let done = all
-        .iter()
-        .rev()
-        .filter(|m| m.state == "complete" && !is_undone(&all, &m.id));
-    for m in done {
+    for m in in_effect(&all) {
         let Some(e) = m.entries.iter().find(|e| e.path == path) else {
             continue;
         };
@@ -103,8 +112,8 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
             // the earlier one's options, so no backup is known to be the original.
             return Ok(None);
         }
-        if m.kind != "apply" {
-            // A revert or rollback wrote these bytes: they are the original.
+        if m.kind == "revert" {
+            // A revert wrote these bytes: they are the original.
             return Ok(found);
         }
         match &e.old_sha256 {
@@ -128,11 +137,8 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
 /// the file is as `--revert` wants it, whatever options it holds of its own.
 pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {
     let all = manifests(files)?;
-    let last = all
-        .iter()
-        .rev()
-        .filter(|m| m.state == "complete" && m.kind != "rollback" && !is_undone(&all, &m.id))
-        .find_map(|m| m.entries.iter().find(|e| e.path == path).map(|e| (m, e)));
+    let last =
+        in_effect(&all).find_map(|m| m.entries.iter().find(|e| e.path == path).map(|e| (m, e)));
     Ok(
         matches!(last, Some((m, e)) if m.kind == "revert" && e.new_sha256.as_deref() == Some(sha256(current).as_str())),
     )

@@ -788,3 +788,74 @@ fn chroot_hooks_run_inside_the_root() {
         )
     );
 }
+
+/// apply, rollback, rollback of that rollback (the apply is back in effect): a plain rollback
+/// undoes the apply again, and apply --revert restores the bytes from before vfio-gen.
+#[test]
+fn rolling_back_a_rollback_puts_the_apply_back_in_effect() {
+    let tmp = copy_root("amd-gpu-amdgpu-softdep");
+    let root = tmp.path().to_str().unwrap();
+    let name = "amd-gpu-amdgpu-softdep";
+    let original = tree(tmp.path());
+    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
+    let applied = user_tree(tmp.path());
+    let o = run(&["rollback", "--root", root, "--no-hooks"]);
+    status(&o, 0);
+    let rb = stdout(&o)
+        .split("kept as ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    status(&run(&["rollback", "--root", root, "--no-hooks", &rb]), 0);
+    assert!(user_tree(tmp.path()) == applied, "the apply is back");
+    // A plain rollback now undoes the apply again.
+    status(&run(&["rollback", "--root", root, "--no-hooks"]), 0);
+    assert!(
+        user_tree(tmp.path()) == original,
+        "rolled back to the original"
+    );
+    // And once more forward, then revert: the original bytes (iommu=soft included) come back.
+    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
+    status(
+        &vg(&apply_args(
+            name,
+            root,
+            &["--yes", "--no-hooks", "--revert"],
+        )),
+        0,
+    );
+    assert!(
+        user_tree(tmp.path()) == original,
+        "revert restores the original bytes"
+    );
+}
+
+#[test]
+fn revert_after_a_rollback_of_a_rollback_restores_the_original() {
+    let name = "amd-gpu-amdgpu-softdep";
+    let tmp = copy_root(name);
+    let root = tmp.path().to_str().unwrap();
+    let original = tree(tmp.path());
+    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
+    let o = run(&["rollback", "--root", root, "--no-hooks"]);
+    let rb = stdout(&o)
+        .split("kept as ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    status(&run(&["rollback", "--root", root, "--no-hooks", &rb]), 0);
+    status(
+        &vg(&apply_args(
+            name,
+            root,
+            &["--yes", "--no-hooks", "--revert"],
+        )),
+        0,
+    );
+    assert!(
+        user_tree(tmp.path()) == original,
+        "iommu=soft and every other byte are back"
+    );
+}
