@@ -236,6 +236,17 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
         }
     }
 
+    // Files an earlier profile had vfio-gen write and this one does not produce go away.
+    let produced: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();
+    for (path, bytes) in stale_owned(files, &produced)? {
+        plan.notes.push(format!("{path} was written by vfio-gen for an earlier profile; this one does not produce it, so it is removed"));
+        plan.changes.push(Change {
+            path,
+            ownership: Ownership::Owned,
+            old: Some(bytes),
+            new: None,
+        });
+    }
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     plan.hooks = hooks(profile, &changed, &facts, files);
@@ -263,6 +274,38 @@ pub fn modprobe_conflicts(files: &dyn Files, owned: &[&str]) -> Result<Vec<(Stri
             };
             for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
                 out.push((format!("{path}:{line}"), text));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Files at paths vfio-gen owns, carrying its header, that are not in `produced`.
+pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let candidates = [
+        ("/etc/modprobe.d", None),
+        ("/etc/mkinitcpio.conf.d", Some("vfio.conf")),
+        ("/etc/dracut.conf.d", Some("vfio.conf")),
+        ("/etc/default/grub.d", Some("vfio-gen.cfg")),
+    ];
+    for (dir, only) in candidates {
+        for name in files.list(dir)? {
+            let ours_by_name = match only {
+                Some(n) => name == n,
+                None => {
+                    name == "vfio.conf"
+                        || (name.starts_with("blacklist-") && name.ends_with(".conf"))
+                }
+            };
+            let path = format!("{dir}/{name}");
+            if !ours_by_name || produced.contains(&path) {
+                continue;
+            }
+            if let Some(bytes) = files.read(&path)?
+                && targets::is_ours(&bytes)
+            {
+                out.push((path, bytes));
             }
         }
     }
@@ -434,6 +477,11 @@ impl Builder<'_> {
                     self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
                 }
                 self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
+                for (place, found, w) in config.conditional_conflicts(wanted) {
+                    self.plan.warnings.push(format!(
+                        "{place}: `{found}` is added only when a condition holds, and then it overrides {w}: make it agree with the profile, or remove it"
+                    ));
+                }
                 let (new, notes) = config.edit(variable, wanted, self.revert)?;
                 self.plan.notes.extend(notes);
                 for (src, new) in sources.into_iter().zip(new) {

@@ -872,6 +872,39 @@ impl GrubConfig {
             .collect())
     }
 
+    /// Options in text that is added only sometimes (`if ...; then X="$X iommu=soft"; fi`) and
+    /// would override a managed one when it is: ("file:line", option, managed option).
+    pub fn conditional_conflicts(&self, wanted: &[Opt]) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for a in self.assigns.iter().filter(|a| a.maybe) {
+            let text: Vec<u8> = a
+                .segs
+                .iter()
+                .filter_map(|s| {
+                    if let Seg::Byte { b, .. } = s {
+                        Some(*b)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for token in String::from_utf8_lossy(&text).split_whitespace() {
+                let found = Opt::parse(token.trim_matches('"'));
+                if let Some(w) = wanted
+                    .iter()
+                    .find(|w| cmdline::same_setting(&found, w) && found != **w)
+                {
+                    out.push((
+                        format!("{}:{}", self.sources[a.file].path, a.line),
+                        token.to_string(),
+                        w.text(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The last assignment of a variable, with the file and line it is in.
     pub fn last_assignment(&self, name: &str) -> Option<(String, usize)> {
         self.assigns

@@ -859,3 +859,38 @@ fn revert_after_a_rollback_of_a_rollback_restores_the_original() {
         "iommu=soft and every other byte are back"
     );
 }
+
+/// Switching to a profile that no longer produces a file removes it, and plan agrees.
+#[test]
+fn a_new_profile_removes_the_files_the_old_one_produced() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    status(
+        &vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])),
+        0,
+    );
+    let bl = tmp.path().join("etc/modprobe.d/blacklist-nouveau.conf");
+    assert!(bl.exists());
+    let body = std::fs::read_to_string(repo().join("profiles/amd-grub.toml")).unwrap();
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("blacklist"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p2 = tmp.path().join("p2.toml");
+    std::fs::write(&p2, body.replace("[vfio]", "[vfio]\nblacklist = []")).unwrap();
+    let p2 = p2.to_str().unwrap();
+    let o = run(&["plan", "-p", p2, "--root", root]);
+    assert!(
+        stdout(&o).contains("delete /etc/modprobe.d/blacklist-nouveau.conf")
+            && stdout(&o).contains("for an earlier profile"),
+        "{}",
+        stdout(&o)
+    );
+    status(
+        &run(&["apply", "-p", p2, "--root", root, "--yes", "--no-hooks"]),
+        0,
+    );
+    assert!(!bl.exists());
+    status(&run(&["plan", "-p", p2, "--root", root, "--exit-code"]), 0);
+}

@@ -822,6 +822,32 @@ mod plan_output {
     }
 
     #[test]
+    fn a_conditional_override_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc/default")).unwrap();
+        std::fs::copy(
+            repo().join("tests/fixtures/grub/conditional-override.grub"),
+            tmp.path().join("etc/default/grub"),
+        )
+        .unwrap();
+        let p = tmp.path().join("p.toml");
+        std::fs::write(
+            &p,
+            "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\n[vfio]\nids = [\"10de:2204\"]\n",
+        )
+        .unwrap();
+        let o = run(&[
+            "plan",
+            "-p",
+            p.to_str().unwrap(),
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        status(&o, 0);
+        assert!(stdout(&o).contains("warning: /etc/default/grub:3: `iommu=soft` is added only when a condition holds, and then it overrides iommu=pt"), "{}", stdout(&o));
+    }
+
+    #[test]
     fn json_has_the_documented_shape() {
         let o = plan("arch-intel-systemd-boot", &["--format", "json"]);
         status(&o, 0);
