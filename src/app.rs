@@ -330,7 +330,15 @@ fn apply(
                 )?
             )?;
         } else {
-            writeln!(out, "Nothing to do: the files match the profile.")?;
+            writeln!(
+                out,
+                "{}",
+                if revert {
+                    "Nothing to do: nothing of the profile is left to take out."
+                } else {
+                    "Nothing to do: the files match the profile."
+                }
+            )?;
         }
         return Ok(0);
     }

@@ -158,7 +158,11 @@ pub fn text(plan: &Plan, style: Style, quiet: bool, verbose: bool) -> String {
         }
         let count = |a: Action| plan.changes.iter().filter(|c| c.action() == a).count();
         if plan.in_sync() {
-            out.push_str("No changes: the files match the profile.\n");
+            out.push_str(if plan.revert {
+                "No changes: nothing of the profile is left to take out.\n"
+            } else {
+                "No changes: the files match the profile.\n"
+            });
         } else {
             out.push_str(&format!(
                 "Plan: {} to create, {} to modify, {} to replace, {} to delete.\n",

@@ -78,6 +78,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Things worth knowing that need no action.
     pub notes: Vec<String>,
+    /// A plan that takes vfio-gen's changes out (`--revert`).
+    pub revert: bool,
 }
 
 impl Plan {
@@ -125,7 +127,10 @@ pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
 /// Computes the plan for a profile on a host tree.
 pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan> {
     let facts = host::Facts::read(files)?;
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        revert,
+        ..Plan::default()
+    };
     let mut b = Builder {
         files,
         revert,
