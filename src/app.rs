@@ -86,6 +86,14 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             let files = desired_files(&plan);
             if let Some(dir) = out_dir {
                 crate::install::write_tree(&dir, &files)?;
+                // What an earlier render wrote and this profile no longer produces goes away.
+                let produced: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+                for (path, _) in plan::stale_owned(&Root::new(&dir), &produced)? {
+                    fs_err::remove_file(Root::new(&dir).resolve(&path)?)?;
+                    if !g.quiet {
+                        writeln!(out, "removed {path} (no longer produced)")?;
+                    }
+                }
                 if !g.quiet {
                     writeln!(out, "wrote {} files under {}", files.len(), dir.display())?;
                 }
@@ -99,8 +107,15 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             clap_complete::generate(shell, &mut Cli::command(), "vfio-gen", out);
             Ok(0)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(out)?;
+        Command::Man { dir } => {
+            match dir {
+                Some(dir) => {
+                    clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                        anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
+                    })?;
+                }
+                None => man_page(out)?,
+            }
             Ok(0)
         }
         Command::Apply {
@@ -147,7 +162,9 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             write!(out, "{}", inspect::detect(&pci, &cpu, &root, &gpu)?)?;
             Ok(0)
         }
-        Command::Check { profile, format } => check_cmd(&root, &profile, format, out),
+        Command::Check { profile, format } => {
+            check_cmd(&root, &profile, format, style, g.quiet, out)
+        }
         Command::Bind {
             profile,
             bdf,
@@ -171,7 +188,20 @@ fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
 
 fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
     let profile = Profile::load(&profile_path(root, arg)?)?;
-    plan::build(&profile, root, revert)
+    plan_for(root, &profile, revert)
+}
+
+/// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
+/// a sysfs to read): devices the host likely needs that `ids` would take.
+fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
+    let mut plan = plan::build(profile, root, revert)?;
+    if !revert && root.exists("/sys/bus/pci/devices") {
+        let pci = Pci::read(root)?;
+        for (_, risk) in inspect::profile_risks(&pci, profile) {
+            plan.warnings.push(risk);
+        }
+    }
+    Ok(plan)
 }
 
 /// The files apply would leave in place: every managed file with its desired bytes.
@@ -319,7 +349,7 @@ fn apply(
     }
     // An interrupted transaction is settled first, under the lock, before anything is planned.
     settle(root, no_wait, out)?;
-    let plan = plan::build(&profile, root, revert)?;
+    let plan = plan_for(root, &profile, revert)?;
     if plan.in_sync() {
         if json {
             writeln!(
@@ -364,7 +394,7 @@ fn apply(
     let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
     say_recovery(install::recover(root)?, out)?;
     install::clean_stale(root)?;
-    let again = plan::build(&profile, root, revert)?;
+    let again = plan_for(root, &profile, revert)?;
     let digest = |p: &plan::Plan| -> Vec<(String, Option<String>, Option<String>)> {
         p.pending()
             .map(|c| {
@@ -570,7 +600,7 @@ fn bind_cmd(
         let refusals = crate::bind::refusals(&pci, &set);
         if !refusals.is_empty() && !force {
             bail!(
-                "{}; add the devices of the group, or use --force if you know better",
+                "{}; nothing was written (--force binds anyway)",
                 refusals.join("; ")
             );
         }
@@ -631,7 +661,14 @@ fn bind_cmd(
     Ok(0)
 }
 
-fn check_cmd(root: &Root, arg: &ProfileArg, format: Format, out: &mut dyn Write) -> Result<u8> {
+fn check_cmd(
+    root: &Root,
+    arg: &ProfileArg,
+    format: Format,
+    style: Style,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let path = profile_path(root, arg)?;
     let profile = if arg.profile.is_some() || path.exists() {
         Some(Profile::load(&path)?)
@@ -667,7 +704,7 @@ fn check_cmd(root: &Root, arg: &ProfileArg, format: Format, out: &mut dyn Write)
             if profile.is_none() {
                 writeln!(out, "No profile at {}: host checks only.", path.display())?;
             }
-            write!(out, "{}", inspect::check_text(&items))?
+            write!(out, "{}", inspect::check_text(&items, style, quiet))?
         }
         Format::Json => writeln!(
             out,
@@ -753,4 +790,36 @@ fn rollback_ops(
         );
     }
     Ok((target.clone(), ops))
+}
+
+/// The main man page: clap's sections, then examples, exit status and files written for people.
+fn man_page(out: &mut dyn Write) -> Result<()> {
+    let man = clap_mangen::Man::new(Cli::command().disable_help_subcommand(true));
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    let examples = crate::cli::EXAMPLES
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_start().replace('\\', "\\e"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    write!(
+        out,
+        ".SH EXAMPLES\n.nf\n{examples}\n.fi\n\
+.SH EXIT STATUS\n\
+.TP\n0\nSuccess; in sync for plan \\-\\-exit\\-code and render \\-\\-check.\n\
+.TP\n1\nChanges pending (plan \\-\\-exit\\-code), drift (render \\-\\-check), a failed check item.\n\
+.TP\n2\nAn error: bad profile, unreadable or unsafe file, refused edit, bad arguments. Nothing was written.\n\
+.SH FILES\n\
+.TP\n/etc/vfio\\-gen/profile.toml\nThe host profile (default for \\-p).\n\
+.TP\n/var/lib/vfio\\-gen/backups/\nOne directory per transaction: manifest.json and the files it replaced.\n\
+.TP\n/var/lib/vfio\\-gen/journal.json, /var/lib/vfio\\-gen/lock\nThe transaction in flight, and the lock.\n\
+.SH SEE ALSO\nThe vfio\\-gen\\-<command>(1) pages (vfio\\-gen man \\-\\-dir DIR writes them), README.md.\n"
+    )?;
+    man.render_version_section(out)?;
+    Ok(())
 }

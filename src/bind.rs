@@ -114,9 +114,21 @@ pub fn refusals(pci: &Pci, set: &[&Device]) -> Vec<String> {
     for d in set {
         if d.boot_vga {
             out.push(format!(
-                "{} is the boot display; the host would lose its console",
+                "{} is the boot display: the host would lose its console",
                 d.bdf
             ));
+        }
+        let on_gpu_card = set.iter().any(|g| g.is_display() && g.slot() == d.slot());
+        let kind = match d.class4() {
+            c if c.starts_with("01") => {
+                Some("a storage controller (the host's disks may be on it)")
+            }
+            c if c.starts_with("02") => Some("a network controller the host may use"),
+            "0c03" if !on_gpu_card => Some("a USB controller of the host"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            out.push(format!("{} ({}) is {kind}", d.bdf, d.device_name));
         }
         for m in pci.group_mates(d).filter(|m| !m.is_bridge()) {
             let in_set = set.iter().any(|s| s.bdf == m.bdf);
@@ -125,7 +137,7 @@ pub fn refusals(pci: &Pci, set: &[&Device]) -> Vec<String> {
                 && !out.iter().any(|o: &String| o.contains(&m.bdf))
             {
                 out.push(format!(
-                    "{} shares IOMMU group {} with {} and stays with the host; a split group cannot go to a guest",
+                    "{} shares IOMMU group {} with {} and would stay with the host: a split group cannot go to a guest, name every device of the group",
                     m.bdf,
                     m.iommu_group.unwrap_or(0),
                     d.bdf

@@ -3,15 +3,42 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
-  # See what a profile would change, on shipped data, without root:
-  vfio-gen plan -p profiles/arch-intel-systemd-boot.toml --root tests/fixtures/roots/arch-intel-systemd-boot
-  # Stage the generated files for a package, or check them in CI:
-  vfio-gen render -p host.toml --out build/staging
-  vfio-gen render -p host.toml --check build/staging
-  # Print a profile for this machine, then install it:
-  vfio-gen detect > /etc/vfio-gen/profile.toml && vfio-gen plan && vfio-gen apply";
+  vfio-gen detect > /etc/vfio-gen/profile.toml   # a profile for this machine
+  vfio-gen plan                                  # what would change; changes nothing
+  vfio-gen apply                                 # install it, with backups
+  vfio-gen rollback                              # undo the last apply
+  vfio-gen render -p host.toml --out staging     # stage the files for a package
+  vfio-gen render -p host.toml --check staging   # CI: exit 1 on drift
+  vfio-gen plan --root /mnt/image -p host.toml   # another root (an image, a chroot)";
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  vfio-gen plan
+  vfio-gen plan -p host.toml --exit-code          # exit 1 when changes are pending
+  vfio-gen plan -p host.toml --format json        # for configuration management
+  vfio-gen plan -p host.toml --revert             # what --revert would take out";
+
+const APPLY_EXAMPLES: &str = "\
+Examples:
+  vfio-gen apply                                  # asks before changing anything
+  vfio-gen apply -p host.toml --yes --format json
+  vfio-gen apply --revert                         # take vfio-gen's changes out
+  vfio-gen apply --root /mnt/image --hooks chroot # an image, generators run inside it";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Examples:
+  vfio-gen rollback --list
+  vfio-gen rollback                               # the last apply
+  vfio-gen rollback 20261125T031908Z";
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  vfio-gen iommu
+  vfio-gen detect --gpu 0000:01:00.0 > host.toml
+  vfio-gen check -p host.toml
+  vfio-gen bind --dry-run 0000:01:00.0 0000:01:00.1";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,12 +104,14 @@ pub struct ProfileArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the diff of every file the profile changes, and the hooks apply would run; changes nothing
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan {
         #[command(flatten)]
         profile: ProfileArg,
         /// Plan taking vfio-gen's changes out again
         #[arg(long)]
         revert: bool,
+        /// Output format; json is documented in README.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Exit 1 when changes are pending, 0 when in sync
@@ -90,6 +119,7 @@ pub enum Command {
         exit_code: bool,
     },
     /// Install the plan atomically, with backups, then run the hooks
+    #[command(after_help = APPLY_EXAMPLES)]
     Apply {
         #[command(flatten)]
         profile: ProfileArg,
@@ -104,6 +134,7 @@ pub enum Command {
         /// Same as --hooks none
         #[arg(long)]
         no_hooks: bool,
+        /// Output format; json is documented in README.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Fail at once when another apply or rollback runs, instead of waiting
@@ -127,6 +158,7 @@ pub enum Command {
         check: Option<PathBuf>,
     },
     /// Restore the files of the last (or the given) apply from its backup
+    #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback {
         /// List the backups
         #[arg(long)]
@@ -150,24 +182,30 @@ pub enum Command {
         no_wait: bool,
     },
     /// List IOMMU groups and their devices
+    #[command(after_help = INSPECT_EXAMPLES)]
     Iommu {
+        /// Output format; json is documented in README.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Print a commented profile for this host
+    #[command(after_help = INSPECT_EXAMPLES)]
     Detect {
         /// The GPU to pass through (PCI address)
         #[arg(long, value_name = "BDF")]
         gpu: Vec<String>,
     },
     /// Check the host and the profile: IOMMU, command line, drivers, groups
+    #[command(after_help = INSPECT_EXAMPLES)]
     Check {
         #[command(flatten)]
         profile: ProfileArg,
+        /// Output format; json is documented in README.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Bind devices to vfio-pci now, through driver_override
+    #[command(after_help = INSPECT_EXAMPLES)]
     Bind {
         #[command(flatten)]
         profile: ProfileArg,
@@ -192,6 +230,10 @@ pub enum Command {
     },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff), or write every page (one per command) into a directory
+    Man {
+        /// Write vfio-gen.1 and vfio-gen-<command>.1 into DIR instead of printing vfio-gen.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }

@@ -57,7 +57,7 @@ pub fn iommu_json(pci: &Pci) -> serde_json::Value {
         .into_iter()
         .map(|(g, devices)| serde_json::json!({ "group": g, "devices": devices }))
         .collect();
-    serde_json::json!({ "version": 1, "iommu": pci.iommu_active, "iommu_units": pci.iommu_units, "groups": groups })
+    serde_json::json!({ "version": 1, "iommu": pci.iommu_active, "iommu_units": pci.iommu_units, "groups": groups, "devices": pci.devices })
 }
 
 /// What the files under the root say about the boot loader and initramfs generator.
@@ -349,7 +349,15 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .iter()
         .filter(|d| d.boot_vga && !set.iter().any(|s| s.bdf == d.bdf))
     {
-        let _ = writeln!(out, "# The host keeps its display on {}", device_line(d));
+        if ids.contains(&d.id()) {
+            let _ = writeln!(
+                out,
+                "# WARNING: the boot display {} has the same IDs, so vfio.ids takes it too (see below)",
+                device_line(d)
+            );
+        } else {
+            let _ = writeln!(out, "# The host keeps its display on {}", device_line(d));
+        }
     }
     for n in &notes {
         let _ = writeln!(out, "#");
@@ -374,6 +382,65 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
     let _ = writeln!(out, "iommu_pt = true");
     let _ = writeln!(out, "driver_pre = \"auto\"");
     Ok(out)
+}
+
+/// Devices the profile's `ids` would take from the host that the host likely needs: storage,
+/// network and USB controllers outside the GPU's card, the boot display, and a second GPU with
+/// the same IDs. (bdf, why).
+pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
+    let taken: Vec<&Device> = pci
+        .devices
+        .iter()
+        .filter(|d| profile.ids.contains(&d.id()))
+        .collect();
+    let gpu_slots: Vec<&str> = taken
+        .iter()
+        .filter(|d| d.is_display())
+        .map(|d| d.slot())
+        .collect();
+    let mut out = Vec::new();
+    for d in &taken {
+        let on_gpu_card = gpu_slots.contains(&d.slot());
+        let kind = match d.class4() {
+            c if c.starts_with("01") => {
+                Some("a storage controller: if the host's disks are on it, the host will not boot")
+            }
+            c if c.starts_with("02") => Some("a network controller: the host loses that network"),
+            "0c03" if !on_gpu_card => {
+                Some("a USB controller of the host: its keyboard, mouse or disks on it go too")
+            }
+            _ => None,
+        };
+        let drv = d.driver.as_deref().unwrap_or("no driver");
+        if let Some(kind) = kind {
+            out.push((
+                d.bdf.clone(),
+                format!(
+                    "vfio.ids takes {} ({}, {drv}), {kind}",
+                    d.bdf, d.device_name
+                ),
+            ));
+        }
+        if d.boot_vga {
+            out.push((
+                d.bdf.clone(),
+                format!(
+                    "vfio.ids takes {} ({}, {drv}), the boot display: the host loses its console",
+                    d.bdf, d.device_name
+                ),
+            ));
+        }
+    }
+    let mut slots = gpu_slots.clone();
+    slots.sort();
+    slots.dedup();
+    if slots.len() > 1 {
+        out.push((
+            slots.join(","),
+            format!("vfio.ids matches {} GPUs ({}): ids= binds them all; bind the guest's by address (`vfio-gen bind`) and keep shared IDs out of vfio.ids", slots.len(), slots.join(", ")),
+        ));
+    }
+    out
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -407,6 +474,15 @@ pub struct Item {
     pub message: String,
     /// What to do, for warn and fail.
     pub remedy: Option<String>,
+    /// The device the item is about, if one.
+    pub bdf: Option<String>,
+}
+
+impl Item {
+    fn at(mut self, bdf: &str) -> Item {
+        self.bdf = Some(bdf.to_string());
+        self
+    }
 }
 
 fn item(
@@ -420,6 +496,7 @@ fn item(
         status,
         message: message.into(),
         remedy: remedy.map(str::to_string),
+        bdf: None,
     }
 }
 
@@ -551,25 +628,50 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
     for d in &targets {
         let drv = d.driver.as_deref().unwrap_or("no driver");
         items.push(if d.driver.as_deref() == Some("vfio-pci") {
-            item("driver", Pass, format!("{} [{}] is bound to vfio-pci", d.bdf, d.id()), None)
+            item(
+                "driver",
+                Pass,
+                format!("{} [{}] is bound to vfio-pci", d.bdf, d.id()),
+                None,
+            )
+            .at(&d.bdf)
         } else {
-            item("driver", Fail, format!("{} [{}] is bound to {drv}, not vfio-pci", d.bdf, d.id()), Some("after `vfio-gen apply`, reboot; or bind it now with `vfio-gen bind -p <profile>`"))
+            let remedy = if pci.iommu_active {
+                "after `vfio-gen apply`, reboot; or bind it now with `vfio-gen bind -p <profile>`"
+            } else {
+                "turn the IOMMU on first; then `vfio-gen apply` and reboot"
+            };
+            item(
+                "driver",
+                Fail,
+                format!("{} [{}] is bound to {drv}, not vfio-pci", d.bdf, d.id()),
+                Some(remedy),
+            )
+            .at(&d.bdf)
         });
         for m in pci.slot_mates(d).filter(|m| !m.is_bridge()) {
-            if !profile.ids.contains(&m.id()) {
-                items.push(item("functions", Fail, format!("{} [{}] is a function of the same card as {} but its ID is not in vfio.ids", m.bdf, m.id(), d.bdf), Some("add it to vfio.ids: a GPU goes to the guest with all its functions")));
+            let reported = items
+                .iter()
+                .any(|i| i.id == "functions" && i.bdf.as_deref() == Some(m.bdf.as_str()));
+            if !profile.ids.contains(&m.id()) && !reported {
+                items.push(item("functions", Fail, format!("{} [{}] is a function of the same card as {} but its ID is not in vfio.ids", m.bdf, m.id(), d.bdf), Some("add it to vfio.ids: a GPU goes to the guest with all its functions")).at(&m.bdf));
             }
         }
         for m in pci.group_mates(d).filter(|m| !m.is_bridge()) {
-            if !profile.ids.contains(&m.id()) && m.driver.as_deref() != Some("vfio-pci") {
-                items.push(item("group", Fail, format!("{} ({}) shares IOMMU group {} with {} and is not passed through", m.bdf, m.device_name, m.iommu_group.unwrap_or(0), d.bdf), Some("pass every non-bridge device of the group, or move the card to a slot with its own group")));
+            let reported = items
+                .iter()
+                .any(|i| i.id == "group" && i.bdf.as_deref() == Some(m.bdf.as_str()));
+            if !profile.ids.contains(&m.id())
+                && m.driver.as_deref() != Some("vfio-pci")
+                && !reported
+            {
+                items.push(item("group", Fail, format!("{} ({}) shares IOMMU group {} with {} and is not passed through", m.bdf, m.device_name, m.iommu_group.unwrap_or(0), d.bdf), Some("pass every non-bridge device of the group, or move the card to a slot with its own group")).at(&m.bdf));
             }
         }
         if d.boot_vga {
             items.push(item("boot-vga", Warn, format!("{} is the boot display", d.bdf), Some("the host loses its console; keep a second GPU for the host or use a serial console")));
         }
     }
-    let target_bdfs: Vec<&str> = targets.iter().map(|d| d.bdf.as_str()).collect();
     // Identical IDs on a host device: the ids line would grab both.
     let gpu_slots: Vec<&str> = targets
         .iter()
@@ -579,40 +681,46 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
     if gpu_slots.len() > 1 {
         items.push(item("identical-ids", Fail, format!("vfio.ids matches {} GPUs ({}); ids= binds them all, the host keeps none of them", gpu_slots.len(), gpu_slots.join(", ")), Some("bind the guest GPU by address (`vfio-gen bind <address>`, driver_override) and drop the shared IDs from vfio.ids")));
     }
-    let _ = target_bdfs;
-    if !items.iter().any(|i| matches!(i.id, "functions" | "group")) && !targets.is_empty() {
-        items.push(item(
-            "isolation",
-            Pass,
-            "every function and group member of the passthrough devices is in vfio.ids",
-            None,
-        ));
+    for (bdf, risk) in profile_risks(pci, profile) {
+        if !bdf.contains(',') {
+            items.push(item("risk", Warn, risk, Some("take the device out of vfio.ids if the host needs it; if it must go with the GPU's group, move the card to a slot with its own group")).at(&bdf));
+        }
+    }
+    if !targets.is_empty() && !items.iter().any(|i| matches!(i.id, "functions" | "group")) {
+        items.push(if pci.iommu_active {
+            item("isolation", Pass, "every function and group member of the passthrough devices is in vfio.ids", None)
+        } else {
+            item("isolation", Warn, "the IOMMU groups are unknown while the IOMMU is off, so what else must go with the GPU cannot be checked", Some("turn the IOMMU on, reboot, and run `vfio-gen check` again"))
+        });
     }
     items
 }
 
-pub fn check_text(items: &[Item]) -> String {
+pub fn check_text(items: &[Item], style: crate::diff::Style, quiet: bool) -> String {
     let mut out = String::new();
     for i in items {
         let tag = match i.status {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
+            Status::Pass if quiet => continue,
+            Status::Pass => style.green("[pass]"),
+            Status::Warn => style.yellow("[warn]"),
+            Status::Fail => style.red("[FAIL]"),
         };
-        let _ = write!(out, "[{tag}] {}", i.message);
+        let _ = write!(out, "{tag} {}", i.message);
         if let Some(r) = &i.remedy {
             let _ = write!(out, " — {r}");
         }
         out.push('\n');
     }
-    let fails = items.iter().filter(|i| i.status == Status::Fail).count();
-    let warns = items.iter().filter(|i| i.status == Status::Warn).count();
-    let _ = writeln!(
-        out,
-        "{} checks: {} failed, {} warnings",
-        items.len(),
-        fails,
-        warns
-    );
+    if !quiet {
+        let fails = items.iter().filter(|i| i.status == Status::Fail).count();
+        let warns = items.iter().filter(|i| i.status == Status::Warn).count();
+        let _ = writeln!(
+            out,
+            "{} checks: {} failed, {} warnings",
+            items.len(),
+            fails,
+            warns
+        );
+    }
     out
 }

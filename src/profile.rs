@@ -200,11 +200,15 @@ impl Profile {
                 path.display()
             )
         })?;
-        let text = String::from_utf8(text).map_err(|e| ProfileError {
-            file: path.display().to_string(),
-            line: 1,
-            column: 1,
-            message: format!("the profile is not UTF-8 text ({e})"),
+        let text = String::from_utf8(text).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let (line, column) = line_col(&String::from_utf8_lossy(good), good.len());
+            ProfileError {
+                file: path.display().to_string(),
+                line,
+                column,
+                message: "this byte is not UTF-8 text; save the profile as UTF-8".into(),
+            }
         })?;
         Ok(parse(&text, &path.display().to_string())?)
     }
@@ -230,24 +234,69 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
             message,
         }
     };
+    if text.trim().is_empty() {
+        return Err(at(0..0, "the profile is empty; it needs [host] cpu and bootloader, and [vfio] ids (`vfio-gen detect` prints one)".into()));
+    }
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        at(span, explain_toml(e.message()))
+        at(
+            span.clone(),
+            explain_toml(e.message(), key_at(text, span.start)),
+        )
     })?;
     validate(raw, &at)
 }
 
-fn explain_toml(message: &str) -> String {
-    let message = message.trim_end();
-    if message.starts_with("unknown field") {
-        format!(
-            "{message}; remove the key or fix its spelling (see the profile reference in README.md)"
-        )
-    } else if message.starts_with("missing field") {
-        format!("{message}; the profile needs host.cpu, host.bootloader and vfio.ids")
-    } else {
-        message.to_string()
+/// The key (or table) written on the line at `offset`, to name it in an error.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let line = text[start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') {
+        return Some(
+            line.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        );
     }
+    line.split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+}
+
+fn explain_toml(message: &str, key: Option<String>) -> String {
+    let message = message.trim_end();
+    let hint = if message.starts_with("unknown field") {
+        "remove the key or fix its spelling (see the profile reference in README.md)"
+    } else if message.starts_with("missing field") {
+        "the profile needs host.cpu, host.bootloader and vfio.ids"
+    } else if message.contains("expected a sequence") {
+        "write a list in brackets, like [\"10de:2204\", \"10de:1aef\"]"
+    } else if message.contains("expected a boolean") {
+        "write true or false, without quotes"
+    } else if message.contains("expected a string") || message.contains("wanted string") {
+        "write the value in double quotes"
+    } else if message.contains("duplicate key") {
+        "it is set twice; keep one"
+    } else if message.contains("unknown variant") {
+        "use one of the values listed"
+    } else {
+        ""
+    };
+    let mut out = match key {
+        Some(k) if !message.contains(&format!("`{k}`")) => format!("{k}: {message}"),
+        _ => message.to_string(),
+    };
+    if !hint.is_empty() {
+        out.push_str("; ");
+        out.push_str(hint);
+    }
+    out
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -322,11 +371,11 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         check_option(o.get_ref()).map_err(|m| at(o.span(), format!("kernel.extra: {m}")))?;
         extra.push(o.get_ref().clone());
     }
-    let amd_iommu = match raw.kernel.amd_iommu {
+    let amd_iommu = match &raw.kernel.amd_iommu {
         Some(v) => {
             check_option(&format!("amd_iommu={}", v.get_ref()))
                 .map_err(|m| at(v.span(), format!("kernel.amd_iommu: {m}")))?;
-            Some(v.into_inner())
+            Some(v.get_ref().clone())
         }
         None => None,
     };
@@ -423,6 +472,39 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         ignored_tables: ignored,
     };
 
+    // Options that undo what passthrough needs, or that the profile sets elsewhere.
+    let check_extra = |o: &Spanned<String>, what: &str| -> Result<(), ProfileError> {
+        let opt = Opt::parse(o.get_ref());
+        let key = opt.key();
+        if matches!(key.as_str(), "amd_iommu" | "intel_iommu" | "iommu")
+            && opt.value.as_deref() == Some("off")
+        {
+            return Err(at(
+                o.span(),
+                format!(
+                    "{what}: {:?} turns the IOMMU off, which passthrough needs; remove it",
+                    o.get_ref()
+                ),
+            ));
+        }
+        if key == "vfio_pci.ids" {
+            return Err(at(
+                o.span(),
+                format!(
+                    "{what}: {:?}: vfio-pci ids come from vfio.ids (vfio-gen puts vfio-pci.ids= on the command line itself when vfio-pci is built in); remove it",
+                    o.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    for o in &raw.kernel.extra {
+        check_extra(o, "kernel.extra")?;
+    }
+    if let Some(v) = &raw.kernel.amd_iommu {
+        let as_option = Spanned::new(v.span(), format!("amd_iommu={}", v.get_ref()));
+        check_extra(&as_option, "kernel.amd_iommu")?;
+    }
     // An extra option must not fight a managed one.
     let managed = crate::plan::managed_options(&profile, false);
     for (i, o) in raw.kernel.extra.iter().enumerate() {

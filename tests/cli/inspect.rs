@@ -466,3 +466,106 @@ fn unbind_gives_back_only_what_vfio_pci_holds() {
     let o = at(h.path(), &["unbind", "--dry-run", "01:00.0"]);
     assert!(stdout(&o).starts_with("echo '' > /sys/bus/pci/devices/0000:01:00.0/driver_override\necho '0000:01:00.0' > /sys/bus/pci/devices/0000:01:00.0/driver/unbind\n"), "{}", stdout(&o));
 }
+
+/// A detected profile for a GPU in a shared group takes the host's disks and network: plan,
+/// check and bind say so, and bind refuses without --force.
+#[test]
+fn taking_the_hosts_disks_is_named_everywhere() {
+    let h = host("amd-shared-group");
+    let profile = h.path().join("detected.toml");
+    std::fs::write(&profile, stdout(&at(h.path(), &["detect"]))).unwrap();
+    let p = profile.to_str().unwrap();
+    let out = stdout(&at(h.path(), &["plan", "-p", p]));
+    assert!(
+        out.contains(
+            "warning: vfio.ids takes 0000:05:00.0 (A2000 NVMe SSD, nvme), a storage controller"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: vfio.ids takes 0000:04:00.0") && out.contains("network controller"),
+        "{out}"
+    );
+    let (_, items) = check_items(h.path(), Some(&profile));
+    assert!(
+        items
+            .iter()
+            .any(|(i, s, m)| i == "risk" && s == "warn" && m.contains("0000:05:00.0")),
+        "{items:?}"
+    );
+    let o = at(h.path(), &["bind", "-p", p, "--dry-run"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("0000:05:00.0 (A2000 NVMe SSD) is a storage controller")
+            && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+
+    let h = host("two-identical-gpus");
+    let profile = h.path().join("detected.toml");
+    let text = stdout(&at(h.path(), &["detect"]));
+    assert!(
+        text.contains("WARNING: the boot display 0000:0a:00.0"),
+        "{text}"
+    );
+    std::fs::write(&profile, text).unwrap();
+    let out = stdout(&at(h.path(), &["plan", "-p", profile.to_str().unwrap()]));
+    assert!(
+        out.contains("the boot display: the host loses its console")
+            && out.contains("vfio.ids matches 2 GPUs"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_items_are_keyed_and_honest_when_groups_are_unknown() {
+    let h = host("amd-shared-group");
+    let p = profile_file(h.path(), &["10de:1b81", "10de:10f0"]);
+    let o = at(
+        h.path(),
+        &["check", "--format", "json", "-p", p.to_str().unwrap()],
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let groups: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["id"] == "group")
+        .map(|i| i["bdf"].as_str().unwrap())
+        .collect();
+    let mut unique = groups.clone();
+    unique.dedup();
+    assert_eq!(groups.len(), 4, "one item per group member: {groups:?}");
+    assert_eq!(groups, unique);
+
+    let h = host("iommu-off");
+    let p = profile_file(h.path(), &["10de:1c03", "10de:10f1"]);
+    let (_, items) = check_items(h.path(), Some(&p));
+    assert!(
+        items
+            .iter()
+            .any(|(i, s, _)| i == "isolation" && s == "warn"),
+        "{items:?}"
+    );
+    let o = at(h.path(), &["check", "-q", "-p", p.to_str().unwrap()]);
+    assert!(
+        !stdout(&o).contains("[pass]")
+            && !stdout(&o).contains("checks:")
+            && stdout(&o).contains("[FAIL]"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = at(h.path(), &["iommu", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["iommu"], false);
+    assert!(
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["bdf"] == "0000:01:00.0"),
+        "devices are listed while the IOMMU is off"
+    );
+}
