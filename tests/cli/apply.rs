@@ -16,6 +16,16 @@ fn apply_args<'a>(name: &'a str, root: &'a str, extra: &[&'a str]) -> Vec<String
     v
 }
 
+/// The id of the backup a rollback kept of the state before it ("... kept as ID).").
+fn kept_as(o: &Output) -> String {
+    stdout(o)
+        .split("kept as ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("rollback names its backup")
+        .to_string()
+}
+
 fn vg(args: &[String]) -> Output {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&a)
@@ -122,13 +132,7 @@ fn rollback_restores_bytes_mode_and_owner() {
         "profiles/amd-gpu-amdgpu-softdep.toml",
     ]);
     status(&o, 0);
-    let out = stdout(&o);
-    let kept_as = out
-        .split("kept as ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .unwrap()
-        .to_string();
+    let kept = kept_as(&o);
     assert_eq!(std::fs::read(&grub).unwrap(), original);
     let meta = std::fs::metadata(&grub).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o600, "rollback keeps the mode");
@@ -157,10 +161,7 @@ fn rollback_restores_bytes_mode_and_owner() {
         stderr(&o)
     );
     // The rollback itself is a transaction with a backup: rolling it back re-applies.
-    status(
-        &run(&["rollback", "--root", root, "--no-hooks", &kept_as]),
-        0,
-    );
+    status(&run(&["rollback", "--root", root, "--no-hooks", &kept]), 0);
     status(
         &run(&[
             "plan",
@@ -801,12 +802,7 @@ fn rolling_back_a_rollback_puts_the_apply_back_in_effect() {
     let applied = user_tree(tmp.path());
     let o = run(&["rollback", "--root", root, "--no-hooks"]);
     status(&o, 0);
-    let rb = stdout(&o)
-        .split("kept as ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .unwrap()
-        .to_string();
+    let rb = kept_as(&o);
     status(&run(&["rollback", "--root", root, "--no-hooks", &rb]), 0);
     assert!(user_tree(tmp.path()) == applied, "the apply is back");
     // A plain rollback now undoes the apply again.
@@ -839,12 +835,7 @@ fn revert_after_a_rollback_of_a_rollback_restores_the_original() {
     let original = tree(tmp.path());
     status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
     let o = run(&["rollback", "--root", root, "--no-hooks"]);
-    let rb = stdout(&o)
-        .split("kept as ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .unwrap()
-        .to_string();
+    let rb = kept_as(&o);
     status(&run(&["rollback", "--root", root, "--no-hooks", &rb]), 0);
     status(
         &vg(&apply_args(

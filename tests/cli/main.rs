@@ -131,6 +131,11 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `vfio-gen plan -p PROFILE --root ROOT`.
+fn plan_on(profile: &str, root: &str) -> Output {
+    run(&["plan", "-p", profile, "--root", root])
+}
+
 /// A temporary copy of a fixture root.
 fn copy_root(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
@@ -697,13 +702,7 @@ mod errors {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("latin1.toml");
         std::fs::write(&p, b"[host]\ncpu = \"\xe9\"\n").unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
-            p.to_str().unwrap(),
-            "--root",
-            tmp.path().to_str().unwrap(),
-        ]);
+        let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
         status(&o, 2);
         assert!(
             stderr(&o).contains("latin1.toml:2:8: this byte is not UTF-8"),
@@ -727,13 +726,10 @@ mod errors {
     #[test]
     fn a_missing_kernel_cmdline_is_explained() {
         let tmp = tempfile::tempdir().unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
+        let o = plan_on(
             "profiles/proxmox-kernel-cmdline.toml",
-            "--root",
             tmp.path().to_str().unwrap(),
-        ]);
+        );
         status(&o, 2);
         assert!(
             stderr(&o).contains("/etc/kernel/cmdline does not exist"),
@@ -798,13 +794,10 @@ mod plan_output {
             "force_drivers+=\" nvidia nvidia_drm \"\n",
         )
         .unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
+        let o = plan_on(
             "profiles/fedora-grub-dracut.toml",
-            "--root",
             tmp.path().to_str().unwrap(),
-        ]);
+        );
         status(&o, 0);
         assert!(stdout(&o).contains("warning: /etc/dracut.conf.d/50-nvidia.conf:1: force_drivers loads nvidia, nvidia_drm before"), "{}", stdout(&o));
 
@@ -821,13 +814,10 @@ mod plan_output {
             "options vfio_pci ids=10de:1b80\n",
         )
         .unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
+        let o = plan_on(
             "profiles/arch-intel-systemd-boot.toml",
-            "--root",
             tmp.path().to_str().unwrap(),
-        ]);
+        );
         let out = stdout(&o);
         assert!(
             out.contains(
@@ -845,13 +835,10 @@ mod plan_output {
         let mut text = std::fs::read_to_string(&modules).unwrap();
         text.push_str("vfio_pci ids=10de:21c4\n");
         std::fs::write(&modules, text).unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
+        let o = plan_on(
             "profiles/efifb-off-disable-vga.toml",
-            "--root",
             tmp.path().to_str().unwrap(),
-        ]);
+        );
         assert!(
             stdout(&o).contains("`vfio_pci ids=10de:21c4` comes after vfio-gen's vfio_pci line"),
             "{}",
@@ -864,13 +851,7 @@ mod plan_output {
             "modules_force_load:\n  - nvme\n",
         )
         .unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
-            "profiles/arch-booster.toml",
-            "--root",
-            tmp.path().to_str().unwrap(),
-        ]);
+        let o = plan_on("profiles/arch-booster.toml", tmp.path().to_str().unwrap());
         status(&o, 2);
         assert!(
             stderr(&o).contains(
@@ -896,13 +877,7 @@ mod plan_output {
             "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\n[vfio]\nids = [\"10de:2204\"]\n",
         )
         .unwrap();
-        let o = run(&[
-            "plan",
-            "-p",
-            p.to_str().unwrap(),
-            "--root",
-            tmp.path().to_str().unwrap(),
-        ]);
+        let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
         status(&o, 0);
         assert!(stdout(&o).contains("warning: /etc/default/grub:3: `iommu=soft` is added only when a condition holds, and then it overrides iommu=pt"), "{}", stdout(&o));
     }
