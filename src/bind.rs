@@ -67,14 +67,12 @@ fn dev(bdf: &str, attr: &str) -> String {
     format!("/sys/bus/pci/devices/{bdf}/{attr}")
 }
 
-/// The writes that hand a device to vfio-pci (nothing when it already has it).
-pub fn bind_writes(d: &Device) -> Vec<SysWrite> {
-    if d.driver.as_deref() == Some("vfio-pci") {
-        return Vec::new();
-    }
+/// The kernel's sequence: set `driver_override`, unbind from the current driver (if any), ask
+/// `drivers_probe` to probe the device again.
+fn sequence(d: &Device, driver_override: &str) -> Vec<SysWrite> {
     let mut w = vec![SysWrite {
         path: dev(&d.bdf, "driver_override"),
-        value: "vfio-pci".into(),
+        value: driver_override.into(),
     }];
     if d.driver.is_some() {
         w.push(SysWrite {
@@ -89,23 +87,18 @@ pub fn bind_writes(d: &Device) -> Vec<SysWrite> {
     w
 }
 
-/// The writes that give a device back to the driver the kernel picks for it.
-pub fn unbind_writes(d: &Device) -> Vec<SysWrite> {
-    let mut w = vec![SysWrite {
-        path: dev(&d.bdf, "driver_override"),
-        value: "\n".into(),
-    }];
-    if d.driver.is_some() {
-        w.push(SysWrite {
-            path: dev(&d.bdf, "driver/unbind"),
-            value: d.bdf.clone(),
-        });
+/// The writes that hand a device to vfio-pci (nothing when it already has it).
+pub fn bind_writes(d: &Device) -> Vec<SysWrite> {
+    if d.driver.as_deref() == Some("vfio-pci") {
+        return Vec::new();
     }
-    w.push(SysWrite {
-        path: "/sys/bus/pci/drivers_probe".into(),
-        value: d.bdf.clone(),
-    });
-    w
+    sequence(d, "vfio-pci")
+}
+
+/// The writes that give a device back to the driver the kernel picks for it (an empty
+/// `driver_override` clears it).
+pub fn unbind_writes(d: &Device) -> Vec<SysWrite> {
+    sequence(d, "\n")
 }
 
 /// Checks that binding `set` is safe: not the boot display, no IOMMU group split.

@@ -6,7 +6,6 @@ use crate::root::Files;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub const STATE_DIR: &str = "/var/lib/vfio-gen";
 pub const BACKUPS: &str = "/var/lib/vfio-gen/backups";
 pub const JOURNAL: &str = "/var/lib/vfio-gen/journal.json";
 pub const LOCK: &str = "/var/lib/vfio-gen/lock";

@@ -3,10 +3,9 @@
 //! A [`Root`] joins an absolute system path such as `/etc/default/grub` to the root directory,
 //! rejects `..`, and follows symbolic links the way a chroot would: an absolute link target is
 //! taken under the root again and `..` never climbs above it. Reading goes through the
-//! [`Files`] trait so that the planning core can be driven from an in-memory tree in tests.
+//! [`Files`] trait, so the planning core does not depend on where the bytes come from.
 
 use anyhow::{Context, Result, bail};
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 /// Read access to a tree of files, addressed by absolute system paths (`/etc/...`).
@@ -166,42 +165,6 @@ impl Files for Root {
 
     fn exists(&self, path: &str) -> bool {
         self.resolve(path).map(|p| p.exists()).unwrap_or(false)
-    }
-}
-
-/// An in-memory tree, for tests and for computing plans on generated content.
-#[derive(Debug, Default, Clone)]
-pub struct MemFiles {
-    pub files: BTreeMap<String, Vec<u8>>,
-}
-
-impl MemFiles {
-    pub fn with(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
-        self.files.insert(path.to_string(), content.into());
-        self
-    }
-}
-
-impl Files for MemFiles {
-    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.files.get(path).cloned())
-    }
-
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let mut names: Vec<String> = self
-            .files
-            .keys()
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
-            .collect();
-        names.dedup();
-        Ok(names)
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        let prefix = format!("{}/", path.trim_end_matches('/'));
-        self.files.contains_key(path) || self.files.keys().any(|p| p.starts_with(&prefix))
     }
 }
 

@@ -1110,11 +1110,6 @@ fn render_value(v: &[(Byte, Option<Loc>)]) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
-/// The drop-in vfio-gen owns in drop-in mode: appends the options to the variable.
-pub fn drop_in_line(variable: &str, options: &[String]) -> String {
-    format!("{variable}=\"${{{variable}}} {}\"", options.join(" "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

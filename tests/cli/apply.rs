@@ -26,6 +26,12 @@ fn kept_as(o: &Output) -> String {
         .to_string()
 }
 
+/// `apply` that must succeed.
+#[track_caller]
+fn apply_ok(name: &str, root: &str, extra: &[&str]) {
+    status(&vg(&apply_args(name, root, extra)), 0);
+}
+
 fn vg(args: &[String]) -> Output {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&a)
@@ -52,7 +58,7 @@ fn apply_then_plan_is_in_sync_and_revert_restores_the_original_bytes() {
     for name in profiles() {
         let tmp = copy_root(&name);
         let root = tmp.path().to_str().unwrap();
-        status(&vg(&apply_args(&name, root, &["--yes"])), 0);
+        apply_ok(&name, root, &["--yes"]);
         let profile = format!("profiles/{name}.toml");
         status(
             &run(&["plan", "-p", &profile, "--root", root, "--exit-code"]),
@@ -69,7 +75,7 @@ fn apply_then_plan_is_in_sync_and_revert_restores_the_original_bytes() {
             .count();
         assert_eq!(backups, 1, "{name}: nothing to do makes no backup");
 
-        status(&vg(&apply_args(&name, root, &["--yes", "--revert"])), 0);
+        apply_ok(&name, root, &["--yes", "--revert"]);
         status(
             &run(&[
                 "plan",
@@ -107,10 +113,7 @@ fn rollback_restores_bytes_mode_and_owner() {
         nix::unistd::chown(&grub, Some(1234.into()), Some(4321.into())).unwrap();
     }
     let original = std::fs::read(&grub).unwrap();
-    status(
-        &vg(&apply_args("amd-gpu-amdgpu-softdep", root, &["--yes"])),
-        0,
-    );
+    apply_ok("amd-gpu-amdgpu-softdep", root, &["--yes"]);
     let meta = std::fs::metadata(&grub).unwrap();
     assert_ne!(std::fs::read(&grub).unwrap(), original);
     assert_eq!(meta.mode() & 0o7777, 0o600, "apply keeps the mode");
@@ -179,7 +182,7 @@ fn rollback_restores_bytes_mode_and_owner() {
 fn rollback_refuses_files_changed_by_hand() {
     let tmp = copy_root("amd-grub");
     let root = tmp.path().to_str().unwrap();
-    status(&vg(&apply_args("amd-grub", root, &["--yes"])), 0);
+    apply_ok("amd-grub", root, &["--yes"]);
     let grub = tmp.path().join("etc/default/grub");
     let mut text = std::fs::read_to_string(&grub).unwrap();
     text.push_str("GRUB_TIMEOUT=1\n");
@@ -243,14 +246,7 @@ fn a_symlink_inside_the_root_is_followed() {
     let grub = tmp.path().join("etc/default/grub");
     std::fs::rename(&grub, tmp.path().join("etc/default/grub.real")).unwrap();
     std::os::unix::fs::symlink("/etc/default/grub.real", &grub).unwrap();
-    status(
-        &vg(&apply_args(
-            "amd-grub",
-            tmp.path().to_str().unwrap(),
-            &["--yes"],
-        )),
-        0,
-    );
+    apply_ok("amd-grub", tmp.path().to_str().unwrap(), &["--yes"]);
     assert!(
         std::fs::symlink_metadata(&grub)
             .unwrap()
@@ -542,27 +538,17 @@ fn killed_applies_leave_old_or_new_bytes_and_converge() {
     let fixture = tree(&fixture_root(name));
     let done = {
         let tmp = copy_root(name);
-        status(
-            &vg(&apply_args(
-                name,
-                tmp.path().to_str().unwrap(),
-                &["--yes", "--no-hooks"],
-            )),
-            0,
-        );
+        apply_ok(name, tmp.path().to_str().unwrap(), &["--yes", "--no-hooks"]);
         user_tree(tmp.path())
     };
     // Spread the kills over the whole run: from before the first write to after the last.
     let full = {
         let tmp = copy_root(name);
         let t = std::time::Instant::now();
-        status(
-            &vg(&apply_args(
-                name,
-                tmp.path().to_str().unwrap(),
-                &["--yes", "--no-hooks", "-q"],
-            )),
-            0,
+        apply_ok(
+            name,
+            tmp.path().to_str().unwrap(),
+            &["--yes", "--no-hooks", "-q"],
         );
         t.elapsed().as_micros() as u64
     };
@@ -663,10 +649,7 @@ fn apply_asks_on_a_terminal() {
 fn revert_after_a_hand_edit_between_applies_takes_the_options_out() {
     let tmp = copy_root("amd-grub");
     let root = tmp.path().to_str().unwrap();
-    status(
-        &vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])),
-        0,
-    );
+    apply_ok("amd-grub", root, &["--yes", "--no-hooks"]);
     let grub = tmp.path().join("etc/default/grub");
     let mut text = std::fs::read_to_string(&grub).unwrap();
     text.push_str("# my note\n");
@@ -798,7 +781,7 @@ fn rolling_back_a_rollback_puts_the_apply_back_in_effect() {
     let root = tmp.path().to_str().unwrap();
     let name = "amd-gpu-amdgpu-softdep";
     let original = tree(tmp.path());
-    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
+    apply_ok(name, root, &["--yes", "--no-hooks"]);
     let applied = user_tree(tmp.path());
     let o = run(&["rollback", "--root", root, "--no-hooks"]);
     status(&o, 0);
@@ -812,15 +795,8 @@ fn rolling_back_a_rollback_puts_the_apply_back_in_effect() {
         "rolled back to the original"
     );
     // And once more forward, then revert: the original bytes (iommu=soft included) come back.
-    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
-    status(
-        &vg(&apply_args(
-            name,
-            root,
-            &["--yes", "--no-hooks", "--revert"],
-        )),
-        0,
-    );
+    apply_ok(name, root, &["--yes", "--no-hooks"]);
+    apply_ok(name, root, &["--yes", "--no-hooks", "--revert"]);
     assert!(
         user_tree(tmp.path()) == original,
         "revert restores the original bytes"
@@ -833,18 +809,11 @@ fn revert_after_a_rollback_of_a_rollback_restores_the_original() {
     let tmp = copy_root(name);
     let root = tmp.path().to_str().unwrap();
     let original = tree(tmp.path());
-    status(&vg(&apply_args(name, root, &["--yes", "--no-hooks"])), 0);
+    apply_ok(name, root, &["--yes", "--no-hooks"]);
     let o = run(&["rollback", "--root", root, "--no-hooks"]);
     let rb = kept_as(&o);
     status(&run(&["rollback", "--root", root, "--no-hooks", &rb]), 0);
-    status(
-        &vg(&apply_args(
-            name,
-            root,
-            &["--yes", "--no-hooks", "--revert"],
-        )),
-        0,
-    );
+    apply_ok(name, root, &["--yes", "--no-hooks", "--revert"]);
     assert!(
         user_tree(tmp.path()) == original,
         "iommu=soft and every other byte are back"
@@ -856,10 +825,7 @@ fn revert_after_a_rollback_of_a_rollback_restores_the_original() {
 fn a_new_profile_removes_the_files_the_old_one_produced() {
     let tmp = copy_root("amd-grub");
     let root = tmp.path().to_str().unwrap();
-    status(
-        &vg(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])),
-        0,
-    );
+    apply_ok("amd-grub", root, &["--yes", "--no-hooks"]);
     let bl = tmp.path().join("etc/modprobe.d/blacklist-nouveau.conf");
     assert!(bl.exists());
     let body = std::fs::read_to_string(repo().join("profiles/amd-grub.toml")).unwrap();

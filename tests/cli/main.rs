@@ -303,22 +303,37 @@ mod golden {
 mod real_tools {
     use super::*;
 
-    fn sh_value(files: &[PathBuf]) -> String {
-        let mut script = String::new();
-        for (i, _) in files.iter().enumerate() {
+    /// Sources `files` in order with `shell` (in a clean environment, from /), then runs
+    /// `print`; returns what it printed.
+    fn source_all(shell: &str, files: &[&Path], print: &str) -> String {
+        let mut script = String::from("cd /; ");
+        for i in 0..files.len() {
             script.push_str(&format!(". \"${}\"; ", i + 1));
         }
-        script.push_str("printf '%s %s' \"$GRUB_CMDLINE_LINUX\" \"$GRUB_CMDLINE_LINUX_DEFAULT\"");
-        let o = Command::new("sh")
+        script.push_str(print);
+        let o = Command::new(shell)
             .arg("-c")
             .arg(&script)
-            .arg("sh")
+            .arg(shell)
             .args(files)
             .env_clear()
             .output()
             .unwrap();
-        assert!(o.status.success(), "sourcing {files:?}: {}", stderr(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        assert!(
+            o.status.success(),
+            "{shell}: sourcing {files:?}: {}",
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    fn sh_value(files: &[PathBuf]) -> String {
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        source_all(
+            "sh",
+            &files,
+            "printf '%s %s' \"$GRUB_CMDLINE_LINUX\" \"$GRUB_CMDLINE_LINUX_DEFAULT\"",
+        )
     }
 
     fn words(s: &str) -> Vec<String> {
@@ -436,23 +451,8 @@ mod real_tools {
         let mut checked = 0;
         for e in std::fs::read_dir(&cases).unwrap() {
             let conf = e.unwrap().path();
-            let modules = |files: &[&Path]| {
-                let mut script = String::from("cd /; ");
-                for i in 0..files.len() {
-                    script.push_str(&format!("source \"${}\"; ", i + 1));
-                }
-                script.push_str("printf '%s\\n' ${MODULES[@]}");
-                let o = Command::new("bash")
-                    .arg("-c")
-                    .arg(&script)
-                    .arg("bash")
-                    .args(files)
-                    .env_clear()
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}: {}", conf.display(), stderr(&o));
-                words(&stdout(&o))
-            };
+            let modules =
+                |files: &[&Path]| words(&source_all("bash", files, "printf '%s\\n' ${MODULES[@]}"));
             let user = modules(&[&conf]);
             let all = modules(&[&conf, &drop_in]);
             let mut want = vec![
@@ -482,21 +482,12 @@ mod real_tools {
                 .map(|e| e.unwrap().path())
                 .collect();
             confs.sort();
-            let mut script = String::new();
-            for i in 0..confs.len() {
-                script.push_str(&format!("source \"${}\"; ", i + 1));
-            }
-            script.push_str("printf '%s\\n' \"$force_drivers\" \"$install_items\"");
-            let o = Command::new("bash")
-                .arg("-c")
-                .arg(&script)
-                .arg("bash")
-                .args(&confs)
-                .env_clear()
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", stderr(&o));
-            let out = stdout(&o);
+            let confs: Vec<&Path> = confs.iter().map(PathBuf::as_path).collect();
+            let out = source_all(
+                "bash",
+                &confs,
+                "printf '%s\\n' \"$force_drivers\" \"$install_items\"",
+            );
             let mut lines = out.lines();
             assert_eq!(
                 words(lines.next().unwrap()),
