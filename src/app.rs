@@ -427,7 +427,7 @@ fn apply(
             action: Some(diff::action_word(c.action()).to_string()),
         })
         .collect();
-    let manifest = install::commit(root, if revert { "revert" } else { "apply" }, None, &ops)?;
+    let mut manifest = install::commit(root, if revert { "revert" } else { "apply" }, None, &ops)?;
     if !json {
         writeln!(
             out,
@@ -437,6 +437,22 @@ fn apply(
         )?;
     }
     let runs = run_hooks(&plan.hooks, mode, root, json, out)?;
+    let ran: Vec<String> = runs
+        .iter()
+        .filter(|r| r.status != "skipped")
+        .map(|r| r.name.clone())
+        .collect();
+    if !ran.is_empty() {
+        for path in install::after_hooks(root, &mut manifest, &ran)? {
+            if !json {
+                writeln!(
+                    out,
+                    "{path} was rewritten by {}; the record of this apply holds its new bytes.",
+                    ran.join(", ")
+                )?;
+            }
+        }
+    }
     if json {
         let changes: Vec<serde_json::Value> = manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action, "old_sha256": e.old_sha256, "new_sha256": e.new_sha256})).collect();
         writeln!(
@@ -610,6 +626,13 @@ fn bind_cmd(
             );
         }
     }
+    let mut sys = crate::bind::RootSysfs { root };
+    // Unbinding: where each device goes next (docs/binding.md), for the dry run and the report.
+    let natives = if to_vfio {
+        Vec::new()
+    } else {
+        crate::bind::natives(&sys, &set)?
+    };
     if dry_run {
         if to_vfio && !vfio_loaded {
             writeln!(
@@ -617,12 +640,10 @@ fn bind_cmd(
                 "# vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): `modprobe vfio-pci` must come first"
             )?;
         }
-        for d in &set {
-            let writes = if to_vfio {
-                crate::bind::bind_writes(d)
-            } else {
-                crate::bind::unbind_writes(d)
-            };
+        for (d, writes) in set
+            .iter()
+            .zip(crate::bind::writes(&set, to_vfio, vfio_loaded))
+        {
             if writes.is_empty() {
                 writeln!(out, "# {} is already bound to vfio-pci", d.bdf)?;
             }
@@ -630,21 +651,77 @@ fn bind_cmd(
                 writeln!(out, "{w}")?;
             }
         }
+        let mut modprobe: Vec<&str> = Vec::new();
+        for n in &natives {
+            match &n.driver {
+                Some(drv) => writeln!(out, "# {} then goes to {drv} (module {})", n.bdf, n.module)?,
+                None => {
+                    writeln!(
+                        out,
+                        "# {} goes to module {}, which is not loaded: drivers_probe leaves the device without a driver, and loading the module binds it",
+                        n.bdf, n.module
+                    )?;
+                    if !modprobe.contains(&n.module.as_str()) {
+                        modprobe.push(&n.module);
+                    }
+                }
+            }
+        }
+        for m in modprobe {
+            writeln!(out, "modprobe {m}")?;
+        }
         return Ok(0);
     }
-    let mut sys = crate::bind::RootSysfs { root };
-    let outcomes = crate::bind::perform(&mut sys, &set, to_vfio)?;
+    let outcomes = crate::bind::perform(&mut sys, &set, to_vfio, vfio_loaded)?;
     let mut failed = Vec::new();
-    for o in &outcomes {
-        let drv = o.driver.as_deref().unwrap_or("no driver");
+    for (o, d) in outcomes.iter().zip(&set) {
+        let name = |drv: &Option<String>| drv.clone().unwrap_or_else(|| "no driver".into());
+        let moved = format!("{} -> {}", name(&o.from), name(&o.driver));
+        let why = if o.ok {
+            match &o.modprobe {
+                Some(crate::bind::Modprobe::Ran(m)) => format!(" (after `modprobe {m}`)"),
+                _ => String::new(),
+            }
+        } else if to_vfio {
+            String::new()
+        } else {
+            match (&o.driver, &o.modprobe) {
+                (Some(_), _) => ": vfio-pci took it again".to_string(),
+                (None, Some(crate::bind::Modprobe::Left(m))) => format!(
+                    ": its driver is in module {m}, which is not loaded; `modprobe {m}` loads it and binds it (vfio-gen runs modprobe only with --root /)"
+                ),
+                (None, Some(crate::bind::Modprobe::Ran(m))) => {
+                    format!(
+                        ": `modprobe {m}` ran, and its driver did not take the device (see dmesg)"
+                    )
+                }
+                (None, None) => match natives.iter().find(|n| n.bdf == o.bdf) {
+                    Some(n) => format!(
+                        ": {} (module {}) is loaded and did not take it (see dmesg)",
+                        n.driver.as_deref().unwrap_or("its driver"),
+                        n.module
+                    ),
+                    None => format!(
+                        ": no module in {} matches its modalias {}",
+                        pci.modules_alias
+                            .as_deref()
+                            .unwrap_or("/lib/modules/<release>/modules.alias (missing)"),
+                        d.modalias.as_deref().unwrap_or("(unknown)")
+                    ),
+                },
+            }
+        };
         writeln!(
             out,
-            "{} {}: {drv}",
+            "{} {}: {moved}{why}",
             if o.ok { "ok  " } else { "FAIL" },
             o.bdf
         )?;
         if !o.ok {
-            failed.push(format!("{} is bound to {drv}", o.bdf));
+            failed.push(match &o.driver {
+                Some(drv) => format!("{} is bound to {drv}", o.bdf),
+                None => format!("{} has no driver", o.bdf),
+            });
         }
     }
     if !failed.is_empty() {

@@ -25,6 +25,11 @@ pub struct Entry {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The hooks that rewrote the file after vfio-gen installed it (kernel-install rewrites a
+    /// loader entry from /etc/kernel/cmdline when the initramfs is rebuilt); `new_sha256` is
+    /// then the digest the hooks left, so a later rollback or revert sees no hand edit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewritten_by: Vec<String>,
 }
 
 /// The record of one transaction (apply, revert or rollback).

@@ -221,18 +221,39 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .map(|d| normalize(&d))
         .collect();
     // Only the card's own functions: ordering the drivers of other group members (a disk, a
-    // NIC) before vfio-pci gains nothing.
+    // NIC) before vfio-pci gains nothing. A function vfio-pci already holds (or that has no
+    // driver) counts with the modules its modalias resolves to: the drivers it gets when
+    // vfio-pci does not take it first (docs/binding.md).
+    let mut unknown: Vec<&str> = Vec::new();
     for d in set
         .iter()
         .filter(|d| chosen.iter().any(|c| c.slot() == d.slot()))
     {
-        let module = match &d.module {
-            Some(m) if !matches!(m.as_str(), "vfio_pci" | "pci_stub") => m.clone(),
-            _ => continue,
+        let modules: Vec<String> = match d.driver.as_deref() {
+            Some("vfio-pci") | None => {
+                if d.native_modules.is_empty() && d.driver.is_some() {
+                    unknown.push(&d.bdf);
+                }
+                d.native_modules.clone()
+            }
+            Some(_) => d.module.iter().cloned().collect(),
         };
-        if !softdep.contains(&module) {
-            softdep.push(module);
+        for module in modules {
+            if !matches!(module.as_str(), "vfio_pci" | "pci_stub") && !softdep.contains(&module) {
+                softdep.push(module);
+            }
         }
+    }
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "{} {} on vfio-pci, and {}, so the drivers vfio-pci keeps from them are unknown: softdep may lack them; add them by hand.",
+            unknown.join(", "),
+            if unknown.len() == 1 { "is" } else { "are" },
+            match &pci.modules_alias {
+                Some(p) => format!("no alias in {p} matches their modalias"),
+                None => "this root has no /lib/modules/<release>/modules.alias".into(),
+            }
+        ));
     }
     let shared: Vec<&&Device> = set
         .iter()

@@ -232,6 +232,7 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             mode: old_meta.map(|m| m.0),
             uid: old_meta.map(|m| m.1),
             gid: old_meta.map(|m| m.2),
+            rewritten_by: Vec::new(),
         });
         plan.push((target, op, meta));
     }
@@ -279,6 +280,25 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
     write_json(root, &Manifest::path(&id), &manifest)?;
     remove_durable(&root.resolve(JOURNAL)?)?;
     Ok(manifest)
+}
+
+/// Records what the hooks left: an entry whose file a hook rewrote after the install gets the
+/// digest it has now and the names of the hooks that ran, so the manifest describes the state
+/// the whole apply left. Returns the paths that changed.
+pub fn after_hooks(root: &Root, manifest: &mut Manifest, hooks: &[String]) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for e in &mut manifest.entries {
+        let now = root.read(&e.path)?.map(|b| sha256(&b));
+        if now != e.new_sha256 {
+            e.new_sha256 = now;
+            e.rewritten_by = hooks.to_vec();
+            changed.push(e.path.clone());
+        }
+    }
+    if !changed.is_empty() {
+        write_json(root, &Manifest::path(&manifest.id), manifest)?;
+    }
+    Ok(changed)
 }
 
 /// Puts back the old bytes of entries whose file holds the new bytes (or a temporary file).

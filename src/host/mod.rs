@@ -2,6 +2,7 @@
 //! else in the crate looks at `/etc/os-release`, `/lib/modules`, `/sys` or `/proc`.
 
 pub mod cpu;
+pub mod modalias;
 pub mod pci;
 
 use crate::root::Files;

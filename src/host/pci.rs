@@ -46,6 +46,12 @@ pub struct Device {
     /// built in or unknown.
     pub module: Option<String>,
     pub driver_override: Option<String>,
+    /// The `modalias` attribute (`pci:v00001234d00001111sv...`), what modprobe resolves.
+    pub modalias: Option<String>,
+    /// The modules `modules.alias` gives for `modalias`, in file order, without vfio-pci and
+    /// pci-stub: the drivers the device gets when vfio-pci does not hold it. Empty when the root
+    /// has no `modules.alias` or no alias matches.
+    pub native_modules: Vec<String>,
     pub boot_vga: bool,
     pub iommu_group: Option<u32>,
     pub class_name: String,
@@ -68,6 +74,10 @@ impl Device {
     pub fn is_bridge(&self) -> bool {
         self.class.starts_with("06")
     }
+    /// The first of `native_modules`: what `modprobe MODALIAS` would load first.
+    pub fn native_module(&self) -> Option<&str> {
+        self.native_modules.first().map(String::as_str)
+    }
     /// Bus and slot (`0000:01:00`): the functions of one card share it.
     pub fn slot(&self) -> &str {
         self.bdf
@@ -80,7 +90,7 @@ impl Device {
 /// The module behind a driver: the `module` link in its sysfs directory, or, when sysfs does not
 /// say (no link: built in, or a trimmed tree), the driver name for the drivers whose module has
 /// the same name and a short table for those that differ.
-fn driver_module(root: &Root, driver: &str) -> Option<String> {
+pub fn driver_module(root: &Root, driver: &str) -> Option<String> {
     let dir = root
         .resolve(&format!("/sys/bus/pci/drivers/{driver}"))
         .ok()?;
@@ -101,6 +111,18 @@ fn driver_module(root: &Root, driver: &str) -> Option<String> {
     }
 }
 
+/// The PCI driver that `module` registered (`/sys/bus/pci/drivers/<name>` whose module is
+/// `module`), when that module is loaded.
+pub fn driver_of_module(root: &Root, module: &str) -> Result<Option<String>> {
+    let want = module.replace('-', "_");
+    for name in root.list("/sys/bus/pci/drivers")? {
+        if driver_module(root, &name).is_some_and(|m| m.replace('-', "_") == want) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// Everything the host says about PCI and the IOMMU.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pci {
@@ -109,6 +131,8 @@ pub struct Pci {
     pub iommu_active: bool,
     /// Entries of `/sys/class/iommu` (`dmar0`, `ivhd0`).
     pub iommu_units: Vec<String>,
+    /// The `modules.alias` that `native_modules` come from, `None` when the root has none.
+    pub modules_alias: Option<String>,
 }
 
 impl Pci {
@@ -120,6 +144,7 @@ impl Pci {
             );
         }
         let ids = PciIds::load(root)?;
+        let aliases = crate::host::modalias::Aliases::load(root)?;
         let mut devices = Vec::new();
         for bdf in root.list("/sys/bus/pci/devices")? {
             let dir = format!("/sys/bus/pci/devices/{bdf}");
@@ -147,6 +172,11 @@ impl Pci {
             let driver_override =
                 attr("driver_override")?.filter(|v| v != "(null)" && !v.is_empty());
             let boot_vga = attr("boot_vga")?.as_deref() == Some("1");
+            let modalias = attr("modalias")?.filter(|m| !m.is_empty());
+            let native_modules = modalias
+                .as_deref()
+                .map(|m| aliases.resolve(m))
+                .unwrap_or_default();
             let (vendor_name, device_name) = ids.names(&vendor, &device);
             devices.push(Device {
                 class_name: ids.class_name(&class),
@@ -159,6 +189,8 @@ impl Pci {
                 driver,
                 module,
                 driver_override,
+                modalias,
+                native_modules,
                 boot_vga,
                 iommu_group,
                 vendor_name,
@@ -172,6 +204,7 @@ impl Pci {
             iommu_active: !iommu_units.is_empty() && !groups.is_empty(),
             iommu_units,
             devices,
+            modules_alias: aliases.path,
         })
     }
 

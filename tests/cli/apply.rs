@@ -851,3 +851,58 @@ fn a_new_profile_removes_the_files_the_old_one_produced() {
     assert!(!bl.exists());
     status(&run(&["plan", "-p", p2, "--root", root, "--exit-code"]), 0);
 }
+
+/// A hook that rewrites a file vfio-gen installed (on Debian, update-initramfs runs
+/// kernel-install, which rewrites the loader entry from /etc/kernel/cmdline: seen in the lab) is
+/// recorded in the manifest, so `rollback` restores the file instead of refusing it as a hand
+/// edit.
+#[test]
+fn a_file_a_hook_rewrote_is_recorded_and_rollback_restores_it() {
+    let tmp = copy_root("arch-intel-systemd-boot");
+    let root = tmp.path().to_str().unwrap();
+    let original = user_tree(tmp.path());
+    let bin = tempfile::tempdir().unwrap();
+    let entry = tmp.path().join("boot/loader/entries/arch.conf");
+    let hook = bin.path().join("mkinitcpio");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nsed -i 's/ intel_iommu=on//; s/^options /options intel_iommu=on /' '{}'\n",
+            entry.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new(BIN)
+        .args(apply_args(
+            "arch-intel-systemd-boot",
+            root,
+            &["--yes", "--hooks", "host"],
+        ))
+        .current_dir(repo())
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("/boot/loader/entries/arch.conf was rewritten by mkinitcpio"),
+        "{}",
+        stdout(&o)
+    );
+    let rewritten = std::fs::read_to_string(&entry).unwrap();
+    assert!(
+        rewritten.contains("options intel_iommu=on root="),
+        "{rewritten}"
+    );
+    let o = run(&["rollback", "--root", root, "--no-hooks"]);
+    status(&o, 0);
+    assert!(
+        user_tree(tmp.path()) == original,
+        "every file as before the apply"
+    );
+}

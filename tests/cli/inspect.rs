@@ -11,6 +11,7 @@ const HOSTS: &[&str] = &[
     "laptop-optimus",
     "iommu-off",
     "vfio-bound",
+    "qemu-bookworm",
 ];
 
 fn host(name: &str) -> tempfile::TempDir {
@@ -130,6 +131,7 @@ fn detect_prints_a_profile_plan_accepts_with_every_function() {
         ("laptop-optimus", "0000:01:00"),
         ("iommu-off", "0000:01:00"),
         ("vfio-bound", "0000:01:00"),
+        ("qemu-bookworm", "0000:00:05"),
     ];
     assert_eq!(expect.len(), HOSTS.len());
     for (name, slot) in expect {
@@ -567,5 +569,115 @@ fn check_items_are_keyed_and_honest_when_groups_are_unknown() {
             .iter()
             .any(|d| d["bdf"] == "0000:01:00.0"),
         "devices are listed while the IOMMU is off"
+    );
+}
+
+/// The QEMU guest of the report: `options vfio-pci ids=` put both IDs into vfio-pci's dynamic ID
+/// table, so giving the functions back must remove them before the re-probe (docs/binding.md).
+#[test]
+fn unbind_removes_the_ids_that_options_vfio_pci_ids_added() {
+    let h = host("qemu-bookworm");
+    let o = at(h.path(), &["unbind", "--dry-run", "00:05.0", "00:05.1"]);
+    status(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "echo '' > /sys/bus/pci/devices/0000:00:05.0/driver_override\n\
+         echo '0000:00:05.0' > /sys/bus/pci/devices/0000:00:05.0/driver/unbind\n\
+         echo '1234 1111' > /sys/bus/pci/drivers/vfio-pci/remove_id || true  # optional: ENODEV when the ID is not a dynamic one\n\
+         echo '0000:00:05.0' > /sys/bus/pci/drivers_probe\n\
+         echo '' > /sys/bus/pci/devices/0000:00:05.1/driver_override\n\
+         echo '0000:00:05.1' > /sys/bus/pci/devices/0000:00:05.1/driver/unbind\n\
+         echo '8086 293e' > /sys/bus/pci/drivers/vfio-pci/remove_id || true  # optional: ENODEV when the ID is not a dynamic one\n\
+         echo '0000:00:05.1' > /sys/bus/pci/drivers_probe\n\
+         # 0000:00:05.0 then goes to bochs-drm (module bochs)\n\
+         # 0000:00:05.1 then goes to snd_hda_intel (module snd_hda_intel)\n"
+    );
+
+    // bochs not loaded: probing cannot reach bochs-drm, so `modprobe bochs` is the step.
+    std::fs::remove_dir_all(h.path().join("sys/bus/pci/drivers/bochs-drm")).unwrap();
+    let out = stdout(&at(
+        h.path(),
+        &["unbind", "--dry-run", "00:05.0", "00:05.1"],
+    ));
+    assert!(
+        out.ends_with(
+            "# 0000:00:05.0 goes to module bochs, which is not loaded: drivers_probe leaves the device without a driver, and loading the module binds it\n\
+             # 0000:00:05.1 then goes to snd_hda_intel (module snd_hda_intel)\n\
+             modprobe bochs\n"
+        ),
+        "{out}"
+    );
+}
+
+/// On a fake tree the kernel does not react: unbind writes remove_id under ROOT/sys, then says
+/// where each function is (still vfio-pci here) instead of calling that a success.
+#[test]
+fn unbind_reports_where_each_function_went() {
+    let h = host("qemu-bookworm");
+    let o = at(h.path(), &["unbind", "00:05.0", "00:05.1"]);
+    status(&o, 2);
+    assert_eq!(
+        stdout(&o),
+        "FAIL 0000:00:05.0: vfio-pci -> vfio-pci: vfio-pci took it again\n\
+         FAIL 0000:00:05.1: vfio-pci -> vfio-pci: vfio-pci took it again\n"
+    );
+    assert!(
+        stderr(&o).contains("0000:00:05.0 is bound to vfio-pci"),
+        "{}",
+        stderr(&o)
+    );
+    // The two IDs went to the same attribute, the second over the first.
+    assert_eq!(
+        std::fs::read_to_string(h.path().join("sys/bus/pci/drivers/vfio-pci/remove_id")).unwrap(),
+        "8086 293e"
+    );
+}
+
+/// vfio-pci holds the card at boot, so its drivers come from the modaliases: bochs and
+/// snd_hda_intel go before vfio-pci, not vfio_pci and not the boot display's virtio_pci.
+#[test]
+fn detect_names_the_drivers_a_card_on_vfio_pci_would_get() {
+    let h = host("qemu-bookworm");
+    let out = stdout(&at(h.path(), &["detect"]));
+    assert!(
+        out.contains("softdep = [\"bochs\", \"snd_hda_intel\"]\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ids = [\"1234:1111\", \"8086:293e\"]\n"),
+        "{out}"
+    );
+    assert!(!out.contains("virtio_pci"), "{out}");
+
+    let o = at(h.path(), &["iommu", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let dev = |bdf: &str| {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["bdf"] == bdf)
+            .unwrap()
+            .clone()
+    };
+    let vga = dev("0000:00:05.0");
+    assert_eq!(vga["module"], "vfio_pci", "module keeps its meaning");
+    assert_eq!(vga["native_modules"], serde_json::json!(["bochs"]));
+    assert_eq!(
+        vga["modalias"],
+        "pci:v00001234d00001111sv00001AF4sd00001100bc03sc80i00"
+    );
+    assert_eq!(
+        dev("0000:00:01.0")["native_modules"],
+        serde_json::json!(["virtio_pci"])
+    );
+
+    // Without modules.alias the drivers are unknown, and detect says so.
+    let h = host("vfio-bound");
+    let out = stdout(&at(h.path(), &["detect"]));
+    assert!(
+        out.contains("# 0000:01:00.0, 0000:01:00.1 are on vfio-pci, and this root has no")
+            && out.contains("modules.alias, so the drivers vfio-pci keeps from them are unknown"),
+        "{out}"
     );
 }

@@ -1014,3 +1014,59 @@ mod apply;
 #[path = "../support/fake_host.rs"]
 mod fake_host;
 mod inspect;
+
+/// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
+/// hook, which in a chroot could not probe the disk, and a note saying why; once grub.cfg
+/// exists, the hook is planned again.
+#[test]
+fn no_grub_cfg_means_no_grub_hook_and_a_note() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    std::fs::remove_file(tmp.path().join("boot/grub/grub.cfg")).unwrap();
+    let json = |o: &Output| -> serde_json::Value { serde_json::from_slice(&o.stdout).unwrap() };
+    let o = run(&[
+        "plan",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--format",
+        "json",
+    ]);
+    status(&o, 0);
+    let j = json(&o);
+    let hooks: Vec<&str> = j["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(!hooks.contains(&"grub"), "{hooks:?}");
+    assert!(hooks.contains(&"mkinitcpio"), "{hooks:?}");
+    let notes = j["notes"].to_string();
+    assert!(
+        notes.contains("no grub.cfg under /boot/grub/grub.cfg"),
+        "{notes}"
+    );
+
+    std::fs::write(tmp.path().join("boot/grub/grub.cfg"), "# generated\n").unwrap();
+    let j = json(&run(&[
+        "plan",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--format",
+        "json",
+    ]));
+    assert!(
+        j["hooks"].to_string().contains("\"grub\""),
+        "{}",
+        j["hooks"]
+    );
+    assert!(
+        !j["notes"].to_string().contains("no grub.cfg"),
+        "{}",
+        j["notes"]
+    );
+}

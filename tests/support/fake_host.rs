@@ -48,6 +48,15 @@ pub struct Host {
     /// More registered PCI drivers with no device bound (e.g. "nouveau").
     #[serde(default)]
     pub extra_drivers: Vec<String>,
+    /// The module behind a registered driver, as the kernel links it:
+    /// `sys/bus/pci/drivers/<driver>/module` -> `sys/module/<module>` (e.g. "bochs-drm" = "bochs").
+    /// Drivers not named here get no `module` link.
+    #[serde(default)]
+    pub driver_modules: BTreeMap<String, String>,
+    /// Content of `lib/modules/<release>/modules.alias` (`alias PATTERN MODULE` lines, as
+    /// depmod writes them); none when absent.
+    #[serde(default)]
+    pub modules_alias: Option<String>,
     pub cpu: Cpu,
     #[serde(default, rename = "device")]
     pub devices: Vec<Device>,
@@ -306,6 +315,21 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         w.file("sys/module/vfio_pci/initstate", "live\n")?;
     }
 
+    // ---- module links of the drivers the description names ----
+    for (drv, module) in &host.driver_modules {
+        if !drivers.contains(drv) {
+            return Err(format!(
+                "[driver_modules] {drv:?}: no such driver (bound to a device, extra_drivers or vfio-pci)"
+            ));
+        }
+        check_name("module", module)?;
+        let dd = Path::new("sys/bus/pci/drivers").join(drv);
+        let md = Path::new("sys/module").join(module);
+        w.dir(&md)?;
+        w.symlink(dd.join("module"), &md)?;
+        w.symlink(md.join("drivers").join(format!("pci:{drv}")), &dd)?;
+    }
+
     // ---- proc ----
     w.file("proc/cmdline", &format!("{}\n", host.cmdline))?;
     w.file("proc/sys/kernel/osrelease", &format!("{}\n", host.release))?;
@@ -327,6 +351,9 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         );
     }
     w.file(md.join("modules.builtin"), &builtin)?;
+    if let Some(aliases) = &host.modules_alias {
+        w.file(md.join("modules.alias"), aliases)?;
+    }
 
     // ---- pci.ids ----
     if host.pci_ids {
