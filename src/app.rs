@@ -85,6 +85,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             let plan = load_plan(&root, &profile, false)?;
             let files = desired_files(&plan);
             if let Some(dir) = out_dir {
+                refuse_live_tree(&root, &dir, &files)?;
                 crate::install::write_tree(&dir, &files)?;
                 // What an earlier render wrote and this profile no longer produces goes away.
                 let produced: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
@@ -122,6 +123,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             profile,
             revert,
             yes,
+            force,
             hooks,
             no_hooks,
             format,
@@ -129,7 +131,8 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
         } => {
             let hooks = if no_hooks { Hooks::None } else { hooks };
             apply(
-                &root, &profile, revert, yes, hooks, format, no_wait, env, style, g.quiet, out,
+                &root, &profile, revert, yes, force, hooks, format, no_wait, env, style, g.quiet,
+                out,
             )
         }
         Command::Rollback {
@@ -202,6 +205,53 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// `render --out` writes with no backup, lock or journal: it is for staging trees. Refuses
+/// an output directory that is the root (or `/`), or that holds one of the root's own files
+/// at a path it would write (the same file: a bind mount or a link into the root).
+fn refuse_live_tree(root: &Root, dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    let live = if same(dir, Path::new("/")) {
+        Some("it is /".to_string())
+    } else if same(dir, root.dir()) {
+        Some(format!("it is the root {}", root.dir().display()))
+    } else {
+        files.iter().find_map(|(path, _)| {
+            let ours = Root::new(dir).join(path).ok()?;
+            let theirs = root.join(path).ok()?;
+            same(&ours, &theirs).then(|| format!("it holds the root's own {path}"))
+        })
+    };
+    match live {
+        Some(what) => bail!(
+            "refusing to render into {}: {what}, and render rewrites boot files with no backup, lock or journal; render into an empty staging directory, or use `vfio-gen apply` to change a system",
+            dir.display()
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a profile that takes a device the host needs (vfio-pci loads first in the
+/// initramfs: a root disk on a controller it takes means no boot), when the root has a sysfs
+/// that shows it. Nothing is written; `--force` installs anyway.
+fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
+    if !root.exists("/sys/bus/pci/devices") {
+        return Ok(());
+    }
+    let risks = inspect::profile_risks(&Pci::read(root)?, profile);
+    if risks.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
+    bail!(
+        "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
+        list.join("\n")
+    )
 }
 
 /// The files apply would leave in place: every managed file with its desired bytes.
@@ -332,6 +382,7 @@ fn apply(
     arg: &ProfileArg,
     revert: bool,
     yes: bool,
+    force: bool,
     mode: Hooks,
     format: Format,
     no_wait: bool,
@@ -350,6 +401,9 @@ fn apply(
     // An interrupted transaction is settled first, under the lock, before anything is planned.
     settle(root, no_wait, out)?;
     let plan = plan_for(root, &profile, revert)?;
+    if !revert && !force {
+        refuse_host_devices(root, &profile)?;
+    }
     if plan.in_sync() {
         if json {
             writeln!(

@@ -128,6 +128,10 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(short, long)]
         yes: bool,
+        /// Install although the profile takes a device the host needs (its disk or network
+        /// controller, its boot display, the driver of its display)
+        #[arg(long)]
+        force: bool,
         /// Which generators to run after installing
         #[arg(long, value_enum, default_value_t = Hooks::Auto)]
         hooks: Hooks,

@@ -291,6 +291,17 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         }
     }
 
+    let gpu_slots: Vec<&str> = set
+        .iter()
+        .filter(|d| d.is_display())
+        .map(|d| d.slot())
+        .collect();
+    let held = held_back(pci, &ids, &gpu_slots);
+    let active: Vec<String> = ids
+        .iter()
+        .filter(|id| !held.iter().any(|(h, _)| h == *id))
+        .cloned()
+        .collect();
     let (bootloader, why_boot) = infer_bootloader(files);
     let (initramfs, why_initramfs) = infer_initramfs(files);
     let cpu_name = if cpu.is_amd() { "amd" } else { "intel" };
@@ -393,7 +404,20 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
     let _ = writeln!(out, "initramfs = \"{}\"", initramfs_toml(initramfs));
     let _ = writeln!(out);
     let _ = writeln!(out, "[vfio]");
-    let _ = writeln!(out, "ids = {}", list(&ids));
+    let _ = writeln!(out, "ids = {}", list(&active));
+    if !held.is_empty() {
+        let _ = writeln!(
+            out,
+            "# Held back: these IDs would also take devices the host needs (apply refuses them"
+        );
+        let _ = writeln!(
+            out,
+            "# without --force). Move the card to a slot with its own IOMMU group, or bind by address."
+        );
+        for (id, why) in &held {
+            let _ = writeln!(out, "#   \"{id}\"  {why}");
+        }
+    }
     let _ = writeln!(out, "blacklist = {}", list(&blacklist));
     let _ = writeln!(out, "softdep = {}", list(&softdep));
     let _ = writeln!(out, "disable_vga = false");
@@ -421,34 +445,11 @@ pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
         .collect();
     let mut out = Vec::new();
     for d in &taken {
-        let on_gpu_card = gpu_slots.contains(&d.slot());
-        let kind = match d.class4() {
-            c if c.starts_with("01") => {
-                Some("a storage controller: if the host's disks are on it, the host will not boot")
-            }
-            c if c.starts_with("02") => Some("a network controller: the host loses that network"),
-            "0c03" if !on_gpu_card => {
-                Some("a USB controller of the host: its keyboard, mouse or disks on it go too")
-            }
-            _ => None,
-        };
-        let drv = d.driver.as_deref().unwrap_or("no driver");
-        if let Some(kind) = kind {
+        for why in host_needs(d, gpu_slots.contains(&d.slot())) {
+            let drv = d.driver.as_deref().unwrap_or("no driver");
             out.push((
                 d.bdf.clone(),
-                format!(
-                    "vfio.ids takes {} ({}, {drv}), {kind}",
-                    d.bdf, d.device_name
-                ),
-            ));
-        }
-        if d.boot_vga {
-            out.push((
-                d.bdf.clone(),
-                format!(
-                    "vfio.ids takes {} ({}, {drv}), the boot display: the host loses its console",
-                    d.bdf, d.device_name
-                ),
+                format!("vfio.ids takes {} ({}, {drv}), {why}", d.bdf, d.device_name),
             ));
         }
     }
@@ -460,6 +461,72 @@ pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
             slots.join(","),
             format!("vfio.ids matches {} GPUs ({}): ids= binds them all; bind the guest's by address (`vfio-gen bind`) and keep shared IDs out of vfio.ids", slots.len(), slots.join(", ")),
         ));
+    }
+    // A blacklist keeps a module off every device it would drive, not only the guest's card.
+    for m in &profile.blacklist {
+        let m = normalize(m);
+        for d in pci
+            .devices
+            .iter()
+            .filter(|d| !profile.ids.contains(&d.id()))
+        {
+            let uses = d.module.as_deref().map(normalize).as_deref() == Some(m.as_str())
+                || d.driver.as_deref().map(normalize).as_deref() == Some(m.as_str());
+            if uses {
+                out.push((
+                    d.bdf.clone(),
+                    format!(
+                        "vfio.blacklist takes {m} from {} ({}{}), which the host drives with it: a blacklist applies to every device the module would drive; keep the guest's card off {m} with `softdep = [\"{m}\"]` instead",
+                        d.bdf,
+                        d.device_name,
+                        if d.boot_vga { ", the boot display" } else { "" }
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Why the host likely needs a device that `ids` would take: a storage or network controller,
+/// a USB controller that is not on the GPU's card, the boot display. Empty: it can go.
+fn host_needs(d: &Device, on_gpu_card: bool) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    match d.class4() {
+        c if c.starts_with("01") => {
+            out.push("a storage controller: if the host's disks are on it, the host will not boot")
+        }
+        c if c.starts_with("02") => out.push("a network controller: the host loses that network"),
+        "0c03" if !on_gpu_card => {
+            out.push("a USB controller of the host: its keyboard, mouse or disks on it go too")
+        }
+        _ => {}
+    }
+    if d.boot_vga {
+        out.push("the boot display: the host loses its console");
+    }
+    out
+}
+
+/// The IDs among `ids` that would take a device the host likely needs (any device with that
+/// ID, the chosen card's or another), with the reason: `detect` writes them commented out.
+fn held_back(pci: &Pci, ids: &[String], gpu_slots: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for id in ids {
+        for d in pci.devices.iter().filter(|d| &d.id() == id) {
+            if let Some(why) = host_needs(d, gpu_slots.contains(&d.slot())).first() {
+                out.push((
+                    id.clone(),
+                    format!(
+                        "{} ({}, {}): {why}",
+                        d.bdf,
+                        d.device_name,
+                        d.driver.as_deref().unwrap_or("no driver")
+                    ),
+                ));
+                break;
+            }
+        }
     }
     out
 }

@@ -141,10 +141,12 @@ fn detect_prints_a_profile_plan_accepts_with_every_function() {
         let text = stdout(&o);
         let profile = vfio_gen::profile::parse(&text, "detected.toml")
             .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+        // Each ID of the card is in vfio.ids, or written commented out with the reason when
+        // it would also take a device the host needs.
         for id in slot_ids(h.path(), slot) {
             assert!(
-                profile.ids.contains(&id),
-                "{name}: {id} of the card at {slot} is missing from {:?}",
+                profile.ids.contains(&id) || text.contains(&format!("#   \"{id}\"  ")),
+                "{name}: {id} of the card at {slot} is missing from {:?}\n{text}",
                 profile.ids
             );
         }
@@ -167,7 +169,17 @@ fn detect_explains_what_it_cannot_decide() {
         out.contains("shares its IOMMU group with") && out.contains("nvme"),
         "{out}"
     );
-    assert!(out.contains("ids = [\"1022:43d5\", \"1022:43c8\", \"10ec:8168\", \"2646:2263\", \"10de:1b81\", \"10de:10f0\"]"), "{out}");
+    assert!(
+        out.contains("ids = [\"10de:1b81\", \"10de:10f0\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("# Held back: these IDs would also take devices the host needs"),
+        "{out}"
+    );
+    for held in ["1022:43c8", "10ec:8168", "2646:2263"] {
+        assert!(out.contains(&format!("#   \"{held}\"  ")), "{held}: {out}");
+    }
     let out = stdout(&at(host("turing-four-functions").path(), &["detect"]));
     assert!(
         out.contains("ids = [\"10de:1e87\", \"10de:10f8\", \"10de:1ad8\", \"10de:1ad9\"]"),
@@ -474,9 +486,37 @@ fn unbind_gives_back_only_what_vfio_pci_holds() {
 #[test]
 fn taking_the_hosts_disks_is_named_everywhere() {
     let h = host("amd-shared-group");
-    let profile = h.path().join("detected.toml");
-    std::fs::write(&profile, stdout(&at(h.path(), &["detect"]))).unwrap();
+    let profile = h.path().join("risky.toml");
+    // Every ID of the GPU's shared group, as detect wrote it before it held such IDs back.
+    std::fs::write(
+        &profile,
+        "[host]\ncpu = \"amd\"\nbootloader = \"grub\"\ninitramfs = \"none\"\n[vfio]\nids = [\"1022:43d5\", \"1022:43c8\", \"10ec:8168\", \"2646:2263\", \"10de:1b81\", \"10de:10f0\"]\n",
+    )
+    .unwrap();
     let p = profile.to_str().unwrap();
+    // apply refuses it, names each device and why, and writes nothing; --force installs it.
+    let before = tree(h.path());
+    let o = at(h.path(), &["apply", "-p", p, "--yes", "--no-hooks"]);
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("refusing to apply")
+            && err.contains("0000:05:00.0 (A2000 NVMe SSD, nvme), a storage controller")
+            && err.contains("0000:04:00.0")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(tree(h.path()) == before, "a refused apply writes nothing");
+    let o = at(
+        h.path(),
+        &["apply", "-p", p, "--yes", "--no-hooks", "--force"],
+    );
+    status(&o, 0);
+    let o = at(
+        h.path(),
+        &["apply", "-p", p, "--yes", "--no-hooks", "--revert"],
+    );
+    status(&o, 0);
     let out = stdout(&at(h.path(), &["plan", "-p", p]));
     assert!(
         out.contains(
@@ -511,11 +551,54 @@ fn taking_the_hosts_disks_is_named_everywhere() {
         text.contains("WARNING: the boot display 0000:0a:00.0"),
         "{text}"
     );
+    // The GPU's ID is the boot display's too: detect holds it back, with the reason.
+    assert!(
+        text.contains("#   \"10de:1b80\"  0000:0a:00.0")
+            && text.contains("the boot display: the host loses its console"),
+        "{text}"
+    );
     std::fs::write(&profile, text).unwrap();
-    let out = stdout(&at(h.path(), &["plan", "-p", profile.to_str().unwrap()]));
+    status(&at(h.path(), &["plan", "-p", profile.to_str().unwrap()]), 0);
+    // Written by hand into vfio.ids, it is named by plan and refused by apply.
+    let risky = profile_file(h.path(), &["10de:1b80", "10de:10f0"]);
+    let risky = risky.to_str().unwrap();
+    let out = stdout(&at(h.path(), &["plan", "-p", risky]));
     assert!(
         out.contains("the boot display: the host loses its console")
             && out.contains("vfio.ids matches 2 GPUs"),
+        "{out}"
+    );
+    let o = at(h.path(), &["apply", "-p", risky, "--yes", "--no-hooks"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("the boot display"), "{}", stderr(&o));
+}
+
+/// A blacklist of the driver the host's own display uses is refused: it applies to every
+/// card, so the host would lose its display; the message points to softdep.
+#[test]
+fn blacklisting_the_hosts_display_driver_is_refused() {
+    let h = host("two-identical-gpus");
+    let p = h.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\ninitramfs = \"none\"\n[vfio]\nids = [\"10de:10f0\"]\nblacklist = [\"nvidia\"]\nsoftdep = []\n",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let before = tree(h.path());
+    let o = at(h.path(), &["apply", "-p", p, "--yes", "--no-hooks"]);
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("vfio.blacklist takes nvidia from 0000:0a:00.0")
+            && err.contains("the boot display")
+            && err.contains("softdep = [\"nvidia\"]"),
+        "{err}"
+    );
+    assert!(tree(h.path()) == before, "a refused apply writes nothing");
+    let out = stdout(&at(h.path(), &["plan", "-p", p]));
+    assert!(
+        out.contains("warning: vfio.blacklist takes nvidia"),
         "{out}"
     );
 }

@@ -1070,3 +1070,75 @@ fn no_grub_cfg_means_no_grub_hook_and_a_note() {
         j["notes"]
     );
 }
+
+/// `render --out` has no backup, lock or journal: into the root itself, into `/`, or into a
+/// tree that holds the root's own files (a link to it), it refuses and writes nothing.
+#[test]
+fn render_refuses_a_live_root() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let before = tree(tmp.path());
+    for out in [root, "/"] {
+        let o = run(&[
+            "render",
+            "-p",
+            "profiles/amd-grub.toml",
+            "--root",
+            root,
+            "--out",
+            out,
+        ]);
+        status(&o, 2);
+        assert!(
+            stderr(&o).contains("refusing to render into"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let other = tempfile::tempdir().unwrap();
+    let link = other.path().join("live");
+    std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+    let o = run(&[
+        "render",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--out",
+        link.to_str().unwrap(),
+    ]);
+    status(&o, 2);
+    let staged = other.path().join("etc-only");
+    std::fs::create_dir_all(staged.join("etc")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("etc/default"), staged.join("etc/default")).unwrap();
+    let o = run(&[
+        "render",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--out",
+        staged.to_str().unwrap(),
+    ]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("it holds the root's own /etc/default/grub"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(tmp.path()) == before, "nothing written");
+    // A staging directory is fine.
+    let stage = tempfile::tempdir().unwrap();
+    status(
+        &run(&[
+            "render",
+            "-p",
+            "profiles/amd-grub.toml",
+            "--root",
+            root,
+            "--out",
+            stage.path().to_str().unwrap(),
+        ]),
+        0,
+    );
+}
