@@ -156,6 +156,25 @@ fn render(name: &str, root: &Path, out: &Path) -> Output {
     ])
 }
 
+/// What apply would leave, written over the root with no backup: render into a staging
+/// directory, then copy it over the root (render itself refuses to write into a live root).
+fn render_over(profile: &str, root: &Path) -> Output {
+    let stage = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "render",
+        "-p",
+        profile,
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        stage.path().to_str().unwrap(),
+    ]);
+    if o.status.success() {
+        copy_tree(stage.path(), root);
+    }
+    o
+}
+
 fn load(name: &str) -> Profile {
     Profile::load(&repo().join(format!("profiles/{name}.toml"))).unwrap()
 }
@@ -238,7 +257,10 @@ mod golden {
     fn rendered_state_is_in_sync_and_reverts_to_the_original() {
         for name in profiles() {
             let tmp = copy_root(&name);
-            status(&render(&name, tmp.path(), tmp.path()), 0);
+            status(
+                &render_over(&format!("profiles/{name}.toml"), tmp.path()),
+                0,
+            );
             let profile = format!("profiles/{name}.toml");
             let o = run(&[
                 "plan",
@@ -369,7 +391,10 @@ mod real_tools {
             }
             let tmp = copy_root(&name);
             let before = sh_value(&grub_files(tmp.path()));
-            status(&render(&name, tmp.path(), tmp.path()), 0);
+            status(
+                &render_over(&format!("profiles/{name}.toml"), tmp.path()),
+                0,
+            );
             let files = grub_files(tmp.path());
             for f in &files {
                 let o = Command::new("sh").arg("-n").arg(f).output().unwrap();
@@ -476,7 +501,10 @@ mod real_tools {
         }
         for name in ["fedora-grub-dracut", "endeavouros-systemd-boot-dracut"] {
             let tmp = copy_root(name);
-            status(&render(name, tmp.path(), tmp.path()), 0);
+            status(
+                &render_over(&format!("profiles/{name}.toml"), tmp.path()),
+                0,
+            );
             let mut confs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("etc/dracut.conf.d"))
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -541,7 +569,7 @@ mod real_tools {
             }
             let file = tmp.path().join("etc/default/grub");
             let before = sh_value(std::slice::from_ref(&file));
-            status(&run(&["render", "-p", p, "--root", root, "--out", root]), 0);
+            status(&render_over(p, tmp.path()), 0);
             let o = Command::new("sh").arg("-n").arg(&file).output().unwrap();
             assert!(o.status.success(), "{name}: sh -n: {}", stderr(&o));
             let after = sh_value(std::slice::from_ref(&file));
