@@ -56,6 +56,27 @@ impl std::fmt::Display for Opt {
     }
 }
 
+/// The longest command line the x86 kernel keeps: COMMAND_LINE_SIZE is 2048 with the
+/// terminating zero, and the rest is dropped without a word (docs/kernel-cmdline.md).
+pub const COMMAND_LINE_MAX: usize = 2047;
+
+/// Refuses a command line longer than the kernel keeps (`Err` with the message), and returns
+/// a warning within 10 % of it.
+pub fn length_check(place: &str, line: &str) -> Result<Option<String>, String> {
+    let n = line.len();
+    if n > COMMAND_LINE_MAX {
+        Err(format!(
+            "{place}: the kernel command line would be {n} bytes; the x86 kernel keeps at most {COMMAND_LINE_MAX} (COMMAND_LINE_SIZE 2048) and drops the rest without a word: shorten kernel.extra or the options already there"
+        ))
+    } else if n > COMMAND_LINE_MAX * 9 / 10 {
+        Ok(Some(format!(
+            "{place}: the kernel command line would be {n} bytes, close to the {COMMAND_LINE_MAX} the x86 kernel keeps (the boot loader adds its own, e.g. BOOT_IMAGE= or initrd=)"
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
 pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }

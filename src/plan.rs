@@ -145,6 +145,11 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
         ));
     }
     let wanted = managed_options(profile, builtin);
+    if !revert {
+        let own: Vec<String> = wanted.iter().map(|o| o.text()).collect();
+        crate::cmdline::length_check("the profile's kernel options", &own.join(" "))
+            .map_err(anyhow::Error::msg)?;
+    }
 
     // modprobe.d
     let owned_modprobe = modprobe::files(profile)?;
@@ -439,6 +444,11 @@ impl Builder<'_> {
         };
         let (new, notes) = lines::edit(&old, shape, wanted, self.revert, path)?;
         self.plan.notes.extend(notes);
+        if !self.revert {
+            let warn = crate::cmdline::length_check(path, &lines::line(&new, shape))
+                .map_err(anyhow::Error::msg)?;
+            self.plan.warnings.extend(warn);
+        }
         let line = lines::line(&old, shape);
         self.cmdline_ids_warning(path, &line, wanted);
         self.edited(path, Some(old), Some(new))

@@ -1170,3 +1170,47 @@ fn render_refuses_a_live_root() {
         0,
     );
 }
+
+/// The x86 kernel keeps at most 2047 bytes of its command line and drops the rest silently:
+/// a longer result is refused (exit 2, the file and the length, nothing written), one close
+/// to it is a warning.
+#[test]
+fn a_command_line_the_kernel_would_cut_is_refused() {
+    let tmp = copy_root("arch-intel-systemd-boot");
+    let root = tmp.path().to_str().unwrap();
+    let before = tree(tmp.path());
+    let outside = tempfile::tempdir().unwrap();
+    let profile = outside.path().join("long.toml");
+    let base = std::fs::read_to_string(repo().join("profiles/arch-intel-systemd-boot.toml"))
+        .unwrap()
+        .replace("extra = []", "");
+    let with_extra = |len: usize| {
+        let text = base.replace(
+            "[kernel]",
+            &format!("[kernel]\nextra = [\"vg.pad={}\"]", "a".repeat(len)),
+        );
+        assert!(text.contains("vg.pad="), "the profile has a [kernel] table");
+        std::fs::write(&profile, text).unwrap();
+    };
+    let p = profile.to_str().unwrap();
+    with_extra(1 << 20);
+    let o = run(&["plan", "-p", p, "--root", root]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("2047"), "{}", stderr(&o));
+    // Fits alone, but not with what the entry already holds.
+    with_extra(1990);
+    let o = run(&["apply", "-p", p, "--root", root, "--yes", "--no-hooks"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o)
+            .contains("/boot/loader/entries/arch-fallback.conf: the kernel command line would be")
+            && stderr(&o).contains("2047"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(tmp.path()) == before, "nothing written");
+    with_extra(1850);
+    let o = run(&["plan", "-p", p, "--root", root]);
+    status(&o, 0);
+    assert!(stdout(&o).contains("close to the 2047"), "{}", stdout(&o));
+}
