@@ -75,7 +75,13 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
                     serde_json::to_string_pretty(&diff::json(&plan, revert))?
                 )?,
             }
-            Ok(if exit_code && !plan.in_sync() { 1 } else { 0 })
+            Ok(
+                if exit_code && (!plan.in_sync() || !plan.pending_hooks.is_empty()) {
+                    1
+                } else {
+                    0
+                },
+            )
         }
         Command::Render {
             profile,
@@ -198,6 +204,13 @@ fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
 /// a sysfs to read): devices the host likely needs that `ids` would take.
 fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
     let mut plan = plan::build(profile, root, revert)?;
+    for h in install::pending_hooks(root)? {
+        plan.warnings.push(format!(
+            "`{}` failed after an earlier apply and has not succeeded since: the images it builds are stale; `vfio-gen apply` runs it again",
+            h.command.join(" ")
+        ));
+        plan.pending_hooks.push(h);
+    }
     if !revert && root.exists("/sys/bus/pci/devices") {
         let pci = Pci::read(root)?;
         for (_, risk) in inspect::profile_risks(&pci, profile) {
@@ -404,6 +417,26 @@ fn apply(
     if !revert && !force {
         refuse_host_devices(root, &profile)?;
     }
+    if plan.in_sync() && !plan.pending_hooks.is_empty() {
+        let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
+        let runs = run_hooks(&plan.pending_hooks, mode, root, json, out)?;
+        remember_failed(root, &plan.pending_hooks, &runs)?;
+        if json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
+                )?
+            )?;
+        } else if !quiet {
+            writeln!(
+                out,
+                "The files match the profile; ran the hooks left from an earlier apply."
+            )?;
+        }
+        return hooks_outcome(&runs, "the files were already in place");
+    }
     if plan.in_sync() {
         if json {
             writeln!(
@@ -490,7 +523,14 @@ fn apply(
             root.join(&history::Manifest::dir(&manifest.id))?.display()
         )?;
     }
-    let runs = run_hooks(&plan.hooks, mode, root, json, out)?;
+    let mut to_run = plan.hooks.clone();
+    for h in &plan.pending_hooks {
+        if !to_run.iter().any(|t| t.name == h.name) {
+            to_run.push(h.clone());
+        }
+    }
+    let runs = run_hooks(&to_run, mode, root, json, out)?;
+    remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()
         .filter(|r| r.status != "skipped")
@@ -518,14 +558,47 @@ fn apply(
             }))?
         )?;
     }
-    if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
-        bail!(
-            "{} failed (its output is above); the new files are installed: fix the cause and run it by hand, or `vfio-gen rollback` to undo",
-            failed.command.join(" ")
-        );
-    }
-    Ok(0)
+    hooks_outcome(&runs, "the new files are installed")
 }
+
+/// Remembers the hooks of `list` that failed (those that ran and succeeded, or were not
+/// asked for, are forgotten; those skipped stay as they were).
+fn remember_failed(root: &Root, list: &[plan::Hook], runs: &[hooks::HookRun]) -> Result<()> {
+    let mut pending = install::pending_hooks(root)?;
+    for (h, r) in list.iter().zip(runs) {
+        match r.status.as_str() {
+            "ok" => pending.retain(|p| p.name != h.name),
+            "failed" if !pending.iter().any(|p| p.name == h.name) => pending.push(h.clone()),
+            _ => {}
+        }
+    }
+    install::set_pending_hooks(root, &pending)
+}
+
+/// Exit 3 (files installed, a hook failed) or 0.
+fn hooks_outcome(runs: &[hooks::HookRun], state: &str) -> Result<u8> {
+    match runs.iter().find(|r| r.status == "failed") {
+        Some(failed) => Err(HookFailed(format!(
+            "{} failed (its output is above); {state}: fix the cause, then `vfio-gen apply` runs it again (or `vfio-gen rollback` undoes the files)",
+            failed.command.join(" ")
+        ))
+        .into()),
+        None => Ok(0),
+    }
+}
+
+/// Files were installed, then a hook failed: exit status 3, not 2 (which means nothing was
+/// written).
+#[derive(Debug)]
+pub struct HookFailed(pub String);
+
+impl std::fmt::Display for HookFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HookFailed {}
 
 #[allow(clippy::too_many_arguments)]
 fn rollback(
@@ -601,13 +674,8 @@ fn rollback(
         }
     };
     let runs = run_hooks(&hook_list, mode, root, false, out)?;
-    if let Some(failed) = runs.iter().find(|r| r.status == "failed") {
-        bail!(
-            "{} failed (its output is above); the files are restored: fix the cause and run it by hand",
-            failed.command.join(" ")
-        );
-    }
-    Ok(0)
+    remember_failed(root, &hook_list, &runs)?;
+    hooks_outcome(&runs, "the files are restored")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -828,7 +896,23 @@ fn check_cmd(
         profile: profile.as_ref(),
         modprobe_conflicts: conflicts,
     };
-    let items = inspect::check(&input);
+    let mut items = inspect::check(&input);
+    // A generator that failed after an apply leaves the boot images stale.
+    for h in install::pending_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Fail,
+            message: format!(
+                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(
+                "fix the cause shown by that apply, then run `vfio-gen apply` (it runs the hook again)"
+                    .into(),
+            ),
+            bdf: None,
+        });
+    }
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     match format {
         Format::Text => {

@@ -199,6 +199,7 @@ pub fn json(plan: &Plan, revert: bool) -> serde_json::Value {
         "in_sync": plan.in_sync(),
         "changes": changes,
         "hooks": plan.hooks,
+        "pending_hooks": plan.pending_hooks,
         "warnings": plan.warnings,
         "notes": plan.notes,
     })

@@ -301,6 +301,36 @@ pub fn after_hooks(root: &Root, manifest: &mut Manifest, hooks: &[String]) -> Re
     Ok(changed)
 }
 
+/// Where hooks that failed are remembered until they succeed.
+pub const PENDING_HOOKS: &str = "/var/lib/vfio-gen/pending-hooks.json";
+
+/// The hooks that failed after an earlier apply or rollback and have not succeeded since.
+pub fn pending_hooks(root: &Root) -> Result<Vec<crate::plan::Hook>> {
+    match root.read(PENDING_HOOKS)? {
+        None => Ok(Vec::new()),
+        Some(b) => serde_json::from_slice(&b).with_context(|| {
+            format!(
+                "{} is damaged; remove it and run the generators by hand",
+                root.join(PENDING_HOOKS).unwrap_or_default().display()
+            )
+        }),
+    }
+}
+
+/// Records the hooks still to run (none: the record goes away).
+pub fn set_pending_hooks(root: &Root, hooks: &[crate::plan::Hook]) -> Result<()> {
+    if hooks.is_empty() {
+        if root.read(PENDING_HOOKS)?.is_some() {
+            remove_durable(&root.resolve(PENDING_HOOKS)?)?;
+        }
+        return Ok(());
+    }
+    if let Some(parent) = root.resolve(PENDING_HOOKS)?.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    write_json(root, PENDING_HOOKS, &hooks)
+}
+
 /// Puts back the old bytes of entries whose file holds the new bytes (or a temporary file).
 fn undo_entries(root: &Root, m: &Manifest, entries: &[Entry]) -> Result<()> {
     let mut first_err = None;

@@ -1,5 +1,6 @@
 //! The `vfio-gen` binary: parse arguments, run, map the outcome to an exit status.
-//! 0 success, 1 a result worth noticing (drift, pending changes, a failed check), 2 an error.
+//! 0 success, 1 a result worth noticing (drift, pending changes, a failed check), 2 an error
+//! (nothing written), 3 files installed but a hook failed.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,7 +13,11 @@ fn main() -> ExitCode {
         Err(err) => {
             drop(stdout);
             eprintln!("vfio-gen: error: {err:#}");
-            ExitCode::from(2)
+            if err.downcast_ref::<vfio_gen::app::HookFailed>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ impl Change {
 }
 
 /// A program `apply` runs after installing, because one of its inputs changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hook {
     pub name: String,
     pub command: Vec<String>,
@@ -75,6 +75,9 @@ pub struct Plan {
     /// Every managed file, sorted by path.
     pub changes: Vec<Change>,
     pub hooks: Vec<Hook>,
+    /// Hooks that failed after an earlier apply and have not succeeded since: the images they
+    /// build are stale; `apply` runs them again.
+    pub pending_hooks: Vec<Hook>,
     pub warnings: Vec<String>,
     /// Things worth knowing that need no action.
     pub notes: Vec<String>,
