@@ -137,6 +137,13 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
     Ok(found)
 }
 
+/// Whether an apply in effect wrote `path`: without one, the options in it are the user's own
+/// (put there by hand or by another tool) and `--revert` leaves the file alone.
+pub fn written(files: &dyn Files, path: &str) -> Result<bool> {
+    let all = manifests(files)?;
+    Ok(in_effect(&all).any(|m| m.entries.iter().any(|e| e.path == path)))
+}
+
 /// Whether the last transaction that touched `path` was a revert that left exactly `current`:
 /// the file is as `--revert` wants it, whatever options it holds of its own.
 pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {

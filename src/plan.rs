@@ -411,7 +411,16 @@ impl Builder<'_> {
 
     fn edited(&mut self, path: &str, old: Option<Vec<u8>>, new: Option<Vec<u8>>) -> Result<()> {
         // Reverting a file vfio-gen wrote and nobody changed since: its bytes from before.
+        let untouched =
+            self.revert && old.is_some() && old != new && !history::written(self.files, path)?;
+        if untouched {
+            self.plan.notes.push(format!(
+                "{path}: no apply recorded under {} wrote it, so the options in it are not vfio-gen's and --revert leaves it alone; take them out by hand if you want them gone",
+                history::BACKUPS
+            ));
+        }
         let new = match (&old, self.revert) {
+            _ if untouched => old.clone(),
             (Some(o), true) if history::reverted(self.files, path, o)? => old.clone(),
             (Some(o), true) => history::original(self.files, path, o)?.unwrap_or(new),
             _ => new,

@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use vfio_gen::cmdline::{Opt, edit_plain};
 use vfio_gen::plan;
 use vfio_gen::profile::Profile;
-use vfio_gen::root::Root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vfio-gen");
 
@@ -106,18 +105,6 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Writes a plan's desired bytes (or removals) under a root, as apply would.
-fn revert(p: &plan::Plan, root: &Path) {
-    let root = Root::new(root);
-    for c in p.pending() {
-        let target = root.join(&c.path).unwrap();
-        match &c.new {
-            Some(bytes) => std::fs::write(&target, bytes).unwrap(),
-            None => std::fs::remove_file(&target).unwrap(),
-        }
-    }
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     for (rel, bytes) in tree(from) {
         let p = to.join(rel);
@@ -173,6 +160,23 @@ fn render_over(profile: &str, root: &Path) -> Output {
         copy_tree(stage.path(), root);
     }
     o
+}
+
+/// `apply --yes --no-hooks` (with `--revert`), so the history records what vfio-gen wrote.
+fn apply_over(profile: &str, root: &Path, revert: bool) -> Output {
+    let mut args = vec![
+        "apply",
+        "-p",
+        profile,
+        "--root",
+        root.to_str().unwrap(),
+        "--yes",
+        "--no-hooks",
+    ];
+    if revert {
+        args.push("--revert");
+    }
+    run(&args)
 }
 
 fn load(name: &str) -> Profile {
@@ -258,7 +262,7 @@ mod golden {
         for name in profiles() {
             let tmp = copy_root(&name);
             status(
-                &render_over(&format!("profiles/{name}.toml"), tmp.path()),
+                &apply_over(&format!("profiles/{name}.toml"), tmp.path(), false),
                 0,
             );
             let profile = format!("profiles/{name}.toml");
@@ -273,10 +277,8 @@ mod golden {
             status(&o, 0);
             assert!(stdout(&o).contains("No changes"), "{name}: {}", stdout(&o));
 
-            // Revert, through the library, then compare with the fixture.
-            let root = Root::new(tmp.path());
-            let p = plan::build(&load(&name), &root, true).unwrap();
-            revert(&p, tmp.path());
+            // Revert, then compare with the fixture.
+            status(&apply_over(&profile, tmp.path(), true), 0);
             let o = run(&[
                 "plan",
                 "-p",
@@ -287,36 +289,15 @@ mod golden {
                 "--exit-code",
             ]);
             status(&o, 0);
-            // Revert takes the managed options out. A file that held one before vfio-gen
-            // (or a value vfio-gen replaced, iommu=soft -> iommu=pt) cannot get it back from
-            // the files alone; rollback restores those. Every other file is back byte for byte.
-            let wanted = plan::managed_options(&load(&name), false);
-            let after = tree(tmp.path());
-            for (path, bytes) in tree(&fixture_root(&name)) {
-                let text = String::from_utf8_lossy(&bytes);
-                let flat = text.replace('-', "_");
-                let held = wanted
-                    .iter()
-                    .any(|w| flat.contains(&format!("{}=", w.key())));
-                if held {
-                    let now = String::from_utf8_lossy(&after[&path]).into_owned();
-                    for w in &wanted {
-                        assert!(
-                            !now.split_whitespace().any(|t| t == w.text()),
-                            "{name}: {path} still holds {w}"
-                        );
-                    }
-                } else {
-                    assert!(
-                        after.get(&path) == Some(&bytes),
-                        "{name}: {path} is not back byte for byte"
-                    );
-                }
-            }
-            assert_eq!(
-                after.len(),
-                tree(&fixture_root(&name)).len(),
-                "{name}: owned files removed"
+            // With the history of the apply, revert gives every file its bytes from before
+            // vfio-gen (options it held before included) and removes what it created.
+            let after: BTreeMap<String, Vec<u8>> = tree(tmp.path())
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("var/lib/vfio-gen"))
+                .collect();
+            assert!(
+                after == tree(&fixture_root(&name)),
+                "{name}: not back byte for byte"
             );
         }
     }
@@ -569,7 +550,7 @@ mod real_tools {
             }
             let file = tmp.path().join("etc/default/grub");
             let before = sh_value(std::slice::from_ref(&file));
-            status(&render_over(p, tmp.path()), 0);
+            status(&apply_over(p, tmp.path(), false), 0);
             let o = Command::new("sh").arg("-n").arg(&file).output().unwrap();
             assert!(o.status.success(), "{name}: sh -n: {}", stderr(&o));
             let after = sh_value(std::slice::from_ref(&file));
@@ -581,14 +562,7 @@ mod real_tools {
             let edited = std::fs::read(&file).unwrap();
             status(&run(&["plan", "-p", p, "--root", root, "--exit-code"]), 0);
             assert_eq!(std::fs::read(&file).unwrap(), edited);
-            // Revert through the library.
-            let rp = plan::build(
-                &Profile::load(&profile).unwrap(),
-                &Root::new(tmp.path()),
-                true,
-            )
-            .unwrap();
-            revert(&rp, tmp.path());
+            status(&apply_over(p, tmp.path(), true), 0);
             let reverted = sh_value(std::slice::from_ref(&file));
             let had_managed = words(&before)
                 .iter()
@@ -1038,9 +1012,11 @@ mod plan_output {
 }
 
 mod apply;
+mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+mod initramfs;
 mod inspect;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
@@ -1213,4 +1189,52 @@ fn a_command_line_the_kernel_would_cut_is_refused() {
     let o = run(&["plan", "-p", p, "--root", root]);
     status(&o, 0);
     assert!(stdout(&o).contains("close to the 2047"), "{}", stdout(&o));
+}
+
+/// Options the user had before vfio-gen, in a file no apply ever wrote, are the user's:
+/// `--revert` leaves the file alone and says so (it used to strip them).
+#[test]
+fn revert_leaves_a_file_vfio_gen_never_wrote_alone() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let grub = tmp.path().join("etc/default/grub");
+    let text = std::fs::read_to_string(&grub).unwrap().replace(
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"",
+    );
+    std::fs::write(&grub, &text).unwrap();
+    let o = run(&[
+        "apply",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+        "--revert",
+    ]);
+    status(&o, 0);
+    assert_eq!(std::fs::read_to_string(&grub).unwrap(), text, "untouched");
+    let o = run(&[
+        "plan",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--revert",
+    ]);
+    assert!(
+        stdout(&o).contains("/etc/default/grub: no apply recorded under"),
+        "{}",
+        stdout(&o)
+    );
+    // Once vfio-gen has written it, revert gives back exactly the bytes from before.
+    status(&apply_over("profiles/amd-grub.toml", tmp.path(), false), 0);
+    assert_ne!(std::fs::read_to_string(&grub).unwrap(), text);
+    status(&apply_over("profiles/amd-grub.toml", tmp.path(), true), 0);
+    assert_eq!(
+        std::fs::read_to_string(&grub).unwrap(),
+        text,
+        "iommu=pt kept"
+    );
 }
