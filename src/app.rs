@@ -732,6 +732,26 @@ fn bind_cmd(
         if set.is_empty() {
             return Ok(0);
         }
+        // A VM holding the group: the unbind write would wait until it lets go.
+        let mut groups: Vec<u32> = set.iter().filter_map(|d| d.iommu_group).collect();
+        groups.sort();
+        groups.dedup();
+        let mut busy = Vec::new();
+        for g in groups {
+            let (users, _) = crate::host::vfio_users::users(root, g)?;
+            for u in users {
+                busy.push(format!(
+                    "IOMMU group {g} (/dev/vfio/{g}) is open by {} (pid {})",
+                    u.name, u.pid
+                ));
+            }
+        }
+        if !busy.is_empty() {
+            bail!(
+                "{}: shut that VM down (or detach the devices from it) first; the kernel's unbind waits until it lets go; nothing was written",
+                busy.join("; ")
+            );
+        }
     }
     let vfio_loaded = root.exists("/sys/bus/pci/drivers/vfio-pci");
     if to_vfio {
@@ -851,9 +871,17 @@ fn bind_cmd(
             "{} after the writes{}",
             failed.join(", "),
             if to_vfio {
-                "; the device may be in use (a display server, nvidia-persistenced): stop what uses it and try again"
+                format!(
+                    "; the device may be in use (a display server, nvidia-persistenced): stop what uses it and try again. driver_override stays set to vfio-pci, so no other driver takes them meanwhile: `vfio-gen unbind {}` gives them back",
+                    outcomes
+                        .iter()
+                        .filter(|o| !o.ok)
+                        .map(|o| o.bdf.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
             } else {
-                ""
+                String::new()
             }
         );
     }

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod modalias;
 pub mod pci;
+pub mod vfio_users;
 
 use crate::root::Files;
 use anyhow::Result;

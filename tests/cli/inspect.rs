@@ -764,3 +764,31 @@ fn detect_names_the_drivers_a_card_on_vfio_pci_would_get() {
         "{out}"
     );
 }
+
+/// A VM holding the device's VFIO group: unbind refuses (the kernel's unbind would wait until
+/// the VM lets go) and names the process; nothing is written.
+#[test]
+fn unbind_refuses_while_a_vm_holds_the_group() {
+    let h = host("vfio-bound");
+    let group = std::fs::read_link(
+        h.path()
+            .join("sys/bus/pci/devices/0000:01:00.0/iommu_group"),
+    )
+    .unwrap();
+    let group = group.file_name().unwrap().to_str().unwrap().to_string();
+    let fd = h.path().join("proc/4242/fd");
+    std::fs::create_dir_all(&fd).unwrap();
+    std::os::unix::fs::symlink(format!("/dev/vfio/{group}"), fd.join("17")).unwrap();
+    std::fs::write(h.path().join("proc/4242/comm"), "qemu-system-x86\n").unwrap();
+    let before = tree(h.path());
+    let o = at(h.path(), &["unbind", "01:00.0"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!(
+            "IOMMU group {group} (/dev/vfio/{group}) is open by qemu-system-x86 (pid 4242)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(h.path()) == before, "nothing written");
+}
