@@ -1012,11 +1012,9 @@ mod plan_output {
 }
 
 mod apply;
-mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
-mod initramfs;
 mod inspect;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
