@@ -216,6 +216,14 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
         }
+        for id in &profile.ids {
+            if !pci.devices.iter().any(|d| &d.id() == id) {
+                plan.warnings.push(format!(
+                    "vfio.ids has {id}, which no PCI device under {} has: a typo, or a card not in this machine? `vfio-gen iommu` lists the IDs",
+                    root.join("/sys/bus/pci/devices")?.display()
+                ));
+            }
+        }
     }
     Ok(plan)
 }
@@ -916,6 +924,14 @@ fn check_cmd(
         .into_iter()
         .map(|(place, text)| format!("{place}: `{text}`"))
         .collect();
+    let boot_images = match &profile {
+        Some(p) => Some(crate::host::boot_images::BootImages::read(
+            root,
+            p,
+            root.is_host(),
+        )?),
+        None => None,
+    };
     let input = inspect::CheckInput {
         pci: &pci,
         cpu: &cpu,
@@ -923,6 +939,7 @@ fn check_cmd(
         vfio_pci_builtin: builtin.as_deref(),
         profile: profile.as_ref(),
         modprobe_conflicts: conflicts,
+        boot_images: boot_images.as_ref(),
     };
     let mut items = inspect::check(&input);
     // A generator that failed after an apply leaves the boot images stale.
@@ -939,6 +956,7 @@ fn check_cmd(
                     .into(),
             ),
             bdf: None,
+            path: None,
         });
     }
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);

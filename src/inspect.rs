@@ -564,6 +564,9 @@ pub struct Item {
     pub remedy: Option<String>,
     /// The device the item is about, if one.
     pub bdf: Option<String>,
+    /// The file the item is about (an initramfs image), if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Item {
@@ -585,6 +588,7 @@ fn item(
         message: message.into(),
         remedy: remedy.map(str::to_string),
         bdf: None,
+        path: None,
     }
 }
 
@@ -597,6 +601,8 @@ pub struct CheckInput<'a> {
     pub profile: Option<&'a Profile>,
     /// Other modprobe.d lines setting vfio-pci ids: "file:line: text".
     pub modprobe_conflicts: Vec<String>,
+    /// The initramfs images the profile's boot loader boots, read (docs/initramfs-images.md).
+    pub boot_images: Option<&'a crate::host::boot_images::BootImages>,
 }
 
 /// The checklist of SPEC §6.
@@ -780,6 +786,13 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
         } else {
             item("isolation", Warn, "the IOMMU groups are unknown while the IOMMU is off, so what else must go with the GPU cannot be checked", Some("turn the IOMMU on, reboot, and run `vfio-gen check` again"))
         });
+    }
+    if let Some(images) = input.boot_images {
+        items.extend(crate::initramfs_check::items(
+            images,
+            profile,
+            *vfio_pci_builtin,
+        ));
     }
     items
 }

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod history;
 pub mod hooks;
 pub mod host;
+pub mod initramfs_check;
 pub mod inspect;
 pub mod install;
 pub mod plan;

@@ -16,6 +16,19 @@ pub trait Files {
     fn list(&self, dir: &str) -> Result<Vec<String>>;
     /// Whether anything (file, directory) exists at the path.
     fn exists(&self, path: &str) -> bool;
+    /// Size and modification time of the file at the path, or `None` when nothing is there (or
+    /// the tree keeps no such facts).
+    fn metadata(&self, path: &str) -> Result<Option<FileMeta>> {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// What [`Files::metadata`] tells about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Checks that a system path is absolute and has no `..`, `.` or empty components.
@@ -165,6 +178,23 @@ impl Files for Root {
 
     fn exists(&self, path: &str) -> bool {
         self.resolve(path).map(|p| p.exists()).unwrap_or(false)
+    }
+
+    fn metadata(&self, path: &str) -> Result<Option<FileMeta>> {
+        let real = self.resolve(path)?;
+        match std::fs::metadata(&real) {
+            Ok(meta) => Ok(Some(FileMeta {
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            })),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("reading the metadata of {}", real.display())),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Reading the host tree into plain data. Everything here reads under the root and nothing
 //! else in the crate looks at `/etc/os-release`, `/lib/modules`, `/sys` or `/proc`.
 
+pub mod boot_images;
 pub mod cpu;
+pub mod initramfs_image;
 pub mod modalias;
 pub mod pci;
 pub mod vfio_users;

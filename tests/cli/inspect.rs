@@ -792,3 +792,17 @@ fn unbind_refuses_while_a_vm_holds_the_group() {
     );
     assert!(tree(h.path()) == before, "nothing written");
 }
+
+/// An ID no device has (a typo: the lab's deliberate break booted with the card on its own
+/// drivers) is named by plan.
+#[test]
+fn plan_names_an_id_no_device_has() {
+    let h = host("qemu-bookworm");
+    let p = profile_file(h.path(), &["1234:1112", "8086:293e"]);
+    let out = stdout(&at(h.path(), &["plan", "-p", p.to_str().unwrap()]));
+    assert!(
+        out.contains("vfio.ids has 1234:1112, which no PCI device under"),
+        "{out}"
+    );
+    assert!(!out.contains("vfio.ids has 8086:293e"), "{out}");
+}

@@ -1015,6 +1015,7 @@ mod apply;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+mod initramfs;
 mod inspect;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB

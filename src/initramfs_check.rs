@@ -1,0 +1,241 @@
+//! The `initramfs` items of `check`: one per image the boot loader boots, saying whether it
+//! really carries what the profile needs (docs/initramfs-images.md, "What check asks"):
+//! vfio-pci (as `vfio-pci.ko`, or built into the kernel), the profile's ids (an
+//! `options vfio-pci ids=` line in a modprobe.d file inside the image, or `vfio-pci.ids=` on the
+//! command line passed with it), and whether it was generated after vfio-gen's files changed.
+//! Pure: the images come read from [`crate::host::boot_images`].
+
+use crate::cmdline::Opt;
+use crate::host::boot_images::{self, BootImage, BootImages};
+use crate::inspect::{Item, Status};
+use crate::profile::{Initramfs, Profile};
+
+const ID: &str = "initramfs";
+
+fn item(status: Status, path: &str, message: String, remedy: Option<String>) -> Item {
+    Item {
+        id: ID,
+        status,
+        message,
+        remedy,
+        bdf: None,
+        path: Some(path.to_string()),
+    }
+}
+
+fn size(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// The items for every image; `running_builtin`: vfio-pci is built into the running kernel.
+pub fn items(images: &BootImages, profile: &Profile, running_builtin: Option<&str>) -> Vec<Item> {
+    if profile.initramfs == Initramfs::None {
+        return Vec::new();
+    }
+    let regenerate = match &images.hook {
+        Some(h) => format!("regenerate it (`{h}`)"),
+        None => "regenerate it with the initramfs generator".to_string(),
+    };
+    if images.images.is_empty() {
+        if !images.expected {
+            return Vec::new();
+        }
+        return vec![item(
+            Status::Warn,
+            "/boot",
+            format!(
+                "no initramfs image found ({}), so what the kernel loads early cannot be checked",
+                images.searched
+            ),
+            Some("mount /boot (and the ESP) and run `vfio-gen check` again".into()),
+        )];
+    }
+    images
+        .images
+        .iter()
+        .map(|image| one(image, images, profile, running_builtin, &regenerate))
+        .collect()
+}
+
+fn one(
+    image: &BootImage,
+    images: &BootImages,
+    profile: &Profile,
+    running_builtin: Option<&str>,
+    regenerate: &str,
+) -> Item {
+    let main = image
+        .files
+        .last()
+        .or(image.missing.last())
+        .cloned()
+        .unwrap_or_else(|| image.source.clone());
+    let label = if image.files.len() + image.missing.len() > 1 || image.source != main {
+        format!(
+            "{} (booted by {})",
+            image
+                .files
+                .iter()
+                .chain(&image.missing)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" + "),
+            image.source
+        )
+    } else {
+        main.clone()
+    };
+    if !image.missing.is_empty() {
+        return item(
+            Status::Warn,
+            &main,
+            format!(
+                "{} names {}, which is not there, so it cannot be checked",
+                image.source,
+                image.missing.join(", ")
+            ),
+            Some("mount the ESP (or /boot) and run `vfio-gen check` again".into()),
+        );
+    }
+    let contents = match &image.contents {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            return item(
+                Status::Fail,
+                &main,
+                format!("{label}: the kernel cannot unpack it as read here: {e}"),
+                Some(format!("{regenerate}, then check again")),
+            );
+        }
+        None => {
+            return item(Status::Warn, &main, format!("{label}: not read"), None);
+        }
+    };
+
+    let mut fails: Vec<String> = Vec::new();
+    let mut holds: Vec<String> = Vec::new();
+    // The image's own modules.builtin decides; without one, the running kernel's.
+    let own_list = contents
+        .kept
+        .keys()
+        .any(|k| k.ends_with("/modules.builtin"));
+    let builtin = image
+        .vfio_builtin
+        .as_deref()
+        .or(running_builtin.filter(|_| !own_list));
+    match (boot_images::vfio_module(contents), builtin) {
+        (Some(m), _) => holds.push(format!("/{m}")),
+        (None, Some(b)) => holds.push(format!("vfio-pci built in ({b})")),
+        (None, None) => fails.push("holds no vfio-pci.ko (.ko, .ko.xz, .ko.zst, .ko.gz)".into()),
+    }
+
+    // The ids: the command line passed with the image, or a modprobe.d line inside it.
+    let cmdline_ids: Option<Vec<String>> = image.cmdline.as_ref().and_then(|(_, line)| {
+        line.split_whitespace()
+            .map(|w| Opt::parse(w.trim_matches('"')))
+            .rfind(|o| o.key() == "vfio_pci.ids")
+            .map(|o| boot_images::split_ids(o.value.as_deref().unwrap_or("")))
+    });
+    let lacks = |have: &[String]| -> Vec<String> {
+        profile
+            .ids
+            .iter()
+            .filter(|id| !have.contains(id))
+            .cloned()
+            .collect()
+    };
+    let in_image = boot_images::image_ids(contents);
+    let on_cmdline = cmdline_ids.as_deref().is_some_and(|c| lacks(c).is_empty());
+    let carrying = in_image.iter().find(|(_, _, ids)| lacks(ids).is_empty());
+    if profile.ids.is_empty() {
+        // Nothing to carry.
+    } else if on_cmdline {
+        let place = image
+            .cmdline
+            .as_ref()
+            .map(|(p, _)| p.as_str())
+            .unwrap_or("");
+        holds.push(format!("vfio-pci.ids= on the command line ({place})"));
+    } else if let Some(b) = builtin.filter(|_| boot_images::vfio_module(contents).is_none()) {
+        fails.push(format!(
+            "vfio-pci is built into its kernel ({b}), so modprobe.d options do not reach it, and {} has no vfio-pci.ids= with {}",
+            image.cmdline.as_ref().map(|(p, _)| p.as_str()).unwrap_or("its command line"),
+            profile.ids.join(",")
+        ));
+    } else if let Some((path, line, _)) = carrying {
+        holds.push(format!("/{path}:{line} with ids {}", profile.ids.join(",")));
+    } else if let Some((path, line, ids)) = in_image.first() {
+        fails.push(format!(
+            "its /{path}:{line} sets ids={} and lacks {}",
+            ids.join(","),
+            lacks(ids).join(",")
+        ));
+    } else {
+        fails.push(format!(
+            "holds no modprobe.d file with `options vfio-pci ids={}` (looked in {}), and {} has no vfio-pci.ids=",
+            profile.ids.join(","),
+            boot_images::MODPROBE_DIRS
+                .iter()
+                .map(|d| format!("/{}", d.trim_end_matches('/')))
+                .collect::<Vec<_>>()
+                .join(", "),
+            image
+                .cmdline
+                .as_ref()
+                .map(|(p, _)| p.as_str())
+                .unwrap_or("the command line")
+        ));
+    }
+
+    let stale = match (&images.newest_input, image.modified) {
+        (Some((input, t)), Some(m)) if m < *t => Some(input.clone()),
+        _ => None,
+    };
+    let what = format!("{label} ({}, {})", size(contents.size), contents.describe());
+    let stale_text = |s: &str| format!("stale: older than {s}");
+    if !fails.is_empty() {
+        if let Some(unread) = &contents.unread {
+            return item(
+                Status::Warn,
+                &main,
+                format!("{what}: {}, but it has {unread}", fails.join("; ")),
+                Some(
+                    "check the image with the generator's own tools (lsinitramfs, lsinitrd)".into(),
+                ),
+            );
+        }
+        if let Some(s) = &stale {
+            fails.push(stale_text(s));
+        }
+        return item(
+            Status::Fail,
+            &main,
+            format!("{what}: {}", fails.join("; ")),
+            Some(format!(
+                "`vfio-gen apply` if `vfio-gen plan` shows changes, then {regenerate}"
+            )),
+        );
+    }
+    if let Some(s) = &stale {
+        return item(
+            Status::Warn,
+            &main,
+            format!(
+                "{what} holds {}, but is {}",
+                holds.join(" and "),
+                stale_text(s)
+            ),
+            Some(regenerate.to_string()),
+        );
+    }
+    item(
+        Status::Pass,
+        &main,
+        format!("{what} holds {}", holds.join(" and ")),
+        None,
+    )
+}
