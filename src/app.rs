@@ -106,17 +106,23 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
                 }
                 Ok(0)
             } else {
-                let dir = check.expect("clap requires --out or --check");
+                let Some(dir) = check else {
+                    bail!("render needs --out DIR or --check DIR");
+                };
                 render_check(&dir, &files, style, g.quiet, out)
             }
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "vfio-gen", out);
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vfio-gen", &mut script);
+            out.write_all(&script)?;
             Ok(0)
         }
         Command::Man { dir } => {
             match dir {
                 Some(dir) => {
+                    fs_err::create_dir_all(&dir)?;
                     clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
                         anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
                     })?;

@@ -534,7 +534,9 @@ fn held_back(pci: &Pci, ids: &[String], gpu_slots: &[&str]) -> Vec<(String, Stri
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = vec![String::new()];
     for word in text.split_whitespace() {
-        let last = lines.last_mut().unwrap();
+        let Some(last) = lines.last_mut() else {
+            break;
+        };
         if !last.is_empty() && last.len() + 1 + word.len() > width {
             lines.push(word.to_string());
         } else {

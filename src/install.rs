@@ -138,7 +138,9 @@ pub struct Lock {
 /// Takes the root's lock; waits (saying so on `tell`) unless `no_wait`.
 pub fn lock(root: &Root, no_wait: bool, tell: &mut dyn FnMut(&str)) -> Result<Lock> {
     let path = root.resolve(LOCK)?;
-    fs_err::create_dir_all(path.parent().unwrap())?;
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
     let file = fs_err::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -12,6 +12,14 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             drop(stdout);
+            // A reader that went away (`vfio-gen man | head`): stop quietly, as coreutils do.
+            let broken_pipe = err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("vfio-gen: error: {err:#}");
             if err.downcast_ref::<vfio_gen::app::HookFailed>().is_some() {
                 ExitCode::from(3)

@@ -113,7 +113,9 @@ pub fn edit(
     for (at, t) in &edits.insert {
         match at {
             At::Before(i) => {
-                let p = origin[*i].expect("tokens start at a byte of the file");
+                let p = origin.get(*i).copied().flatten().ok_or_else(|| {
+                    anyhow::anyhow!("{path}: internal error: an option without a place in the file; please report it")
+                })?;
                 ops.push((p, p, t.clone()));
             }
             At::End => match spans.last() {

@@ -43,6 +43,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+// The templates are embedded and parsed by a unit test: no input reaches these expects.
+#[allow(clippy::expect_used)]
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {

@@ -1237,3 +1237,39 @@ fn revert_leaves_a_file_vfio_gen_never_wrote_alone() {
         "iommu=pt kept"
     );
 }
+
+/// A reader that goes away (`| head -1`) stops vfio-gen quietly: no panic, no error line.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    for args in [
+        &["completions", "fish"][..],
+        &["man"],
+        &["completions", "bash"],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the child has started writing: its first write meets EPIPE.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+/// `man --dir DIR` creates DIR (and its parents) when it is missing.
+#[test]
+fn man_dir_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("share/man/man1");
+    status(&run(&["man", "--dir", dir.to_str().unwrap()]), 0);
+    assert!(dir.join("vfio-gen.1").is_file());
+    assert!(dir.join("vfio-gen-apply.1").is_file());
+}
