@@ -530,10 +530,29 @@ fn apply(
         .collect();
     let mut manifest = install::commit(root, if revert { "revert" } else { "apply" }, None, &ops)?;
     if !json {
+        let written = ops.iter().filter(|o| o.new.is_some()).count();
+        let removed = ops.len() - written;
+        let mut what = Vec::new();
+        if written > 0 {
+            what.push(format!(
+                "wrote {written} file{}",
+                if written == 1 { "" } else { "s" }
+            ));
+        }
+        if removed > 0 {
+            what.push(format!(
+                "removed {removed} file{}",
+                if removed == 1 { "" } else { "s" }
+            ));
+        }
+        let what = what.join(", ");
+        let mut what_cap = what.clone();
+        if let Some(first) = what_cap.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
         writeln!(
             out,
-            "Installed {} files; the old ones are kept in {} (`vfio-gen rollback` restores them).",
-            ops.len(),
+            "{what_cap}; the old ones are kept in {} (`vfio-gen rollback` restores them).",
             root.join(&history::Manifest::dir(&manifest.id))?.display()
         )?;
     }

@@ -817,12 +817,14 @@ pub fn check_text(items: &[Item], style: crate::diff::Style, quiet: bool) -> Str
     if !quiet {
         let fails = items.iter().filter(|i| i.status == Status::Fail).count();
         let warns = items.iter().filter(|i| i.status == Status::Warn).count();
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         let _ = writeln!(
             out,
-            "{} checks: {} failed, {} warnings",
-            items.len(),
+            "{}: {} failed, {}",
+            n(items.len(), "check", "checks"),
             fails,
-            warns
+            n(warns, "warning", "warnings")
         );
     }
     out

@@ -552,6 +552,9 @@ pub fn check_id(id: &str) -> Result<(), String> {
                 Ok(())
             }
         }
+        _ if crate::host::pci::normalize_bdf(id).is_some() => Err(format!(
+            "{id:?} is a PCI address, not an ID; write the device's vendor:device (`lspci -nn -s {id}` shows it in brackets)"
+        )),
         _ => Err(format!(
             "{id:?} is not a PCI ID; write vendor:device as four hex digits each, like \"10de:2204\" (`lspci -nn` shows them in brackets)"
         )),

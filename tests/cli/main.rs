@@ -1273,3 +1273,52 @@ fn man_dir_is_created() {
     assert!(dir.join("vfio-gen.1").is_file());
     assert!(dir.join("vfio-gen-apply.1").is_file());
 }
+
+/// Wording a newcomer reads: a PCI address in ids is named as such; a revert that only
+/// removes files says so; one warning is "1 warning".
+#[test]
+fn messages_say_what_happened() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let p = outside.path().join("addr.toml");
+    std::fs::write(
+        &p,
+        "[host]\ncpu = \"amd\"\nbootloader = \"grub\"\n[vfio]\nids = [\"0000:03:00.0\"]\n",
+    )
+    .unwrap();
+    let o = run(&["plan", "-p", p.to_str().unwrap(), "--root", root]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("\"0000:03:00.0\" is a PCI address, not an ID"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "apply",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+    ]);
+    status(&o, 0);
+    assert!(stdout(&o).contains("Wrote 4 files;"), "{}", stdout(&o));
+    let o = run(&[
+        "apply",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+        "--revert",
+    ]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("removed 3 files;") && stdout(&o).contains("Wrote 1 file,"),
+        "{}",
+        stdout(&o)
+    );
+}
