@@ -18,4 +18,5 @@ pub mod install;
 pub mod plan;
 pub mod profile;
 pub mod root;
+pub mod shell;
 pub mod targets;

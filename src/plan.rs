@@ -7,6 +7,7 @@ use crate::history;
 use crate::host;
 use crate::profile::{Bootloader, Cpu, GrubMode, Initramfs, OnOff, Profile};
 use crate::root::Files;
+use crate::shell::{Shell, Verdict};
 use crate::targets::{self, grub, initramfs, lines, modprobe};
 use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
@@ -127,8 +128,19 @@ pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
     out
 }
 
-/// Computes the plan for a profile on a host tree.
+/// Computes the plan for a profile on a host tree; GRUB files are also checked with this
+/// machine's `/bin/sh -n` (docs/grub.md).
 pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan> {
+    build_with(profile, files, revert, &Shell::system())
+}
+
+/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]).
+pub fn build_with(
+    profile: &Profile,
+    files: &dyn Files,
+    revert: bool,
+    shell: &Shell,
+) -> Result<Plan> {
     let facts = host::Facts::read(files)?;
     let mut plan = Plan {
         revert,
@@ -138,6 +150,7 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
         files,
         revert,
         plan: &mut plan,
+        shell,
     };
     b.profile_warnings(profile, &facts);
 
@@ -372,6 +385,7 @@ struct Builder<'a> {
     files: &'a dyn Files,
     revert: bool,
     plan: &'a mut Plan,
+    shell: &'a Shell,
 }
 
 impl Builder<'_> {
@@ -517,6 +531,9 @@ impl Builder<'_> {
                 }
             }
         }
+        for s in sources.iter().chain(&after_ours) {
+            self.grub_check(&s.path, &s.bytes, false)?;
+        }
         let variable = &profile.grub.variable;
         match profile.grub.mode {
             GrubMode::Edit => {
@@ -536,7 +553,7 @@ impl Builder<'_> {
                 self.plan.notes.extend(notes);
                 for (src, new) in sources.into_iter().zip(new) {
                     if src.bytes != new || src.path == *main {
-                        self.edited(&src.path, Some(src.bytes), Some(new))?;
+                        self.grub_write(&src.path, Ownership::Edited, Some(src.bytes), Some(new))?;
                     }
                 }
             }
@@ -579,7 +596,12 @@ impl Builder<'_> {
                     "grub-drop-in.cfg.j2",
                     minijinja::context! { variable, options },
                 )?;
-                self.owned(&drop_in_path, Some(content.into_bytes()))?;
+                self.grub_write(
+                    &drop_in_path,
+                    Ownership::Owned,
+                    None,
+                    Some(content.into_bytes()),
+                )?;
                 for s in &after_ours {
                     if grub::GrubConfig::parse(vec![s.clone()])
                         .ok()
@@ -593,6 +615,63 @@ impl Builder<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Every GRUB file the plan writes goes through here: the change is recorded (an edited
+    /// file through [`Self::edited`], the owned drop-in through [`Self::owned`]), then the bytes
+    /// it leaves are checked like the files it read (docs/grub.md).
+    fn grub_write(
+        &mut self,
+        path: &str,
+        ownership: Ownership,
+        old: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<()> {
+        match ownership {
+            Ownership::Edited => self.edited(path, old, new)?,
+            Ownership::Owned => self.owned(path, new)?,
+        }
+        let result = self
+            .plan
+            .changes
+            .last()
+            .filter(|c| c.path == path && c.changed())
+            .and_then(|c| c.new.clone());
+        if let Some(bytes) = result {
+            self.grub_check(path, &bytes, true)?;
+        }
+        Ok(())
+    }
+
+    /// A GRUB file (as it is, or as the plan leaves it) must pass vfio-gen's reading of the
+    /// shell grammar and this machine's `/bin/sh -n`; without a shell the grammar check alone
+    /// decides, and a note says so (docs/grub.md).
+    fn grub_check(&mut self, path: &str, bytes: &[u8], edited: bool) -> Result<()> {
+        let lexed = grub::syntax(bytes, path);
+        let verdict = self.shell.check(path, bytes);
+        let bug =
+            "this is a bug in vfio-gen, and nothing was written: please report it with the file";
+        match (lexed, verdict) {
+            (Err(e), _) if edited => bail!("{path}, as vfio-gen would leave it: {e:#}; {bug}"),
+            (Ok(()), Verdict::Rejects(msg)) if edited => bail!(
+                "{path}, as vfio-gen would leave it, does not pass `/bin/sh -n`: {msg}; {bug}"
+            ),
+            (Err(e), Verdict::Rejects(msg)) => bail!("{e:#}. `/bin/sh -n` agrees: {msg}"),
+            (Err(e), _) => return Err(e),
+            (Ok(()), Verdict::Rejects(msg)) => bail!(
+                "{path}: `/bin/sh -n` rejects the file: {msg}. grub-mkconfig would stop on it too: fix it by hand, then run vfio-gen again (it changed nothing)"
+            ),
+            (Ok(()), Verdict::Unavailable(why)) => {
+                let note = format!(
+                    "{why}, so the GRUB files were checked by vfio-gen's own reading of the shell grammar only, not also by `sh -n` (docs/grub.md)"
+                );
+                if !self.plan.notes.contains(&note) {
+                    self.plan.notes.push(note);
+                }
+            }
+            (Ok(()), Verdict::Parses) => {}
         }
         Ok(())
     }

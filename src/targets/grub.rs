@@ -6,7 +6,9 @@
 //! variable is evaluated in order over the main file and the drop-ins, every byte remembering
 //! the file, span and quoting it came from, so that an option can be replaced or removed where
 //! it stands and new text is quoted for the place it lands. What cannot be known without running
-//! the shell (command substitution, parameter operators, `+=`) is refused.
+//! the shell (command substitution, parameter operators, `+=`) is refused. Before any of that,
+//! the file must pass [`super::sh::check`], vfio-gen's reading of the shell grammar: a file `sh`
+//! cannot parse is never edited (docs/grub.md).
 
 use crate::cmdline::{self, At, Byte, Edits, Opt};
 use anyhow::{Result, bail};
@@ -246,6 +248,8 @@ fn closing(src: &[u8], mut p: usize, quote: u8) -> Option<usize> {
             b'\\' => p += 2,
             b'$' if quote == b'"' && src.get(p + 1) == Some(&b'(') => p = parens(src, p + 1)?,
             b'$' if quote == b'"' && src.get(p + 1) == Some(&b'{') => p = braces(src, p + 2)?,
+            // Inside double quotes a backquote runs to its own closing one (docs/grub.md).
+            b'`' if quote == b'"' => p = closing(src, p + 1, b'`')?,
             b if b == quote => return Some(p + 1),
             _ => p += 1,
         }
@@ -303,6 +307,21 @@ fn parens(src: &[u8], mut p: usize) -> Option<usize> {
     None
 }
 
+/// Refuses a file `sh` cannot parse, or parses differently from what vfio-gen follows, naming
+/// the line and what to fix (docs/grub.md).
+pub fn syntax(src: &[u8], path: &str) -> Result<()> {
+    super::sh::check(src).map_err(|e| {
+        let why = if e.sh_rejects {
+            "`sh -n` rejects it too, and grub-mkconfig would stop on it"
+        } else {
+            "sh fails on it when grub-mkconfig reads the file, or shells disagree about it (docs/grub.md)"
+        };
+        anyhow::anyhow!(
+            "{path}: {e}. {why}; fix the file by hand, then run vfio-gen again (it changed nothing)"
+        )
+    })
+}
+
 /// The name of `NAME=` or `NAME+=` at the start of a word, and where its value starts.
 fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
     if !w.first().is_some_and(|&b| is_name_start(b)) {
@@ -321,6 +340,7 @@ fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
 /// stay (a subshell, before a command), is marked unsafe, unless it only appends to the variable
 /// (`X="$X more"`), which then counts as text vfio-gen never edits.
 fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Vec<Assign>> {
+    syntax(src, path)?;
     let words = words(src, path)?;
     let mut out = Vec::new();
     let mut open: Vec<&[u8]> = Vec::new();
@@ -346,6 +366,21 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
                     "is assigned where vfio-gen cannot tell whether it runs",
                 ));
             }
+            continue;
+        }
+        // `NAME = "..."`: sh runs a command called NAME; the blanks around `=` are the mistake.
+        if let Some(n) = names.iter().find(|n| n.as_bytes() == text)
+            && i < words.len()
+            && !words[i].first
+            && src[words[i].start..words[i].end].starts_with(b"=")
+        {
+            out.push(hidden(
+                src,
+                file,
+                &w,
+                n.as_bytes(),
+                &format!("= ... has a blank before `=`, so sh runs a command named {n} instead of setting the variable (the likely mistake): write {n}=\"...\" with no blank before or after `=`"),
+            ));
             continue;
         }
         match text {
@@ -459,10 +494,17 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
             let (segs, end, mut reason) = value(src, value_start, path)?;
             if appends {
                 reason = Some(format!("'{name}+=' is not POSIX sh"));
+            } else if temporary && end == value_start {
+                reason = Some(format!(
+                    "{name}= is followed by a blank, so sh sets {name} to nothing, and only for a command named by the next word (the likely mistake): remove the blank after `=`"
+                ));
             } else if temporary {
                 reason = Some(format!(
                     "{name}= here only sets the environment of the command after it"
                 ));
+            }
+            if let Some(why) = mismatched_quotes(&src[value_start..end]) {
+                reason = Some(format!("{name}: {why}"));
             }
             let self_refs = segs
                 .iter()
@@ -526,6 +568,26 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// A value that opens with one kind of quote, whose first line ends with the other kind, and
+/// that runs on over lines: sh closes the quote somewhere below, which is rarely what was meant.
+fn mismatched_quotes(raw: &[u8]) -> Option<String> {
+    let open = *raw.first()?;
+    let other = match open {
+        b'\'' => b'"',
+        b'"' => b'\'',
+        _ => return None,
+    };
+    let nl = raw.iter().position(|&b| b == b'\n')?;
+    let first = raw[..nl].strip_suffix(b"\r").unwrap_or(&raw[..nl]);
+    let first = first.trim_ascii_end();
+    (first.len() > 1 && first.last() == Some(&other)).then(|| {
+        format!(
+            "the value opens with {} and its line ends with {}, so sh reads on to the next {} below (the likely mistake): use the same quote on both ends",
+            open as char, other as char, open as char
+        )
+    })
 }
 
 /// Whether a position lies inside a word that started earlier (a multi-line quoted value), so a
@@ -678,6 +740,16 @@ fn dollar(
         return (q + 1).min(n);
     }
     match src.get(p + 1) {
+        Some(b'\'') if ctx == Ctx::Unquoted => {
+            unsafe_at(reason, "$'...', which shells read differently");
+            segs.push(Seg::Byte {
+                b: b'$',
+                start: p,
+                end: p + 1,
+                ctx,
+            });
+            p + 1
+        }
         Some(b'(') => {
             unsafe_at(reason, "command substitution $(...)");
             let mut depth = 0;
@@ -818,6 +890,20 @@ impl GrubConfig {
                     // so one source is never edited through two copies.
                     Seg::Param { name, .. } if *name == a.name => {
                         v.extend(values.get(name).into_iter().flatten().copied())
+                    }
+                    // A copy of the other command-line variable once it is set: an option
+                    // added to or replaced in it would reach the kernel twice.
+                    Seg::Param { name, .. }
+                        if crate::profile::GRUB_VARIABLES.contains(&name.as_str())
+                            && values.contains_key(name) =>
+                    {
+                        bail!(
+                            "{}: line {}: {} copies ${name}, which is set above it, so every option of {name} reaches the kernel twice and vfio-gen cannot edit one without the other: write the options out in {} instead of ${name}, or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
+                            sources[a.file].path,
+                            a.line,
+                            a.name,
+                            a.name
+                        );
                     }
                     Seg::Param { name, .. } => match values.get(name) {
                         Some(other) if !other.is_empty() => v.push((None, None)),
@@ -996,6 +1082,18 @@ impl GrubConfig {
                 } else {
                     format!("{variable}=\"{text}\"")
                 };
+                // After a final backslash (a line continuation) our line would join the last one:
+                // end it with an empty line first.
+                let body = bytes
+                    .strip_suffix(b"\n")
+                    .map(|b| b.strip_suffix(b"\r").unwrap_or(b))
+                    .unwrap_or(&bytes);
+                if body.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1 {
+                    if !bytes.ends_with(b"\n") {
+                        bytes.push(b'\n');
+                    }
+                    bytes.push(b'\n');
+                }
                 super::append_line(&mut bytes, &src.bytes, &line);
             }
             out.push(bytes);
@@ -1198,12 +1296,92 @@ mod tests {
         );
     }
 
+    /// The kernel would see the copied options twice, and an added option twice too: refused.
     #[test]
-    fn a_value_copied_into_the_other_variable_is_edited_once() {
-        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=soft\"\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\n";
+    fn a_value_copied_into_the_other_variable_is_refused() {
+        for text in [
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=soft\"\nGRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\n",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT splash\"\n",
+        ] {
+            let err = parse_err(text);
+            assert!(err.contains("copies $GRUB_CMDLINE_LINUX_DEFAULT"), "{err}");
+        }
+        // Before it is set, the copy is empty and stays so.
+        let text = "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX_DEFAULT\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n";
         assert_eq!(
             ensure(text, &["iommu=pt"]),
-            text.replace("iommu=soft", "iommu=pt")
+            text.replace("quiet", "quiet iommu=pt")
+        );
+    }
+
+    fn parse_err(text: &str) -> String {
+        match GrubConfig::parse(vec![Source {
+            path: "/etc/default/grub".into(),
+            bytes: text.as_bytes().to_vec(),
+        }]) {
+            Ok(_) => panic!("{text:?} is accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn files_sh_cannot_parse_are_refused_with_the_line() {
+        for (text, says) in [
+            (
+                "A=1\nGRUB_DISTRIBUTOR=foo)\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+                "line 2: `)`",
+            ),
+            (
+                "GRUB_CMDLINE_LINUX=\"a `b\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+                "line 1: the backquote",
+            ),
+            (
+                "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+                "line 1: the ' opened here is never closed",
+            ),
+            ("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nfi\n", "line 2: `fi`"),
+            ("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\";;\n", "line 1: `;;`"),
+        ] {
+            let err = parse_err(text);
+            assert!(err.contains(says), "{text:?}: {err}");
+            assert!(err.contains("`sh -n` rejects it too"), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn likely_mistakes_are_named() {
+        let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT = \"quiet splash\"\n");
+        assert!(
+            err.contains("line 1")
+                && err.contains("runs a command named GRUB_CMDLINE_LINUX_DEFAULT")
+                && err.contains("no blank before or after `=`"),
+            "{err}"
+        );
+        let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT =\"quiet\"\n");
+        assert!(err.contains("runs a command named"), "{err}");
+        let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT= \"quiet splash\"\n");
+        assert!(err.contains("remove the blank after `=`"), "{err}");
+        // sh accepts this (the quote closes in the comment below), but it is not what was meant.
+        let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT='quiet splash\"\nGRUB_TIMEOUT=5'\n");
+        assert!(err.contains("use the same quote on both ends"), "{err}");
+    }
+
+    #[test]
+    fn an_option_appended_after_a_final_backslash_stays_on_its_own_line() {
+        let out = ensure("A=1\nB=x\\", &["iommu=pt"]);
+        assert_eq!(
+            out,
+            "A=1\nB=x\\\n\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n"
+        );
+        let out = ensure("A=1\nB=x\\\n", &["iommu=pt"]);
+        assert_eq!(
+            out,
+            "A=1\nB=x\\\n\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n"
+        );
+        let out = ensure("A=1\nB=x\\\\\n", &["iommu=pt"]);
+        assert_eq!(
+            out,
+            "A=1\nB=x\\\\\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n"
         );
     }
 

@@ -6,6 +6,7 @@ pub mod grub;
 pub mod initramfs;
 pub mod lines;
 pub mod modprobe;
+pub mod sh;
 
 use anyhow::{Context, Result};
 use minijinja::Environment;
