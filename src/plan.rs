@@ -551,6 +551,22 @@ impl Builder<'_> {
                 }
                 let (new, notes) = config.edit(variable, wanted, self.revert)?;
                 self.plan.notes.extend(notes);
+                if !self.revert {
+                    // The line the kernel will get from these files (docs/kernel-cmdline.md).
+                    let after: Vec<grub::Source> = sources
+                        .iter()
+                        .zip(&new)
+                        .map(|(s, n)| grub::Source {
+                            path: s.path.clone(),
+                            bytes: n.clone(),
+                        })
+                        .collect();
+                    if let Ok(c) = grub::GrubConfig::parse(after) {
+                        let warn = crate::cmdline::length_check(main, &c.kernel_line())
+                            .map_err(anyhow::Error::msg)?;
+                        self.plan.warnings.extend(warn);
+                    }
+                }
                 for (src, new) in sources.into_iter().zip(new) {
                     if src.bytes != new || src.path == *main {
                         self.grub_write(&src.path, Ownership::Edited, Some(src.bytes), Some(new))?;
@@ -569,6 +585,12 @@ impl Builder<'_> {
                         let line = config.kernel_line();
                         self.cmdline_ids_warning(main, &line, wanted);
                         let missing = config.missing(wanted)?;
+                        if !self.revert {
+                            let whole = format!("{line} {}", missing.join(" "));
+                            let warn = crate::cmdline::length_check(&drop_in_path, whole.trim())
+                                .map_err(anyhow::Error::msg)?;
+                            self.plan.warnings.extend(warn);
+                        }
                         for w in wanted {
                             let conflicting = line.split_whitespace().any(|t| {
                                 let o = Opt::parse(t);

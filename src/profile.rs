@@ -194,12 +194,24 @@ pub const GRUB_VARIABLES: [&str; 2] = ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
-        let text = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the profile {}: {e}; pass one with -p, or write one with `vfio-gen detect > profile.toml`",
+        // Capped: `-p /dev/zero` must not eat the machine's memory. A FIFO (`-p /dev/stdin`)
+        // is the user's choice and is read.
+        const MAX: u64 = 16 << 20;
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX + 1), &mut text))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the profile {}: {e}; pass one with -p, or write one with `vfio-gen detect > profile.toml`",
+                    path.display()
+                )
+            })?;
+        if text.len() as u64 > MAX {
+            anyhow::bail!(
+                "the profile {} is larger than 16 MiB; a profile is a few lines of TOML: pass the right file with -p",
                 path.display()
-            )
-        })?;
+            );
+        }
         let text = String::from_utf8(text).map_err(|e| {
             let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let (line, column) = line_col(&String::from_utf8_lossy(good), good.len());

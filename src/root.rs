@@ -31,6 +31,24 @@ pub struct FileMeta {
     pub modified: Option<std::time::SystemTime>,
 }
 
+/// Refuses a FIFO, socket or device where a file is expected.
+pub fn not_special(path: &std::path::Path, t: std::fs::FileType) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{} is {what}, not a file: reading it could block or never end; put the real file there",
+        path.display()
+    )
+}
+
 /// Checks that a system path is absolute and has no `..`, `.` or empty components.
 pub fn check_system_path(path: &str) -> Result<()> {
     if !path.starts_with('/') {
@@ -140,6 +158,10 @@ impl Root {
 impl Files for Root {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         let real = self.resolve(path)?;
+        // A FIFO or a device would block the read or never end: only files and directories.
+        if let Ok(m) = std::fs::metadata(&real) {
+            not_special(&real, m.file_type())?;
+        }
         match std::fs::read(&real) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e)

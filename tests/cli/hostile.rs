@@ -76,41 +76,11 @@ use Kind::*;
 const KNOWN_FAILURES: &[(&str, &[Kind], &str)] = &[
     // ---- hangs: a FIFO where a file is read ----
     (
-        "edited: /etc/default/grub is a FIFO",
-        &[Hang],
-        "plan opens the FIFO for reading and blocks forever (Root::read uses fs::read on any file type)",
-    ),
-    (
-        "edited: loader entry is a FIFO",
-        &[Hang],
-        "plan blocks forever reading the FIFO entry",
-    ),
-    (
-        "edited: /etc/kernel/cmdline is a FIFO",
-        &[Hang],
-        "plan blocks forever reading the FIFO",
-    ),
-    (
-        "edited: owned /etc/modprobe.d/vfio.conf is a FIFO",
-        &[Hang],
-        "apply blocks forever reading the FIFO it would replace",
-    ),
-    (
-        "cli: render --check DIR holding a FIFO",
-        &[Hang],
-        "render --check blocks forever reading the FIFO in the compared directory",
-    ),
-    (
         "profile: -p is a FIFO",
         &[Hang],
         "the profile is read without checking it is a regular file",
     ),
-    // ---- size: the GRUB command line is not length-checked ----
-    (
-        "edited: GRUB value of 3000 bytes (over COMMAND_LINE_SIZE)",
-        &[Status, ErrorLine, Wrote],
-        "exit 0 and the file is installed: the 2047-byte check runs for loader entries and /etc/kernel/cmdline, never for GRUB, so the options land past what the kernel keeps",
-    ),
+    // ---- size: a huge GRUB value exhausts memory ----
     (
         "edited: 50 MiB GRUB value",
         &[Crash, Panic],
@@ -1009,7 +979,7 @@ fn cases() -> Vec<Case> {
                 std::fs::create_dir_all(ws.join("out/etc/modprobe.d")).unwrap();
                 nix::unistd::mkfifo(&ws.join("out/etc/modprobe.d/vfio.conf"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
             })
-            .ok(1, &["/etc/modprobe.d/vfio.conf"])
+            .error(&["vfio.conf is a FIFO, not a file"])
             .may_block(),
         case("cli: man --dir is a file", &["man", "--dir", "{outside}/target"])
             .error(&["outside/target"]),

@@ -1324,3 +1324,34 @@ fn messages_say_what_happened() {
         stdout(&o)
     );
 }
+
+/// The GRUB command line is measured too, as the kernel gets it (both variables, every file).
+#[test]
+fn a_grub_command_line_the_kernel_would_cut_is_refused() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let grub = tmp.path().join("etc/default/grub");
+    let long = "x ".repeat(1020);
+    let text = std::fs::read_to_string(&grub).unwrap().replace(
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+        &format!("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet {}\"", long.trim()),
+    );
+    std::fs::write(&grub, &text).unwrap();
+    let before = tree(tmp.path());
+    let o = run(&[
+        "apply",
+        "-p",
+        "profiles/amd-grub.toml",
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+    ]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("/etc/default/grub: the kernel command line would be"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(tmp.path()) == before, "nothing written");
+}
