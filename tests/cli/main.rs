@@ -1204,16 +1204,7 @@ fn revert_leaves_a_file_vfio_gen_never_wrote_alone() {
         "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"",
     );
     std::fs::write(&grub, &text).unwrap();
-    let o = run(&[
-        "apply",
-        "-p",
-        "profiles/amd-grub.toml",
-        "--root",
-        root,
-        "--yes",
-        "--no-hooks",
-        "--revert",
-    ]);
+    let o = apply_over("profiles/amd-grub.toml", tmp.path(), true);
     status(&o, 0);
     assert_eq!(std::fs::read_to_string(&grub).unwrap(), text, "untouched");
     let o = run(&[
@@ -1296,27 +1287,10 @@ fn messages_say_what_happened() {
         "{}",
         stderr(&o)
     );
-    let o = run(&[
-        "apply",
-        "-p",
-        "profiles/amd-grub.toml",
-        "--root",
-        root,
-        "--yes",
-        "--no-hooks",
-    ]);
+    let o = apply_over("profiles/amd-grub.toml", tmp.path(), false);
     status(&o, 0);
     assert!(stdout(&o).contains("Wrote 4 files;"), "{}", stdout(&o));
-    let o = run(&[
-        "apply",
-        "-p",
-        "profiles/amd-grub.toml",
-        "--root",
-        root,
-        "--yes",
-        "--no-hooks",
-        "--revert",
-    ]);
+    let o = apply_over("profiles/amd-grub.toml", tmp.path(), true);
     status(&o, 0);
     assert!(
         stdout(&o).contains("removed 3 files;") && stdout(&o).contains("Wrote 1 file,"),
@@ -1329,7 +1303,6 @@ fn messages_say_what_happened() {
 #[test]
 fn a_grub_command_line_the_kernel_would_cut_is_refused() {
     let tmp = copy_root("amd-grub");
-    let root = tmp.path().to_str().unwrap();
     let grub = tmp.path().join("etc/default/grub");
     let long = "x ".repeat(1020);
     let text = std::fs::read_to_string(&grub).unwrap().replace(
@@ -1338,15 +1311,7 @@ fn a_grub_command_line_the_kernel_would_cut_is_refused() {
     );
     std::fs::write(&grub, &text).unwrap();
     let before = tree(tmp.path());
-    let o = run(&[
-        "apply",
-        "-p",
-        "profiles/amd-grub.toml",
-        "--root",
-        root,
-        "--yes",
-        "--no-hooks",
-    ]);
+    let o = apply_over("profiles/amd-grub.toml", tmp.path(), false);
     status(&o, 2);
     assert!(
         stderr(&o).contains("/etc/default/grub: the kernel command line would be"),
