@@ -2,7 +2,7 @@
 //! exit status. The terminal and environment facts come in through [`Env`].
 
 use crate::cli::{Cli, ColorChoice, Command, Format, Hooks, ProfileArg};
-use crate::diff::{self, Style};
+use crate::diff;
 use crate::history;
 use crate::hooks;
 use crate::host::cpu::{self, Cpu};
@@ -12,6 +12,7 @@ use crate::install;
 use crate::plan::{self, Plan};
 use crate::profile::Profile;
 use crate::root::{Files, Root};
+use crate::style::Style;
 use anyhow::{Result, bail};
 use clap::CommandFactory;
 use std::io::Write;
@@ -141,7 +142,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             format,
             no_wait,
         } => {
-            let hooks = if no_hooks { Hooks::None } else { hooks };
+            let hooks: hooks::Hooks = if no_hooks { Hooks::None } else { hooks }.into();
             apply(
                 &root, &profile, revert, yes, force, hooks, format, no_wait, env, style, g.quiet,
                 out,
@@ -156,7 +157,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             no_hooks,
             no_wait,
         } => {
-            let hooks = if no_hooks { Hooks::None } else { hooks };
+            let hooks: hooks::Hooks = if no_hooks { Hooks::None } else { hooks }.into();
             rollback(&root, list, id, force, &profile, hooks, no_wait, out)
         }
         Command::Iommu { format } => {
@@ -379,7 +380,7 @@ fn say_recovery(r: install::Recovery, out: &mut dyn Write) -> Result<()> {
 /// Runs the hooks (or says what to run by hand) and reports; `Err` when one failed.
 fn run_hooks(
     list: &[plan::Hook],
-    mode: Hooks,
+    mode: hooks::Hooks,
     root: &Root,
     json: bool,
     out: &mut dyn Write,
@@ -410,7 +411,7 @@ fn apply(
     revert: bool,
     yes: bool,
     force: bool,
-    mode: Hooks,
+    mode: hooks::Hooks,
     format: Format,
     no_wait: bool,
     env: Env,
@@ -501,8 +502,8 @@ fn apply(
             .map(|c| {
                 (
                     c.path.clone(),
-                    c.old.as_deref().map(plan::sha256),
-                    c.new.as_deref().map(plan::sha256),
+                    c.old.as_deref().map(crate::digest::sha256),
+                    c.new.as_deref().map(crate::digest::sha256),
                 )
             })
             .collect()
@@ -640,7 +641,7 @@ fn rollback(
     id: Option<String>,
     force: bool,
     arg: &ProfileArg,
-    mode: Hooks,
+    mode: hooks::Hooks,
     no_wait: bool,
     out: &mut dyn Write,
 ) -> Result<u8> {
@@ -950,7 +951,7 @@ fn check_cmd(
         .map(|(place, text)| format!("{place}: `{text}`"))
         .collect();
     let boot_images = match &profile {
-        Some(p) => Some(crate::host::boot_images::BootImages::read(
+        Some(p) => Some(crate::boot_images::BootImages::read(
             root,
             p,
             root.is_host(),
@@ -1043,7 +1044,7 @@ fn rollback_ops(
     let mut ops = Vec::new();
     for e in &target.entries {
         let current = root.read(&e.path)?;
-        if current.as_deref().map(plan::sha256) != e.new_sha256 {
+        if current.as_deref().map(crate::digest::sha256) != e.new_sha256 {
             changed.push(e.path.clone());
         }
         let new = match &e.old_sha256 {

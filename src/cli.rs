@@ -94,6 +94,17 @@ pub enum Hooks {
     None,
 }
 
+impl From<Hooks> for crate::hooks::Hooks {
+    fn from(h: Hooks) -> Self {
+        match h {
+            Hooks::Auto => Self::Auto,
+            Hooks::Host => Self::Host,
+            Hooks::Chroot => Self::Chroot,
+            Hooks::None => Self::None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ProfileArg {
     /// The host profile [default: ROOT/etc/vfio-gen/profile.toml]

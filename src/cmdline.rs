@@ -11,7 +11,12 @@
 //! (`None`): text the tool cannot know, such as a shell `$VAR`. A token holding an opaque
 //! byte is never matched or edited.
 
+use crate::kernel::COMMAND_LINE_MAX;
 use std::collections::BTreeSet;
+
+/// The variables of GRUB's defaults file that grub-mkconfig's `10_linux` puts on the kernel
+/// command line (docs/grub.md): the profile may name either, the GRUB target edits them.
+pub const GRUB_VARIABLES: [&str; 2] = ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"];
 
 /// One byte of a command line, or `None` for text whose value is unknown.
 pub type Byte = Option<u8>;
@@ -55,10 +60,6 @@ impl std::fmt::Display for Opt {
         f.write_str(&self.text())
     }
 }
-
-/// The longest command line the x86 kernel keeps: COMMAND_LINE_SIZE is 2048 with the
-/// terminating zero, and the rest is dropped without a word (docs/kernel-cmdline.md).
-pub const COMMAND_LINE_MAX: usize = 2047;
 
 /// Refuses a command line longer than the kernel keeps (`Err` with the message), and returns
 /// a warning within 10 % of it.

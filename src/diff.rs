@@ -1,39 +1,10 @@
 //! Showing a plan: unified diffs per file, hooks, warnings, and the JSON shape for tools.
 
-use crate::plan::{Action, Change, Plan, sha256};
+use crate::digest::sha256;
+use crate::plan::{Action, Change, Plan};
+use crate::style::Style;
 use serde_json::json;
 use similar::TextDiff;
-
-/// ANSI styling, or none.
-#[derive(Debug, Clone, Copy)]
-pub struct Style {
-    pub color: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-    pub fn bold(&self, t: &str) -> String {
-        self.paint("1", t)
-    }
-    pub fn red(&self, t: &str) -> String {
-        self.paint("31", t)
-    }
-    pub fn green(&self, t: &str) -> String {
-        self.paint("32", t)
-    }
-    pub fn yellow(&self, t: &str) -> String {
-        self.paint("33", t)
-    }
-    pub fn cyan(&self, t: &str) -> String {
-        self.paint("36", t)
-    }
-}
 
 /// A plain unified diff of two versions of a file at a system path.
 pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {

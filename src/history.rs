@@ -1,7 +1,7 @@
 //! What past applies did: the manifests under `ROOT/var/lib/vfio-gen/backups/<id>/`. Read
 //! through [`Files`], so the planner can ask for the bytes a file had before vfio-gen.
 
-use crate::plan::sha256;
+use crate::digest::sha256;
 use crate::root::Files;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

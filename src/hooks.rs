@@ -1,11 +1,19 @@
 //! Running the generators after an install (`update-grub`, `mkinitcpio -P`, ...): on the host,
 //! inside the root with chroot, or not at all; output captured and shown on failure.
 
-use crate::cli::Hooks;
 use crate::plan::Hook;
 use crate::root::Root;
 use serde::Serialize;
 use std::process::Command;
+
+/// Where hooks run: `Auto` is the host when the root is `/`, nowhere otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooks {
+    Auto,
+    Host,
+    Chroot,
+    None,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HookRun {

@@ -3,11 +3,11 @@
 //! vfio-pci (as `vfio-pci.ko`, or built into the kernel), the profile's ids (an
 //! `options vfio-pci ids=` line in a modprobe.d file inside the image, or `vfio-pci.ids=` on the
 //! command line passed with it), and whether it was generated after vfio-gen's files changed.
-//! Pure: the images come read from [`crate::host::boot_images`].
+//! Pure: the images come read from [`crate::boot_images`].
 
+use crate::boot_images::{self, BootImage, BootImages};
+use crate::check::{Item, Status};
 use crate::cmdline::Opt;
-use crate::host::boot_images::{self, BootImage, BootImages};
-use crate::inspect::{Item, Status};
 use crate::profile::{Initramfs, Profile};
 
 const ID: &str = "initramfs";

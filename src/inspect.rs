@@ -7,7 +7,6 @@ use crate::host::pci::{Device, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
 use anyhow::Result;
-use serde::Serialize;
 use std::fmt::Write as _;
 
 /// One device line in the familiar form of the bash loop everyone pastes.
@@ -549,27 +548,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Item {
-    pub id: &'static str,
-    pub status: Status,
-    pub message: String,
-    /// What to do, for warn and fail.
-    pub remedy: Option<String>,
-    /// The device the item is about, if one.
-    pub bdf: Option<String>,
-    /// The file the item is about (an initramfs image), if one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-}
+pub use crate::check::{Item, Status};
 
 impl Item {
     fn at(mut self, bdf: &str) -> Item {
@@ -604,7 +583,7 @@ pub struct CheckInput<'a> {
     /// Other modprobe.d lines setting vfio-pci ids: "file:line: text".
     pub modprobe_conflicts: Vec<String>,
     /// The initramfs images the profile's boot loader boots, read (docs/initramfs-images.md).
-    pub boot_images: Option<&'a crate::host::boot_images::BootImages>,
+    pub boot_images: Option<&'a crate::boot_images::BootImages>,
 }
 
 /// The checklist of SPEC §6.
@@ -653,7 +632,7 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
     // The running command line.
     if let Some(line) = running_cmdline {
         let builtin = vfio_pci_builtin.is_some();
-        let wanted = crate::plan::managed_options(profile, builtin);
+        let wanted = profile.kernel_options(builtin);
         let (edits, _) =
             crate::cmdline::edit(&crate::cmdline::bytes(line.as_bytes()), &wanted, false)
                 .unwrap_or_default();
@@ -799,7 +778,7 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
     items
 }
 
-pub fn check_text(items: &[Item], style: crate::diff::Style, quiet: bool) -> String {
+pub fn check_text(items: &[Item], style: crate::style::Style, quiet: bool) -> String {
     let mut out = String::new();
     for i in items {
         let tag = match i.status {

@@ -8,8 +8,8 @@
 //! the next `apply` or `rollback` finds the journal and undoes the transaction (or, when every
 //! file was already in place, finishes it). One transaction at a time: a `flock` under the root.
 
+use crate::digest::sha256;
 use crate::history::{BACKUPS, Entry, JOURNAL, LOCK, Manifest};
-use crate::plan::sha256;
 use crate::root::{Files, Root};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};

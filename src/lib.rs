@@ -3,20 +3,44 @@
 //! The core is pure: [`profile`] parses, [`cmdline`] models the kernel command line,
 //! [`targets`] turn current bytes into desired bytes, [`plan`] gathers them for a host tree
 //! read through [`root::Files`]. [`install`] is the only writer, [`app`] runs commands.
+//!
+//! # Module map and the layer rule
+//!
+//! A module uses modules of its own layer or lower ones, never a higher one, and no two
+//! modules use each other (directly or round a longer cycle). `tests/layers.rs` checks both on
+//! the `crate::` paths of `src/`; a new module is added here and to its list.
+//!
+//! 1. **Leaves**: [`root`] (paths under `--root`, the [`root::Files`] seam), [`digest`]
+//!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
+//!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result).
+//! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
+//!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
+//!    and backups under `/var/lib/vfio-gen`, read).
+//! 3. **Targets**: [`targets`], one module per file vfio-gen writes.
+//! 4. **Plan**: [`plan`], the changes and hooks for a profile on a host.
+//! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
+//!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
+//!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check).
+//! 6. **App**: [`cli`] (clap definitions only) and [`app`] (one command each).
 
 pub mod app;
 pub mod bind;
+pub mod boot_images;
+pub mod check;
 pub mod cli;
 pub mod cmdline;
 pub mod diff;
+pub mod digest;
 pub mod history;
 pub mod hooks;
 pub mod host;
 pub mod initramfs_check;
 pub mod inspect;
 pub mod install;
+pub mod kernel;
 pub mod plan;
 pub mod profile;
 pub mod root;
 pub mod shell;
+pub mod style;
 pub mod targets;

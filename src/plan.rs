@@ -5,12 +5,12 @@
 use crate::cmdline::Opt;
 use crate::history;
 use crate::host;
+use crate::kernel;
 use crate::profile::{Bootloader, Cpu, GrubMode, Initramfs, OnOff, Profile};
 use crate::root::Files;
 use crate::shell::{Shell, Verdict};
 use crate::targets::{self, grub, initramfs, lines, modprobe};
 use anyhow::{Result, bail};
-use sha2::{Digest, Sha256};
 
 /// Whether vfio-gen owns the whole file or edits a part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -96,38 +96,6 @@ impl Plan {
     }
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The kernel options the profile manages, in the order new ones are appended.
-pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
-    let mut out = Vec::new();
-    if profile.iommu == OnOff::On && profile.cpu == Cpu::Intel {
-        out.push(Opt::parse("intel_iommu=on"));
-    }
-    if let Some(v) = &profile.amd_iommu {
-        out.push(Opt::parse(&format!("amd_iommu={v}")));
-    }
-    if profile.iommu_pt {
-        out.push(Opt::parse("iommu=pt"));
-    }
-    if profile.wants_driver_pre() {
-        out.push(Opt::parse("rd.driver.pre=vfio-pci"));
-    }
-    if vfio_builtin {
-        out.push(Opt::parse(&format!(
-            "vfio-pci.ids={}",
-            profile.ids.join(",")
-        )));
-    }
-    out.extend(profile.extra.iter().map(|e| Opt::parse(e)));
-    out
-}
-
 /// Computes the plan for a profile on a host tree; GRUB files are also checked with this
 /// machine's `/bin/sh -n` (docs/grub.md).
 pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan> {
@@ -160,7 +128,7 @@ pub fn build_with(
             "vfio-pci is built into kernel {release} (modules.builtin): modprobe options do not reach it, so the ids go on the command line as vfio-pci.ids="
         ));
     }
-    let wanted = managed_options(profile, builtin);
+    let wanted = profile.kernel_options(builtin);
     if !revert {
         let own: Vec<String> = wanted.iter().map(|o| o.text()).collect();
         crate::cmdline::length_check("the profile's kernel options", &own.join(" "))
@@ -176,8 +144,11 @@ pub fn build_with(
 
     // initramfs
     let virqfd = match profile.kernel_version {
-        Some(v) => v < (6, 2),
-        None => facts.kernels.iter().any(|(_, v)| *v < (6, 2)),
+        Some(v) => kernel::has_virqfd_module(v),
+        None => facts
+            .kernels
+            .iter()
+            .any(|(_, v)| kernel::has_virqfd_module(*v)),
     };
     if virqfd && profile.initramfs != Initramfs::None {
         b.plan.notes.push("a kernel older than 6.2 is installed or named in kernel.version: vfio_virqfd is listed with the VFIO modules (newer kernels fold it into vfio)".into());

@@ -189,9 +189,30 @@ pub struct GrubSettings {
     pub mode: GrubMode,
 }
 
-pub const GRUB_VARIABLES: [&str; 2] = ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"];
-
 impl Profile {
+    /// The kernel options the profile manages, in the order new ones are appended;
+    /// `vfio_builtin`: vfio-pci is built into the kernel, so the ids go on the command line.
+    pub fn kernel_options(&self, vfio_builtin: bool) -> Vec<Opt> {
+        let mut out = Vec::new();
+        if self.iommu == OnOff::On && self.cpu == Cpu::Intel {
+            out.push(Opt::parse("intel_iommu=on"));
+        }
+        if let Some(v) = &self.amd_iommu {
+            out.push(Opt::parse(&format!("amd_iommu={v}")));
+        }
+        if self.iommu_pt {
+            out.push(Opt::parse("iommu=pt"));
+        }
+        if self.wants_driver_pre() {
+            out.push(Opt::parse("rd.driver.pre=vfio-pci"));
+        }
+        if vfio_builtin {
+            out.push(Opt::parse(&format!("vfio-pci.ids={}", self.ids.join(","))));
+        }
+        out.extend(self.extra.iter().map(|e| Opt::parse(e)));
+        out
+    }
+
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
         // Capped: `-p /dev/zero` must not eat the machine's memory. A FIFO (`-p /dev/stdin`)
@@ -392,7 +413,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         None => None,
     };
     let kernel_version = match raw.kernel.version {
-        Some(v) => Some(parse_version(v.get_ref()).ok_or_else(|| {
+        Some(v) => Some(crate::kernel::parse_version(v.get_ref()).ok_or_else(|| {
             at(
                 v.span(),
                 format!("kernel.version: {:?} is not a kernel version; write it like \"6.1\" or \"5.15.0-91-generic\"", v.get_ref()),
@@ -422,7 +443,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     };
     let variable = match grub.variable {
         Some(v) => {
-            if !GRUB_VARIABLES.contains(&v.get_ref().as_str()) {
+            if !crate::cmdline::GRUB_VARIABLES.contains(&v.get_ref().as_str()) {
                 return Err(at(
                     v.span(),
                     format!(
@@ -518,7 +539,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         check_extra(&as_option, "kernel.amd_iommu")?;
     }
     // An extra option must not fight a managed one.
-    let managed = crate::plan::managed_options(&profile, false);
+    let managed = profile.kernel_options(false);
     for (i, o) in raw.kernel.extra.iter().enumerate() {
         let opt = Opt::parse(o.get_ref());
         if let Some(m) = managed
@@ -609,14 +630,6 @@ pub fn check_option(opt: &str) -> Result<(), String> {
         return Err(format!("{opt:?} has no option name before '='"));
     }
     Ok(())
-}
-
-/// Parses the major and minor of a kernel release such as `6.1.0-13-amd64`.
-pub fn parse_version(v: &str) -> Option<(u32, u32)> {
-    let mut parts = v.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
 }
 
 #[cfg(test)]

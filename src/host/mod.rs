@@ -1,7 +1,6 @@
 //! Reading the host tree into plain data. Everything here reads under the root and nothing
 //! else in the crate looks at `/etc/os-release`, `/lib/modules`, `/sys` or `/proc`.
 
-pub mod boot_images;
 pub mod cpu;
 pub mod initramfs_image;
 pub mod modalias;
@@ -52,7 +51,7 @@ impl Facts {
                 if !seen.insert(release.clone()) {
                     continue;
                 }
-                let Some(version) = crate::profile::parse_version(&release) else {
+                let Some(version) = crate::kernel::parse_version(&release) else {
                     continue;
                 };
                 facts.kernels.push((release.clone(), version));

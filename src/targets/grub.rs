@@ -847,12 +847,7 @@ impl GrubConfig {
     pub fn parse(sources: Vec<Source>) -> Result<GrubConfig> {
         let mut assigns = Vec::new();
         for (i, s) in sources.iter().enumerate() {
-            assigns.extend(assignments(
-                &s.bytes,
-                i,
-                &s.path,
-                &crate::profile::GRUB_VARIABLES,
-            )?);
+            assigns.extend(assignments(&s.bytes, i, &s.path, &cmdline::GRUB_VARIABLES)?);
         }
         let mut values: BTreeMap<String, Value> = BTreeMap::new();
         for a in &assigns {
@@ -894,7 +889,7 @@ impl GrubConfig {
                     // A copy of the other command-line variable once it is set: an option
                     // added to or replaced in it would reach the kernel twice.
                     Seg::Param { name, .. }
-                        if crate::profile::GRUB_VARIABLES.contains(&name.as_str())
+                        if cmdline::GRUB_VARIABLES.contains(&name.as_str())
                             && values.contains_key(name) =>
                     {
                         bail!(
@@ -908,7 +903,7 @@ impl GrubConfig {
                     Seg::Param { name, .. } => match values.get(name) {
                         Some(other) if !other.is_empty() => v.push((None, None)),
                         Some(_) => {}
-                        None if crate::profile::GRUB_VARIABLES.contains(&name.as_str()) => {}
+                        None if cmdline::GRUB_VARIABLES.contains(&name.as_str()) => {}
                         None => v.push((None, None)),
                     },
                 }

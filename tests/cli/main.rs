@@ -382,7 +382,7 @@ mod real_tools {
                 assert!(o.status.success(), "sh -n {}: {}", f.display(), stderr(&o));
             }
             let after = sh_value(&files);
-            let wanted = plan::managed_options(&profile, false);
+            let wanted = profile.kernel_options(false);
             let expected = edit_plain(&before, &wanted, false).unwrap();
             assert_eq!(words(&after), words(&expected), "{name}");
             for w in &wanted {

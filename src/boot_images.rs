@@ -11,7 +11,7 @@
 //!   grub.cfg whose menu entry loads the image, else a BLS entry under `/boot/loader/entries`
 //!   that names it, or `/etc/kernel/cmdline`.
 
-use super::initramfs_image::{self, Contents, Kind};
+use crate::host::initramfs_image::{self, Contents, Kind};
 use crate::plan;
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
