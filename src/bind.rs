@@ -343,6 +343,39 @@ pub fn perform(
     Ok(out)
 }
 
+/// For unbinding: the devices vfio-pci holds (or is set to take), which go back, and the
+/// rest, which stay where they are (the host's own devices).
+pub fn split_for_unbind(set: Vec<&Device>) -> (Vec<&Device>, Vec<&Device>) {
+    set.into_iter().partition(|d| {
+        d.driver.as_deref() == Some("vfio-pci") || d.driver_override.as_deref() == Some("vfio-pci")
+    })
+}
+
+/// Refuses to unbind devices whose IOMMU group a VM holds open: the kernel's unbind write
+/// would wait until it lets go.
+pub fn refuse_busy_groups(root: &Root, set: &[&Device]) -> Result<()> {
+    let mut groups: Vec<u32> = set.iter().filter_map(|d| d.iommu_group).collect();
+    groups.sort();
+    groups.dedup();
+    let mut busy = Vec::new();
+    for g in groups {
+        let (users, _) = crate::host::vfio_users::users(root, g)?;
+        for u in users {
+            busy.push(format!(
+                "IOMMU group {g} (/dev/vfio/{g}) is open by {} (pid {})",
+                u.name, u.pid
+            ));
+        }
+    }
+    if !busy.is_empty() {
+        bail!(
+            "{}: shut that VM down (or detach the devices from it) first; the kernel's unbind waits until it lets go; nothing was written",
+            busy.join("; ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,13 +57,7 @@ pub fn paint_diff(diff: &str, style: Style) -> String {
 }
 
 pub fn action_word(a: Action) -> &'static str {
-    match a {
-        Action::Create => "create",
-        Action::Modify => "modify",
-        Action::Replace => "replace",
-        Action::Delete => "delete",
-        Action::Unchanged => "unchanged",
-    }
+    a.word()
 }
 
 fn change_diff(c: &Change) -> String {

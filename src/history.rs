@@ -10,13 +10,71 @@ pub const BACKUPS: &str = "/var/lib/vfio-gen/backups";
 pub const JOURNAL: &str = "/var/lib/vfio-gen/journal.json";
 pub const LOCK: &str = "/var/lib/vfio-gen/lock";
 
+/// What applying does to one file; the journal records the word of each (`create`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Modify,
+    /// An owned path holds a file vfio-gen did not write: it is backed up and replaced.
+    Replace,
+    Delete,
+    /// Never recorded: the plan's word for a file it leaves as it is.
+    Unchanged,
+}
+
+impl Action {
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Modify => "modify",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.word())
+    }
+}
+
+/// What a transaction was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Apply,
+    Revert,
+    Rollback,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Kind::Apply => "apply",
+            Kind::Revert => "revert",
+            Kind::Rollback => "rollback",
+        })
+    }
+}
+
+/// Where a transaction is: files being replaced, or all in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Complete,
+}
+
 /// One file of a transaction.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     /// System path (`/etc/...`).
     pub path: String,
-    /// `create`, `modify`, `replace` or `delete`.
-    pub action: String,
+    /// Create, modify, replace or delete.
+    pub action: Action,
     /// Digest of the file before (`None`: it did not exist; its bytes are in `files/<path>`).
     pub old_sha256: Option<String>,
     /// Digest of the file after (`None`: removed).
@@ -42,13 +100,12 @@ pub struct Manifest {
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
-    /// `apply`, `revert` or `rollback`.
-    pub kind: String,
+    pub kind: Kind,
     /// For a rollback: the transaction it undid.
     #[serde(default)]
     pub undoes: Option<String>,
-    /// `pending` while files are being replaced, then `complete`.
-    pub state: String,
+    /// Pending while files are being replaced, then complete.
+    pub state: State,
     pub entries: Vec<Entry>,
 }
 
@@ -85,8 +142,8 @@ pub fn manifests(files: &dyn Files) -> Result<Vec<Manifest>> {
 /// (rolling back a rollback puts the transaction back).
 pub fn is_undone(all: &[Manifest], id: &str) -> bool {
     all.iter().any(|m| {
-        m.kind == "rollback"
-            && m.state == "complete"
+        m.kind == Kind::Rollback
+            && m.state == State::Complete
             && m.undoes.as_deref() == Some(id)
             && !is_undone(all, &m.id)
     })
@@ -95,9 +152,9 @@ pub fn is_undone(all: &[Manifest], id: &str) -> bool {
 /// The applies and reverts in effect, newest first: complete, not rolled back. Rollbacks
 /// themselves are left out; what they undid is left out with them.
 pub fn in_effect(all: &[Manifest]) -> impl Iterator<Item = &Manifest> {
-    all.iter()
-        .rev()
-        .filter(|m| m.state == "complete" && m.kind != "rollback" && !is_undone(all, &m.id))
+    all.iter().rev().filter(|m| {
+        m.state == State::Complete && m.kind != Kind::Rollback && !is_undone(all, &m.id)
+    })
 }
 
 /// The bytes `path` had before vfio-gen changed it, when its current bytes are exactly what
@@ -116,7 +173,7 @@ pub fn original(files: &dyn Files, path: &str, current: &[u8]) -> Result<Option<
             // the earlier one's options, so no backup is known to be the original.
             return Ok(None);
         }
-        if m.kind == "revert" {
+        if m.kind == Kind::Revert {
             // A revert wrote these bytes: they are the original.
             return Ok(found);
         }
@@ -151,6 +208,6 @@ pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {
     let last =
         in_effect(&all).find_map(|m| m.entries.iter().find(|e| e.path == path).map(|e| (m, e)));
     Ok(
-        matches!(last, Some((m, e)) if m.kind == "revert" && e.new_sha256.as_deref() == Some(sha256(current).as_str())),
+        matches!(last, Some((m, e)) if m.kind == Kind::Revert && e.new_sha256.as_deref() == Some(sha256(current).as_str())),
     )
 }

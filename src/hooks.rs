@@ -15,12 +15,20 @@ pub enum Hooks {
     None,
 }
 
+/// How a hook run ended; `skipped`: hooks are off (`--hooks none`, or auto off the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStatus {
+    Ok,
+    Failed,
+    Skipped,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HookRun {
     pub name: String,
     pub command: Vec<String>,
-    /// `ok`, `failed` or `skipped`.
-    pub status: String,
+    pub status: HookStatus,
     pub output: String,
 }
 
@@ -53,7 +61,7 @@ pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
                     return HookRun {
                         name: h.name.clone(),
                         command: h.command.clone(),
-                        status: "skipped".into(),
+                        status: HookStatus::Skipped,
                         output: String::new(),
                     };
                 }
@@ -63,7 +71,11 @@ pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
                     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                     text.push_str(&String::from_utf8_lossy(&o.stderr));
                     (
-                        if o.status.success() { "ok" } else { "failed" },
+                        if o.status.success() {
+                            HookStatus::Ok
+                        } else {
+                            HookStatus::Failed
+                        },
                         format!(
                             "{}{}",
                             text,
@@ -75,12 +87,15 @@ pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
                         ),
                     )
                 }
-                Err(e) => ("failed", format!("cannot run {}: {e}\n", h.command[0])),
+                Err(e) => (
+                    HookStatus::Failed,
+                    format!("cannot run {}: {e}\n", h.command[0]),
+                ),
             };
             HookRun {
                 name: h.name.clone(),
                 command: h.command.clone(),
-                status: status.into(),
+                status,
                 output,
             }
         })

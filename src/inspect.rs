@@ -586,7 +586,7 @@ pub struct CheckInput<'a> {
     pub boot_images: Option<&'a crate::boot_images::BootImages>,
 }
 
-/// The checklist of SPEC §6.
+/// The checklist of `vfio-gen check` (README.md, the command table).
 pub fn check(input: &CheckInput) -> Vec<Item> {
     use Status::*;
     let CheckInput {

@@ -9,7 +9,7 @@
 //! file was already in place, finishes it). One transaction at a time: a `flock` under the root.
 
 use crate::digest::sha256;
-use crate::history::{BACKUPS, Entry, JOURNAL, LOCK, Manifest};
+use crate::history::{Action, BACKUPS, Entry, JOURNAL, Kind, LOCK, Manifest, State};
 use crate::root::{Files, Root};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
@@ -24,8 +24,8 @@ pub struct Op {
     pub new: Option<Vec<u8>>,
     /// Mode, owner and group to give the file; `None`: keep the current file's, or 0644 root:root.
     pub meta: Option<(u32, u32, u32)>,
-    /// How the plan calls the change (`replace` for a foreign file at an owned path).
-    pub action: Option<String>,
+    /// How the plan calls the change (replace for a foreign file at an owned path).
+    pub action: Option<Action>,
 }
 
 const TMP_SUFFIX: &str = ".vfio-gen-tmp";
@@ -196,7 +196,7 @@ struct Journal {
 
 /// Runs a transaction: backs up, journals, replaces every file, or restores them all on failure.
 /// Returns the manifest.
-pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Result<Manifest> {
+pub fn commit(root: &Root, kind: Kind, undoes: Option<String>, ops: &[Op]) -> Result<Manifest> {
     let (id, time) = new_id(root)?;
     let mut entries = Vec::new();
     let mut plan: Vec<(PathBuf, &Op, (u32, u32, u32))> = Vec::new();
@@ -216,10 +216,10 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             .map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
         let meta = op.meta.or(old_meta).unwrap_or(NEW_FILE);
         let action = match (&old, &op.new, &op.action) {
-            (None, _, _) => "create",
-            (Some(_), None, _) => "delete",
-            (Some(_), Some(_), Some(a)) => a.as_str(),
-            (Some(_), Some(_), None) => "modify",
+            (None, _, _) => Action::Create,
+            (Some(_), None, _) => Action::Delete,
+            (Some(_), Some(_), Some(a)) => *a,
+            (Some(_), Some(_), None) => Action::Modify,
         };
         if let Some((bytes, _)) = &old {
             let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
@@ -228,7 +228,7 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         }
         entries.push(Entry {
             path: op.path.clone(),
-            action: action.to_string(),
+            action,
             old_sha256: old.as_ref().map(|(b, _)| sha256(b)),
             new_sha256: op.new.as_deref().map(sha256),
             mode: old_meta.map(|m| m.0),
@@ -249,9 +249,9 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         version: 1,
         id: id.clone(),
         time,
-        kind: kind.to_string(),
+        kind,
         undoes,
-        state: "pending".into(),
+        state: State::Pending,
         entries,
     };
     write_json(root, &Manifest::path(&id), &manifest)?;
@@ -278,7 +278,7 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             }
         }
     }
-    manifest.state = "complete".into();
+    manifest.state = State::Complete;
     write_json(root, &Manifest::path(&id), &manifest)?;
     remove_durable(&root.resolve(JOURNAL)?)?;
     Ok(manifest)
@@ -415,7 +415,7 @@ pub fn recover(root: &Root) -> Result<Recovery> {
     for e in &m.entries {
         let _ = std::fs::remove_file(tmp_path(&root.resolve(&e.path)?));
     }
-    if m.state == "complete" {
+    if m.state == State::Complete {
         remove_durable(&journal_path)?;
         return Ok(Recovery::Finished(m.id));
     }
@@ -428,7 +428,7 @@ pub fn recover(root: &Root) -> Result<Recovery> {
         cur == e.new_sha256
     });
     if all_new {
-        m.state = "complete".into();
+        m.state = State::Complete;
         write_json(root, &manifest_path, &m)?;
         remove_durable(&journal_path)?;
         return Ok(Recovery::Finished(m.id));
@@ -449,7 +449,7 @@ pub fn clean_stale(root: &Root) -> Result<()> {
         let stale = match root.read(&Manifest::path(&id))? {
             None => true,
             Some(b) => serde_json::from_slice::<Manifest>(&b)
-                .map(|m| m.state != "complete")
+                .map(|m| m.state != State::Complete)
                 .unwrap_or(false),
         };
         if stale {
@@ -457,4 +457,69 @@ pub fn clean_stale(root: &Root) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The transaction to undo and the writes that undo it; refuses files changed by hand.
+pub fn rollback_ops(
+    root: &Root,
+    id: Option<&str>,
+    force: bool,
+) -> Result<(crate::history::Manifest, Vec<Op>)> {
+    let all = crate::history::manifests(root)?;
+    let target = match id {
+        Some(id) => all.iter().find(|m| m.id == id).ok_or_else(|| {
+            anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
+        })?,
+        None => crate::history::in_effect(&all).next().ok_or_else(|| {
+            anyhow::anyhow!(
+                "nothing to roll back: no apply under {} is left to undo",
+                root.join(crate::history::BACKUPS)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?,
+    };
+    if crate::history::is_undone(&all, &target.id) {
+        bail!(
+            "{} was already rolled back; `vfio-gen rollback --list` shows the history",
+            target.id
+        );
+    }
+    let mut changed = Vec::new();
+    let mut ops = Vec::new();
+    for e in &target.entries {
+        let current = root.read(&e.path)?;
+        if current.as_deref().map(sha256) != e.new_sha256 {
+            changed.push(e.path.clone());
+        }
+        let new = match &e.old_sha256 {
+            None => None,
+            Some(_) => Some(
+                root.read(&crate::history::Manifest::backup_path(&target.id, &e.path))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the backup of {} is missing from {}",
+                            e.path,
+                            crate::history::Manifest::dir(&target.id)
+                        )
+                    })?,
+            ),
+        };
+        let meta = e.mode.map(|m| (m, e.uid.unwrap_or(0), e.gid.unwrap_or(0)));
+        ops.push(Op {
+            path: e.path.clone(),
+            new,
+            meta,
+            action: None,
+        });
+    }
+    if !changed.is_empty() && !force {
+        bail!(
+            "these files changed since {} and would be overwritten: {}; check them, then run `vfio-gen rollback --force {}`",
+            target.id,
+            changed.join(", "),
+            target.id
+        );
+    }
+    Ok((target.clone(), ops))
 }

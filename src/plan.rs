@@ -3,6 +3,7 @@
 //! could undo the result. Reads through [`Files`] only; writes nothing.
 
 use crate::cmdline::Opt;
+use crate::digest::sha256;
 use crate::history;
 use crate::host;
 use crate::kernel;
@@ -20,17 +21,7 @@ pub enum Ownership {
     Edited,
 }
 
-/// What applying does to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Modify,
-    /// An owned path holds a file vfio-gen did not write: it is backed up and replaced.
-    Replace,
-    Delete,
-    Unchanged,
-}
+pub use crate::history::Action;
 
 /// One managed file.
 #[derive(Debug, Clone)]
@@ -93,6 +84,21 @@ impl Plan {
 
     pub fn in_sync(&self) -> bool {
         self.pending().next().is_none()
+    }
+
+    /// What the plan would change, as (path, old sha256, new sha256) per pending file: two
+    /// plans with the same fingerprint write the same bytes over the same bytes. `apply` plans
+    /// again under the lock and goes on only when this is unchanged.
+    pub fn fingerprint(&self) -> Vec<(String, Option<String>, Option<String>)> {
+        self.pending()
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.old.as_deref().map(sha256),
+                    c.new.as_deref().map(sha256),
+                )
+            })
+            .collect()
     }
 }
 
@@ -577,10 +583,12 @@ impl Builder<'_> {
                         missing
                     }
                     Err(e) => {
-                        let e = e.to_string();
+                        let what = match e.downcast_ref::<grub::UnsafeAssignment>() {
+                            Some(u) => u.what(),
+                            None => e.to_string(),
+                        };
                         self.plan.warnings.push(format!(
-                            "{}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)",
-                            e.split(". vfio-gen cannot edit").next().unwrap_or(&e)
+                            "{what}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)"
                         ));
                         wanted.iter().map(|w| w.text()).collect()
                     }

@@ -1,5 +1,5 @@
-//! Property tests for the kernel command-line editor and the files it edits (SPEC §3,
-//! "Kernel command-line rules"): plain lines (`cmdline::edit_plain`), `/etc/default/grub`
+//! Property tests for the kernel command-line editor and the files it edits (the rules in
+//! docs/kernel-cmdline.md, "Tokens"): plain lines (`cmdline::edit_plain`), `/etc/default/grub`
 //! (`targets::grub`) and loader entries / `/etc/kernel/cmdline` (`targets::lines`).
 //!
 //! Generators build realistic tokens: flags (`quiet`), `name=value` with names that vfio-gen

@@ -831,6 +831,35 @@ struct Loc {
 type Value = Vec<(Byte, Option<Loc>)>;
 
 /// What the kernel will see from a set of GRUB files, and how to edit it.
+/// An assignment to a command-line variable that vfio-gen cannot edit safely (a loop, a
+/// condition, a command substitution...): the error of [`GrubConfig::parse`], typed so that the
+/// drop-in mode, which reads the line but edits nothing, can say what it could not read.
+#[derive(Debug)]
+pub struct UnsafeAssignment {
+    pub path: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl UnsafeAssignment {
+    /// Where and why, without the advice about editing.
+    pub fn what(&self) -> String {
+        format!("{}: line {}: {}", self.path, self.line, self.reason)
+    }
+}
+
+impl std::fmt::Display for UnsafeAssignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}. vfio-gen cannot edit the kernel command line in such a file safely: keep GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT as plain assignments (NAME=\"...\"), or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
+            self.what()
+        )
+    }
+}
+
+impl std::error::Error for UnsafeAssignment {}
+
 pub struct GrubConfig {
     sources: Vec<Source>,
     assigns: Vec<Assign>,
@@ -852,11 +881,12 @@ impl GrubConfig {
         let mut values: BTreeMap<String, Value> = BTreeMap::new();
         for a in &assigns {
             if let Some(reason) = &a.unsafe_reason {
-                bail!(
-                    "{}: line {}: {reason}. vfio-gen cannot edit the kernel command line in such a file safely: keep GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT as plain assignments (NAME=\"...\"), or set [grub] mode = \"drop-in\" in the profile (Debian, Ubuntu)",
-                    sources[a.file].path,
-                    a.line
-                );
+                return Err(UnsafeAssignment {
+                    path: sources[a.file].path.clone(),
+                    line: a.line,
+                    reason: reason.clone(),
+                }
+                .into());
             }
             let mut v: Value = Vec::new();
             for seg in &a.segs {

@@ -978,3 +978,69 @@ fn a_file_a_hook_rewrote_is_recorded_and_rollback_restores_it() {
         "every file as before the apply"
     );
 }
+
+/// `apply` run in this process through `app::run_with`: stdin and stderr are the given
+/// buffers, the terminal facts made up. Returns (status, stdout, stderr).
+fn apply_in_process(name: &str, root: &str, extra: &[&str], answer: &str) -> (u8, String, String) {
+    use clap::Parser;
+    let args = std::iter::once("vfio-gen".to_string()).chain(apply_args(name, root, extra));
+    let cli = vfio_gen::cli::Cli::parse_from(args);
+    let env = vfio_gen::app::Env {
+        stdout_is_terminal: false,
+        stdin_is_terminal: true,
+        no_color: true,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = answer.as_bytes();
+    let code = vfio_gen::app::run_with(
+        cli,
+        env,
+        &mut vfio_gen::app::Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+        },
+    )
+    .expect("apply runs");
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn apply_reads_its_answer_from_the_input_it_is_given() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let before = user_tree(tmp.path());
+    let (code, out, _) = apply_in_process("amd-grub", root, &["--hooks", "none"], "n\n");
+    assert_eq!(code, 0);
+    assert!(out.contains("[y/N] Nothing changed."), "{out}");
+    assert_eq!(user_tree(tmp.path()), before, "a no writes nothing");
+
+    let (code, out, _) = apply_in_process("amd-grub", root, &["--hooks", "none"], "y\n");
+    assert_eq!(code, 0);
+    assert!(out.contains("Wrote "), "{out}");
+    assert!(tmp.path().join("etc/modprobe.d/vfio.conf").exists());
+}
+
+#[test]
+fn apply_says_it_waits_for_the_lock_on_the_stream_it_is_given() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let lock_path = tmp.path().join("var/lib/vfio-gen/lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&lock_path).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let (code, _, err) = std::thread::scope(|s| {
+        let applying =
+            s.spawn(|| apply_in_process("amd-grub", root, &["--yes", "--hooks", "none"], ""));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!applying.is_finished(), "apply waits for the lock");
+        drop(held);
+        applying.join().unwrap()
+    });
+    assert_eq!(code, 0);
+    assert!(err.contains("waiting for another vfio-gen"), "{err}");
+}

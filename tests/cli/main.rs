@@ -216,7 +216,7 @@ mod golden {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
-    /// The seed hosts of SPEC §2 come out exactly.
+    /// The seed hosts (tests/fixtures/README.md) come out exactly.
     #[test]
     fn seed_hosts_are_exact() {
         let tmp = tempfile::tempdir().unwrap();

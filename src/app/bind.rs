@@ -1,0 +1,196 @@
+//! `vfio-gen bind` and `vfio-gen unbind`: move devices to vfio-pci now, or give them back,
+//! through sysfs (docs/binding.md); `--dry-run` prints the writes.
+
+use super::{Ctx, profile_path};
+use crate::bind;
+use crate::host::pci::Pci;
+use crate::profile::Profile;
+use crate::root::Files;
+use anyhow::{Result, bail};
+use std::io::Write;
+use std::path::PathBuf;
+
+pub struct Options {
+    pub profile: Option<PathBuf>,
+    /// The devices; none: every device whose ID is in the profile.
+    pub bdfs: Vec<String>,
+    /// Bind to vfio-pci (`bind`), or give back (`unbind`).
+    pub to_vfio: bool,
+    /// Bind the boot display or split a group anyway.
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
+    let root = &ctx.root;
+    let (to_vfio, force, dry_run) = (opts.to_vfio, opts.force, opts.dry_run);
+    let pci = Pci::read(root)?;
+    let mut set = Vec::new();
+    if opts.bdfs.is_empty() {
+        let profile = Profile::load(&profile_path(root, &opts.profile)?)?;
+        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        if set.is_empty() {
+            bail!(
+                "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",
+                profile.ids.join(", ")
+            );
+        }
+    } else {
+        for b in &opts.bdfs {
+            let bdf = crate::host::pci::normalize_bdf(b).ok_or_else(|| {
+                anyhow::anyhow!("{b} is not a PCI address; write it like 0000:01:00.0")
+            })?;
+            set.push(pci.device(&bdf).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no device {bdf} under /sys/bus/pci/devices; `vfio-gen iommu` lists them"
+                )
+            })?);
+        }
+    }
+    if !to_vfio {
+        let (give, keep) = bind::split_for_unbind(set);
+        for d in keep {
+            writeln!(
+                out,
+                "skip {}: bound to {}, not vfio-pci",
+                d.bdf,
+                d.driver.as_deref().unwrap_or("no driver")
+            )?;
+        }
+        set = give;
+        if set.is_empty() {
+            return Ok(0);
+        }
+        bind::refuse_busy_groups(root, &set)?;
+    }
+    let vfio_loaded = root.exists("/sys/bus/pci/drivers/vfio-pci");
+    if to_vfio {
+        let refusals = bind::refusals(&pci, &set);
+        if !refusals.is_empty() && !force {
+            bail!(
+                "{}; nothing was written (--force binds anyway)",
+                refusals.join("; ")
+            );
+        }
+        if !dry_run && !vfio_loaded {
+            bail!(
+                "vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): run `modprobe vfio-pci` first"
+            );
+        }
+    }
+    let mut sys = bind::RootSysfs { root };
+    // Unbinding: where each device goes next (docs/binding.md), for the dry run and the report.
+    let natives = if to_vfio {
+        Vec::new()
+    } else {
+        bind::natives(&sys, &set)?
+    };
+    if dry_run {
+        if to_vfio && !vfio_loaded {
+            writeln!(
+                out,
+                "# vfio-pci is not loaded (no /sys/bus/pci/drivers/vfio-pci): `modprobe vfio-pci` must come first"
+            )?;
+        }
+        for (d, writes) in set.iter().zip(bind::writes(&set, to_vfio, vfio_loaded)) {
+            if writes.is_empty() {
+                writeln!(out, "# {} is already bound to vfio-pci", d.bdf)?;
+            }
+            for w in writes {
+                writeln!(out, "{w}")?;
+            }
+        }
+        let mut modprobe: Vec<&str> = Vec::new();
+        for n in &natives {
+            match &n.driver {
+                Some(drv) => writeln!(out, "# {} then goes to {drv} (module {})", n.bdf, n.module)?,
+                None => {
+                    writeln!(
+                        out,
+                        "# {} goes to module {}, which is not loaded: drivers_probe leaves the device without a driver, and loading the module binds it",
+                        n.bdf, n.module
+                    )?;
+                    if !modprobe.contains(&n.module.as_str()) {
+                        modprobe.push(&n.module);
+                    }
+                }
+            }
+        }
+        for m in modprobe {
+            writeln!(out, "modprobe {m}")?;
+        }
+        return Ok(0);
+    }
+    let outcomes = bind::perform(&mut sys, &set, to_vfio, vfio_loaded)?;
+    let mut failed = Vec::new();
+    for (o, d) in outcomes.iter().zip(&set) {
+        let name = |drv: &Option<String>| drv.clone().unwrap_or_else(|| "no driver".into());
+        let moved = format!("{} -> {}", name(&o.from), name(&o.driver));
+        let why = if o.ok {
+            match &o.modprobe {
+                Some(bind::Modprobe::Ran(m)) => format!(" (after `modprobe {m}`)"),
+                _ => String::new(),
+            }
+        } else if to_vfio {
+            String::new()
+        } else {
+            match (&o.driver, &o.modprobe) {
+                (Some(_), _) => ": vfio-pci took it again".to_string(),
+                (None, Some(bind::Modprobe::Left(m))) => format!(
+                    ": its driver is in module {m}, which is not loaded; `modprobe {m}` loads it and binds it (vfio-gen runs modprobe only with --root /)"
+                ),
+                (None, Some(bind::Modprobe::Ran(m))) => {
+                    format!(
+                        ": `modprobe {m}` ran, and its driver did not take the device (see dmesg)"
+                    )
+                }
+                (None, None) => match natives.iter().find(|n| n.bdf == o.bdf) {
+                    Some(n) => format!(
+                        ": {} (module {}) is loaded and did not take it (see dmesg)",
+                        n.driver.as_deref().unwrap_or("its driver"),
+                        n.module
+                    ),
+                    None => format!(
+                        ": no module in {} matches its modalias {}",
+                        pci.modules_alias
+                            .as_deref()
+                            .unwrap_or("/lib/modules/<release>/modules.alias (missing)"),
+                        d.modalias.as_deref().unwrap_or("(unknown)")
+                    ),
+                },
+            }
+        };
+        writeln!(
+            out,
+            "{} {}: {moved}{why}",
+            if o.ok { "ok  " } else { "FAIL" },
+            o.bdf
+        )?;
+        if !o.ok {
+            failed.push(match &o.driver {
+                Some(drv) => format!("{} is bound to {drv}", o.bdf),
+                None => format!("{} has no driver", o.bdf),
+            });
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} after the writes{}",
+            failed.join(", "),
+            if to_vfio {
+                format!(
+                    "; the device may be in use (a display server, nvidia-persistenced): stop what uses it and try again. driver_override stays set to vfio-pci, so no other driver takes them meanwhile: `vfio-gen unbind {}` gives them back",
+                    outcomes
+                        .iter()
+                        .filter(|o| !o.ok)
+                        .map(|o| o.bdf.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,94 @@
+//! `vfio-gen check`: the host and the profile, item by item (IOMMU, command line, drivers,
+//! groups, the boot images); exit 1 when an item fails.
+
+use super::{Ctx, profile_path};
+use crate::cli::Format;
+use crate::host::cpu::{self, Cpu};
+use crate::host::pci::Pci;
+use crate::inspect;
+use crate::install;
+use crate::profile::Profile;
+use anyhow::Result;
+use std::io::Write;
+use std::path::PathBuf;
+
+pub struct Options {
+    pub profile: Option<PathBuf>,
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
+    let root = &ctx.root;
+    let path = profile_path(root, &opts.profile)?;
+    let profile = if opts.profile.is_some() || path.exists() {
+        Some(Profile::load(&path)?)
+    } else {
+        None
+    };
+    let pci = Pci::read(root)?;
+    let cpu = Cpu::read(root)?;
+    let cmdline = cpu::running_cmdline(root)?;
+    let facts = crate::host::Facts::read(root)?;
+    let release = cpu::release(root)?;
+    // Built into the running kernel (or, when the release is unknown, an installed one).
+    let builtin = match (&release, &facts.vfio_pci_builtin) {
+        (Some(r), Some(b)) if r != b => None,
+        (_, b) => b.clone(),
+    };
+    let conflicts = crate::plan::modprobe_conflicts(root, &[crate::targets::modprobe::VFIO_CONF])?
+        .into_iter()
+        .map(|(place, text)| format!("{place}: `{text}`"))
+        .collect();
+    let boot_images = match &profile {
+        Some(p) => Some(crate::boot_images::BootImages::read(
+            root,
+            p,
+            root.is_host(),
+        )?),
+        None => None,
+    };
+    let input = inspect::CheckInput {
+        pci: &pci,
+        cpu: &cpu,
+        running_cmdline: cmdline.as_deref(),
+        vfio_pci_builtin: builtin.as_deref(),
+        profile: profile.as_ref(),
+        modprobe_conflicts: conflicts,
+        boot_images: boot_images.as_ref(),
+    };
+    let mut items = inspect::check(&input);
+    // A generator that failed after an apply leaves the boot images stale.
+    for h in install::pending_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Fail,
+            message: format!(
+                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(
+                "fix the cause shown by that apply, then run `vfio-gen apply` (it runs the hook again)"
+                    .into(),
+            ),
+            bdf: None,
+            path: None,
+        });
+    }
+    let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
+    match opts.format {
+        Format::Text => {
+            if profile.is_none() {
+                writeln!(out, "No profile at {}: host checks only.", path.display())?;
+            }
+            write!(out, "{}", inspect::check_text(&items, ctx.style, ctx.quiet))?
+        }
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"version": 1, "ok": !failed, "items": items})
+            )?
+        )?,
+    }
+    Ok(if failed { 1 } else { 0 })
+}

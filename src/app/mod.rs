@@ -1,0 +1,361 @@
+//! Running a parsed command line: one file per command, each taking its options struct, built
+//! here once from the clap types. The terminal and environment facts come in through [`Env`],
+//! the streams through [`Io`]: nothing below reads the process's stdin or writes its stderr.
+
+mod apply;
+mod bind;
+mod check;
+mod completions;
+mod detect;
+mod iommu;
+mod man;
+mod plan;
+mod render;
+mod rollback;
+
+use crate::cli::{Cli, ColorChoice, Command, Hooks};
+use crate::hooks;
+use crate::host::pci::Pci;
+use crate::inspect;
+use crate::install;
+use crate::plan::Plan;
+use crate::profile::Profile;
+use crate::root::{Files, Root};
+use crate::style::Style;
+use anyhow::{Result, bail};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+/// What the process knows about where it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    pub stdout_is_terminal: bool,
+    pub stdin_is_terminal: bool,
+    pub no_color: bool,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        use std::io::IsTerminal;
+        Env {
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// The streams a command talks through: results to `out`, waiting notices to `err`, answers
+/// from `input` (apply's confirmation).
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn BufRead,
+}
+
+/// What every command gets: the root, the output style and verbosity, the environment.
+pub struct Ctx {
+    pub root: Root,
+    pub style: Style,
+    pub quiet: bool,
+    pub verbose: bool,
+    pub env: Env,
+}
+
+/// Runs with the process's environment, stdin and stderr.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
+    let mut err = std::io::stderr();
+    let mut input = std::io::stdin().lock();
+    run_with(
+        cli,
+        Env::from_process(),
+        &mut Io {
+            out,
+            err: &mut err,
+            input: &mut input,
+        },
+    )
+}
+
+fn hooks_mode(hooks: Hooks, no_hooks: bool) -> hooks::Hooks {
+    if no_hooks { Hooks::None } else { hooks }.into()
+}
+
+pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
+    let g = &cli.global;
+    if !g.root.is_dir() {
+        bail!("--root {}: no such directory", g.root.display());
+    }
+    let ctx = Ctx {
+        root: Root::new(&g.root),
+        style: Style {
+            color: match g.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => env.stdout_is_terminal && !env.no_color,
+            },
+        },
+        quiet: g.quiet,
+        verbose: g.verbose,
+        env,
+    };
+    match cli.command {
+        Command::Plan {
+            profile,
+            revert,
+            format,
+            exit_code,
+        } => plan::run(
+            &ctx,
+            &plan::Options {
+                profile: profile.profile,
+                revert,
+                format,
+                exit_code,
+            },
+            io.out,
+        ),
+        Command::Render {
+            profile,
+            out,
+            check,
+        } => render::run(
+            &ctx,
+            &render::Options {
+                profile: profile.profile,
+                out,
+                check,
+            },
+            io.out,
+        ),
+        Command::Completions { shell } => completions::run(shell, io.out),
+        Command::Man { dir } => man::run(dir.as_deref(), io.out),
+        Command::Apply {
+            profile,
+            revert,
+            yes,
+            force,
+            hooks,
+            no_hooks,
+            format,
+            no_wait,
+        } => apply::run(
+            &ctx,
+            &apply::Options {
+                profile: profile.profile,
+                revert,
+                yes,
+                force,
+                hooks: hooks_mode(hooks, no_hooks),
+                format,
+                no_wait,
+            },
+            io,
+        ),
+        Command::Rollback {
+            list,
+            id,
+            force,
+            profile,
+            hooks,
+            no_hooks,
+            no_wait,
+        } => rollback::run(
+            &ctx,
+            &rollback::Options {
+                list,
+                id,
+                force,
+                profile: profile.profile,
+                hooks: hooks_mode(hooks, no_hooks),
+                no_wait,
+            },
+            io,
+        ),
+        Command::Iommu { format } => iommu::run(&ctx, format, io.out),
+        Command::Detect { gpu } => detect::run(&ctx, &gpu, io.out),
+        Command::Check { profile, format } => check::run(
+            &ctx,
+            &check::Options {
+                profile: profile.profile,
+                format,
+            },
+            io.out,
+        ),
+        Command::Bind {
+            profile,
+            bdf,
+            force,
+            dry_run,
+        } => bind::run(
+            &ctx,
+            &bind::Options {
+                profile: profile.profile,
+                bdfs: bdf,
+                to_vfio: true,
+                force,
+                dry_run,
+            },
+            io.out,
+        ),
+        Command::Unbind {
+            profile,
+            bdf,
+            dry_run,
+        } => bind::run(
+            &ctx,
+            &bind::Options {
+                profile: profile.profile,
+                bdfs: bdf,
+                to_vfio: false,
+                force: true,
+                dry_run,
+            },
+            io.out,
+        ),
+    }
+}
+
+/// `-p PROFILE`, or the root's `/etc/vfio-gen/profile.toml`.
+fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
+    match profile {
+        Some(p) => Ok(p.clone()),
+        None => root.join("/etc/vfio-gen/profile.toml"),
+    }
+}
+
+fn load_plan(root: &Root, profile: &Option<PathBuf>, revert: bool) -> Result<Plan> {
+    let profile = Profile::load(&profile_path(root, profile)?)?;
+    plan_for(root, &profile, revert)
+}
+
+/// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
+/// a sysfs to read): devices the host likely needs that `ids` would take.
+fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
+    let mut plan = crate::plan::build(profile, root, revert)?;
+    for h in install::pending_hooks(root)? {
+        plan.warnings.push(format!(
+            "`{}` failed after an earlier apply and has not succeeded since: the images it builds are stale; `vfio-gen apply` runs it again",
+            h.command.join(" ")
+        ));
+        plan.pending_hooks.push(h);
+    }
+    if !revert && root.exists("/sys/bus/pci/devices") {
+        let pci = Pci::read(root)?;
+        for (_, risk) in inspect::profile_risks(&pci, profile) {
+            plan.warnings.push(risk);
+        }
+        for id in &profile.ids {
+            if !pci.devices.iter().any(|d| &d.id() == id) {
+                plan.warnings.push(format!(
+                    "vfio.ids has {id}, which no PCI device under {} has: a typo, or a card not in this machine? `vfio-gen iommu` lists the IDs",
+                    root.join("/sys/bus/pci/devices")?.display()
+                ));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn say_recovery(r: install::Recovery, out: &mut dyn Write) -> Result<()> {
+    match r {
+        install::Recovery::Nothing => {}
+        install::Recovery::RolledBack(id) => writeln!(
+            out,
+            "An interrupted apply ({id}) was found and undone: every file it touched has its old bytes again."
+        )?,
+        install::Recovery::Finished(id) => writeln!(
+            out,
+            "An interrupted apply ({id}) had put every file in place; it is now recorded as complete."
+        )?,
+    }
+    Ok(())
+}
+
+/// Runs the hooks (or says what to run by hand) and reports; `Err` when one failed.
+fn run_hooks(
+    list: &[crate::plan::Hook],
+    mode: hooks::Hooks,
+    root: &Root,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Vec<hooks::HookRun>> {
+    let mode = hooks::effective(mode, root);
+    let runs = hooks::run(list, mode, root);
+    if !json {
+        for r in &runs {
+            match r.status {
+                hooks::HookStatus::Ok => writeln!(out, "ran {}", r.command.join(" "))?,
+                hooks::HookStatus::Skipped => writeln!(
+                    out,
+                    "run by hand (hooks are off for --root {}): {}",
+                    root.dir().display(),
+                    r.command.join(" ")
+                )?,
+                hooks::HookStatus::Failed => {
+                    write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Remembers the hooks of `list` that failed (those that ran and succeeded, or were not
+/// asked for, are forgotten; those skipped stay as they were).
+fn remember_failed(root: &Root, list: &[crate::plan::Hook], runs: &[hooks::HookRun]) -> Result<()> {
+    let mut pending = install::pending_hooks(root)?;
+    for (h, r) in list.iter().zip(runs) {
+        match r.status {
+            hooks::HookStatus::Ok => pending.retain(|p| p.name != h.name),
+            hooks::HookStatus::Failed if !pending.iter().any(|p| p.name == h.name) => {
+                pending.push(h.clone())
+            }
+            _ => {}
+        }
+    }
+    install::set_pending_hooks(root, &pending)
+}
+
+/// Exit 3 (files installed, a hook failed) or 0.
+fn hooks_outcome(runs: &[hooks::HookRun], state: &str) -> Result<u8> {
+    match runs.iter().find(|r| r.status == hooks::HookStatus::Failed) {
+        Some(failed) => Err(HookFailed(format!(
+            "{} failed (its output is above); {state}: fix the cause, then `vfio-gen apply` runs it again (or `vfio-gen rollback` undoes the files)",
+            failed.command.join(" ")
+        ))
+        .into()),
+        None => Ok(0),
+    }
+}
+
+/// Files were installed, then a hook failed: exit status 3, not 2 (which means nothing was
+/// written).
+#[derive(Debug)]
+pub struct HookFailed(pub String);
+
+impl std::fmt::Display for HookFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HookFailed {}
+
+/// Settles an interrupted transaction, if there is one, under the lock.
+fn settle(root: &Root, no_wait: bool, io: &mut Io) -> Result<()> {
+    if install::pending(root)?.is_some() {
+        let _lock = lock(root, no_wait, io.err)?;
+        say_recovery(install::recover(root)?, io.out)?;
+        install::clean_stale(root)?;
+    }
+    Ok(())
+}
+
+/// Takes the lock; while another vfio-gen holds it, says so on `err`.
+fn lock(root: &Root, no_wait: bool, err: &mut dyn Write) -> Result<install::Lock> {
+    install::lock(root, no_wait, &mut |m| {
+        // A notice only: a closed stderr must not stop the command.
+        let _ = writeln!(err, "{m}");
+    })
+}
