@@ -13,7 +13,7 @@
 
 use crate::host::initramfs_image::{self, Contents, Kind};
 use crate::plan;
-use crate::profile::{Bootloader, Initramfs, Profile};
+use crate::profile::{Bootloader, Profile};
 use crate::root::Files;
 use crate::targets::lines::{self, Shape};
 use crate::targets::{initramfs, modprobe};
@@ -81,12 +81,8 @@ pub fn inputs(profile: &Profile) -> Result<Vec<String>> {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    match profile.initramfs {
-        Initramfs::Mkinitcpio => out.push(initramfs::MKINITCPIO_DROP_IN.into()),
-        Initramfs::Dracut => out.push(initramfs::DRACUT_DROP_IN.into()),
-        Initramfs::InitramfsTools => out.push(initramfs::INITRAMFS_TOOLS_MODULES.into()),
-        Initramfs::Booster => out.push(initramfs::BOOSTER_YAML.into()),
-        Initramfs::None => {}
+    if let Some(g) = initramfs::generator(profile.initramfs) {
+        out.push(g.config().into());
     }
     Ok(out)
 }

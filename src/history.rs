@@ -211,3 +211,145 @@ pub fn reverted(files: &dyn Files, path: &str, current: &[u8]) -> Result<bool> {
         matches!(last, Some((m, e)) if m.kind == Kind::Revert && e.new_sha256.as_deref() == Some(sha256(current).as_str())),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::MemFiles;
+
+    const PATH: &str = "/etc/kernel/cmdline";
+
+    fn manifest(id: &str, seq: u64, kind: Kind, undoes: Option<&str>, entry: Entry) -> Manifest {
+        Manifest {
+            version: 1,
+            id: id.into(),
+            seq,
+            time: "2026-12-01T00:00:00Z".into(),
+            kind,
+            undoes: undoes.map(str::to_string),
+            state: State::Complete,
+            entries: vec![entry],
+        }
+    }
+
+    fn entry(old: Option<&str>, new: Option<&str>) -> Entry {
+        Entry {
+            path: PATH.into(),
+            action: if old.is_some() {
+                Action::Modify
+            } else {
+                Action::Create
+            },
+            old_sha256: old.map(|o| sha256(o.as_bytes())),
+            new_sha256: new.map(|n| sha256(n.as_bytes())),
+            mode: Some(0o644),
+            uid: Some(0),
+            gid: Some(0),
+            rewritten_by: Vec::new(),
+        }
+    }
+
+    fn put(files: &mut MemFiles, m: &Manifest, backup: Option<&str>) {
+        files.put(&Manifest::path(&m.id), serde_json::to_vec(m).unwrap());
+        if let Some(b) = backup {
+            files.put(&Manifest::backup_path(&m.id, PATH), b);
+        }
+    }
+
+    #[test]
+    fn the_original_is_found_back_through_two_applies() {
+        let mut files = MemFiles::new();
+        let a = manifest(
+            "A",
+            1,
+            Kind::Apply,
+            None,
+            entry(Some("rw\n"), Some("rw iommu=pt\n")),
+        );
+        let b = manifest(
+            "B",
+            2,
+            Kind::Apply,
+            None,
+            entry(Some("rw iommu=pt\n"), Some("rw iommu=pt intel_iommu=on\n")),
+        );
+        put(&mut files, &a, Some("rw\n"));
+        put(&mut files, &b, Some("rw iommu=pt\n"));
+        let now = b"rw iommu=pt intel_iommu=on\n";
+        assert_eq!(
+            original(&files, PATH, now).unwrap(),
+            Some(Some(b"rw\n".to_vec()))
+        );
+        assert!(written(&files, PATH).unwrap());
+        // A hand edit since: no backup is known to be the original.
+        assert_eq!(original(&files, PATH, b"rw quiet\n").unwrap(), None);
+        // A backup that does not match its digest is not trusted.
+        files.put(&Manifest::backup_path("A", PATH), "tampered\n");
+        assert_eq!(original(&files, PATH, now).unwrap(), None);
+    }
+
+    #[test]
+    fn a_rollback_undoes_and_a_rollback_of_it_puts_back() {
+        let mut files = MemFiles::new();
+        put(
+            &mut files,
+            &manifest("A", 1, Kind::Apply, None, entry(None, Some("x\n"))),
+            None,
+        );
+        put(
+            &mut files,
+            &manifest("R1", 2, Kind::Rollback, Some("A"), entry(Some("x\n"), None)),
+            Some("x\n"),
+        );
+        let all = manifests(&files).unwrap();
+        assert!(is_undone(&all, "A"));
+        assert_eq!(in_effect(&all).count(), 0);
+        assert!(!written(&files, PATH).unwrap());
+        put(
+            &mut files,
+            &manifest(
+                "R2",
+                3,
+                Kind::Rollback,
+                Some("R1"),
+                entry(None, Some("x\n")),
+            ),
+            None,
+        );
+        let all = manifests(&files).unwrap();
+        assert!(is_undone(&all, "R1") && !is_undone(&all, "A"));
+        let ids: Vec<&str> = in_effect(&all).map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["A"]);
+        // vfio-gen created the file: its original is no file.
+        assert_eq!(original(&files, PATH, b"x\n").unwrap(), Some(None));
+    }
+
+    #[test]
+    fn a_revert_that_left_the_bytes_counts_as_reverted() {
+        let mut files = MemFiles::new();
+        put(
+            &mut files,
+            &manifest(
+                "V",
+                1,
+                Kind::Revert,
+                None,
+                entry(Some("rw iommu=pt\n"), Some("rw\n")),
+            ),
+            Some("rw iommu=pt\n"),
+        );
+        assert!(reverted(&files, PATH, b"rw\n").unwrap());
+        assert!(!reverted(&files, PATH, b"rw quiet\n").unwrap());
+    }
+
+    #[test]
+    fn states_keep_their_words_on_disk() {
+        let m = manifest("A", 1, Kind::Rollback, Some("Z"), entry(None, Some("x\n")));
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""kind":"rollback""#), "{json}");
+        assert!(json.contains(r#""state":"complete""#), "{json}");
+        assert!(json.contains(r#""action":"create""#), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
+}

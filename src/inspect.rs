@@ -6,6 +6,7 @@ use crate::host::cpu::Cpu;
 use crate::host::pci::{Device, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
+use crate::targets::initramfs;
 use anyhow::Result;
 use std::fmt::Write as _;
 
@@ -89,22 +90,12 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
 }
 
 pub fn infer_initramfs(files: &dyn Files) -> (Initramfs, String) {
-    let dracut = files.exists("/etc/dracut.conf")
-        || files
-            .list("/etc/dracut.conf.d")
-            .map(|l| !l.is_empty())
-            .unwrap_or(false);
-    if files.exists("/etc/booster.yaml") {
-        (Initramfs::Booster, "/etc/booster.yaml".into())
-    } else if dracut {
-        (Initramfs::Dracut, "/etc/dracut.conf(.d)".into())
-    } else if files.exists("/etc/mkinitcpio.conf") {
-        (Initramfs::Mkinitcpio, "/etc/mkinitcpio.conf".into())
-    } else if files.exists("/etc/initramfs-tools") {
-        (Initramfs::InitramfsTools, "/etc/initramfs-tools".into())
-    } else {
-        (Initramfs::None, "no initramfs generator recognised".into())
+    for &i in initramfs::DETECT_ORDER {
+        if let Some(evidence) = initramfs::generator(i).and_then(|g| g.detect(files)) {
+            return (i, evidence);
+        }
     }
+    (Initramfs::None, "no initramfs generator recognised".into())
 }
 
 fn toml_name(b: Bootloader) -> &'static str {
@@ -116,13 +107,7 @@ fn toml_name(b: Bootloader) -> &'static str {
 }
 
 fn initramfs_toml(i: Initramfs) -> &'static str {
-    match i {
-        Initramfs::Mkinitcpio => "mkinitcpio",
-        Initramfs::Dracut => "dracut",
-        Initramfs::InitramfsTools => "initramfs-tools",
-        Initramfs::Booster => "booster",
-        Initramfs::None => "none",
-    }
+    initramfs::generator(i).map_or("none", |g| g.name())
 }
 
 fn list(items: &[String]) -> String {
@@ -807,4 +792,49 @@ pub fn check_text(items: &[Item], style: crate::style::Style, quiet: bool) -> St
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::MemFiles;
+
+    #[test]
+    fn the_generator_is_read_off_its_configuration() {
+        let arch = MemFiles::new().with("/etc/mkinitcpio.conf", "HOOKS=(base)\n");
+        assert_eq!(infer_initramfs(&arch).0, Initramfs::Mkinitcpio);
+        // EndeavourOS: dracut, with mkinitcpio.conf left from the Arch base.
+        let eos = arch
+            .clone()
+            .with("/etc/dracut.conf.d/eos.conf", "hostonly=yes\n");
+        assert_eq!(
+            infer_initramfs(&eos),
+            (Initramfs::Dracut, "/etc/dracut.conf(.d)".to_string())
+        );
+        let booster = eos.with("/etc/booster.yaml", "universal: false\n");
+        assert_eq!(infer_initramfs(&booster).0, Initramfs::Booster);
+        let debian = MemFiles::new().with("/etc/initramfs-tools/modules", "# List\n");
+        assert_eq!(infer_initramfs(&debian).0, Initramfs::InitramfsTools);
+        assert_eq!(infer_initramfs(&MemFiles::new()).0, Initramfs::None);
+        assert_eq!(initramfs_toml(Initramfs::InitramfsTools), "initramfs-tools");
+        assert_eq!(initramfs_toml(Initramfs::None), "none");
+    }
+
+    #[test]
+    fn the_boot_loader_is_read_off_its_files() {
+        let entries = MemFiles::new().with("/boot/loader/entries/arch.conf", "options rw\n");
+        assert_eq!(infer_bootloader(&entries).0, Bootloader::SystemdBoot);
+        let both = entries
+            .clone()
+            .with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        assert_eq!(
+            infer_bootloader(&both),
+            (Bootloader::Grub, "/etc/default/grub".to_string())
+        );
+        let proxmox = MemFiles::new()
+            .with("/etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1\n")
+            .with("/usr/sbin/proxmox-boot-tool", "#!/bin/sh\n");
+        assert_eq!(infer_bootloader(&proxmox).0, Bootloader::KernelCmdline);
+        assert!(infer_bootloader(&MemFiles::new()).1.contains("a guess"));
+    }
 }

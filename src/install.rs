@@ -465,18 +465,27 @@ pub fn rollback_ops(
     id: Option<&str>,
     force: bool,
 ) -> Result<(crate::history::Manifest, Vec<Op>)> {
+    let backups = root
+        .join(crate::history::BACKUPS)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    rollback_ops_in(root, &backups, id, force)
+}
+
+/// [`rollback_ops`] on any tree; `backups`: the backup directory as messages show it.
+pub fn rollback_ops_in(
+    root: &dyn Files,
+    backups: &str,
+    id: Option<&str>,
+    force: bool,
+) -> Result<(crate::history::Manifest, Vec<Op>)> {
     let all = crate::history::manifests(root)?;
     let target = match id {
         Some(id) => all.iter().find(|m| m.id == id).ok_or_else(|| {
             anyhow::anyhow!("there is no backup {id}; `vfio-gen rollback --list` shows them")
         })?,
         None => crate::history::in_effect(&all).next().ok_or_else(|| {
-            anyhow::anyhow!(
-                "nothing to roll back: no apply under {} is left to undo",
-                root.join(crate::history::BACKUPS)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            )
+            anyhow::anyhow!("nothing to roll back: no apply under {backups} is left to undo")
         })?,
     };
     if crate::history::is_undone(&all, &target.id) {
@@ -522,4 +531,101 @@ pub fn rollback_ops(
         );
     }
     Ok((target.clone(), ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Action, Entry, Kind, State};
+    use crate::root::MemFiles;
+
+    const ENTRY: &str = "/boot/loader/entries/arch.conf";
+    const VFIO: &str = "/etc/modprobe.d/vfio.conf";
+
+    /// A tree after one apply that modified the entry and created vfio.conf.
+    fn applied() -> MemFiles {
+        let e = |path: &str, old: Option<&str>, new: &str| Entry {
+            path: path.into(),
+            action: if old.is_some() {
+                Action::Modify
+            } else {
+                Action::Create
+            },
+            old_sha256: old.map(|o| sha256(o.as_bytes())),
+            new_sha256: Some(sha256(new.as_bytes())),
+            mode: old.map(|_| 0o600),
+            uid: old.map(|_| 0),
+            gid: old.map(|_| 0),
+            rewritten_by: Vec::new(),
+        };
+        let m = Manifest {
+            version: 1,
+            id: "A".into(),
+            seq: 1,
+            time: "2026-12-01T00:00:00Z".into(),
+            kind: Kind::Apply,
+            undoes: None,
+            state: State::Complete,
+            entries: vec![
+                e(ENTRY, Some("options rw\n"), "options rw iommu=pt\n"),
+                e(VFIO, None, "options vfio-pci ids=10de:2204\n"),
+            ],
+        };
+        MemFiles::new()
+            .with(ENTRY, "options rw iommu=pt\n")
+            .with(VFIO, "options vfio-pci ids=10de:2204\n")
+            .with(&Manifest::path("A"), serde_json::to_vec(&m).unwrap())
+            .with(&Manifest::backup_path("A", ENTRY), "options rw\n")
+    }
+
+    #[test]
+    fn rolling_back_restores_the_backup_and_removes_what_was_created() {
+        let (target, ops) = rollback_ops_in(&applied(), "/b", None, false).unwrap();
+        assert_eq!(target.id, "A");
+        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            (ops[0].path.as_str(), ops[0].new.as_deref(), ops[0].meta),
+            (ENTRY, Some(&b"options rw\n"[..]), Some((0o600, 0, 0)))
+        );
+        assert_eq!((ops[1].path.as_str(), ops[1].new.as_deref()), (VFIO, None));
+        assert_eq!(ops[1].meta, None);
+    }
+
+    #[test]
+    fn a_file_changed_by_hand_is_refused_unless_forced() {
+        let files = applied().with(ENTRY, "options rw quiet\n");
+        let err = rollback_ops_in(&files, "/b", None, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("these files changed since A and would be overwritten: /boot/loader/entries/arch.conf;"),
+            "{err}"
+        );
+        assert_eq!(
+            rollback_ops_in(&files, "/b", None, true).unwrap().1.len(),
+            2
+        );
+    }
+
+    #[test]
+    fn nothing_to_roll_back_and_unknown_ids_say_so() {
+        let err = rollback_ops_in(&MemFiles::new(), "/r/var/lib/vfio-gen/backups", None, false)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "nothing to roll back: no apply under /r/var/lib/vfio-gen/backups is left to undo"
+        );
+        let err = rollback_ops_in(&applied(), "/b", Some("B"), false).unwrap_err();
+        assert!(
+            err.to_string().starts_with("there is no backup B;"),
+            "{err}"
+        );
+        let mut files = applied();
+        files.remove(&Manifest::backup_path("A", ENTRY));
+        let err = rollback_ops_in(&files, "/b", None, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the backup of /boot/loader/entries/arch.conf is missing"),
+            "{err}"
+        );
+    }
 }

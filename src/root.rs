@@ -220,9 +220,78 @@ impl Files for Root {
     }
 }
 
+/// A host tree in memory, for tests of the code that reads through [`Files`]: paths are
+/// system paths (`/etc/...`) and directories exist when a file is under them.
+#[derive(Debug, Clone, Default)]
+pub struct MemFiles {
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl MemFiles {
+    pub fn new() -> MemFiles {
+        MemFiles::default()
+    }
+
+    /// Adds (or replaces) a file.
+    pub fn with(mut self, path: &str, bytes: impl AsRef<[u8]>) -> MemFiles {
+        self.put(path, bytes);
+        self
+    }
+
+    pub fn put(&mut self, path: &str, bytes: impl AsRef<[u8]>) {
+        self.files.insert(path.to_string(), bytes.as_ref().to_vec());
+    }
+
+    pub fn remove(&mut self, path: &str) {
+        self.files.remove(path);
+    }
+}
+
+impl Files for MemFiles {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.files.get(path).cloned())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.files.contains_key(path) || self.files.keys().any(|p| p.starts_with(&prefix))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mem_files_list_names_once_and_see_directories() {
+        let m = MemFiles::new()
+            .with(
+                "/etc/modprobe.d/vfio.conf",
+                "options vfio-pci ids=10de:2204\n",
+            )
+            .with("/etc/modprobe.d/b.conf", "")
+            .with("/etc/mkinitcpio.conf.d/x/y.conf", "");
+        assert_eq!(m.list("/etc/modprobe.d").unwrap(), ["b.conf", "vfio.conf"]);
+        assert_eq!(m.list("/etc/mkinitcpio.conf.d").unwrap(), ["x"]);
+        assert!(m.list("/etc/dracut.conf.d").unwrap().is_empty());
+        assert!(m.exists("/etc/modprobe.d") && m.exists("/etc/modprobe.d/b.conf"));
+        assert!(!m.exists("/etc/modprobe") && !m.exists("/etc/dracut.conf"));
+        assert_eq!(m.read("/etc/modprobe.d/b.conf").unwrap(), Some(Vec::new()));
+        assert_eq!(m.read("/etc/nothing").unwrap(), None);
+    }
 
     #[test]
     fn rejects_relative_and_parent_paths() {

@@ -1,0 +1,225 @@
+//! Planning GRUB: the defaults file and its `grub.d` drop-ins (read by Debian's grub-mkconfig
+//! only), edit or drop-in mode, and the check of every GRUB file before and after
+//! (docs/grub.md). The editing itself is `targets::grub`.
+
+use super::Ownership;
+use super::ctx::Ctx;
+use crate::cmdline::Opt;
+use crate::host;
+use crate::profile::{GrubMode, Profile};
+use crate::shell::Verdict;
+use crate::targets::{self, grub};
+use anyhow::{Result, bail};
+
+impl Ctx<'_> {
+    pub(super) fn grub(
+        &mut self,
+        profile: &Profile,
+        wanted: &[Opt],
+        facts: &host::Facts,
+    ) -> Result<()> {
+        let main = &profile.grub.file;
+        let Some(main_bytes) = self.files.read(main)? else {
+            bail!(
+                "{main} does not exist under the root; is GRUB installed? Set [grub] file in the profile if it lives elsewhere"
+            );
+        };
+        let dir = format!(
+            "{}/grub.d",
+            main.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+        );
+        let drop_in_path = format!("{dir}/vfio-gen.cfg");
+        let mut sources = vec![grub::Source {
+            path: main.clone(),
+            bytes: main_bytes,
+        }];
+        let mut after_ours = Vec::new();
+        let read_by_grub = facts.debian_like() || facts.os_release_id.is_none();
+        let listed = self.files.list(&dir)?;
+        if !read_by_grub && listed.iter().any(|n| n.ends_with(".cfg")) {
+            self.plan.notes.push(format!(
+                "{dir}/*.cfg is read by Debian and Ubuntu's grub-mkconfig only; on this host those files do nothing, so vfio-gen ignores them"
+            ));
+        }
+        for name in listed.into_iter().filter(|_| read_by_grub) {
+            let path = format!("{dir}/{name}");
+            if !name.ends_with(".cfg") || path == drop_in_path {
+                continue;
+            }
+            if let Some(bytes) = self.files.read(&path)? {
+                if profile.grub.mode == GrubMode::DropIn && name.as_str() > "vfio-gen.cfg" {
+                    after_ours.push(grub::Source { path, bytes });
+                } else {
+                    sources.push(grub::Source { path, bytes });
+                }
+            }
+        }
+        for s in sources.iter().chain(&after_ours) {
+            self.grub_check(&s.path, &s.bytes, false)?;
+        }
+        let variable = &profile.grub.variable;
+        match profile.grub.mode {
+            GrubMode::Edit => {
+                let config = grub::GrubConfig::parse(sources.clone())?;
+                if let Some((file, line)) = config.last_assignment(variable)
+                    && file != *main
+                {
+                    self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
+                }
+                self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
+                for (place, found, w) in config.conditional_conflicts(wanted) {
+                    self.plan.warnings.push(format!(
+                        "{place}: `{found}` is added only when a condition holds, and then it overrides {w}: make it agree with the profile, or remove it"
+                    ));
+                }
+                let (new, notes) = config.edit(variable, wanted, self.revert)?;
+                self.plan.notes.extend(notes);
+                if !self.revert {
+                    // The line the kernel will get from these files (docs/kernel-cmdline.md).
+                    let after: Vec<grub::Source> = sources
+                        .iter()
+                        .zip(&new)
+                        .map(|(s, n)| grub::Source {
+                            path: s.path.clone(),
+                            bytes: n.clone(),
+                        })
+                        .collect();
+                    if let Ok(c) = grub::GrubConfig::parse(after) {
+                        let warn = crate::cmdline::length_check(main, &c.kernel_line())
+                            .map_err(anyhow::Error::msg)?;
+                        self.plan.warnings.extend(warn);
+                    }
+                }
+                for (src, new) in sources.into_iter().zip(new) {
+                    if src.bytes != new || src.path == *main {
+                        self.grub_write(&src.path, Ownership::Edited, Some(src.bytes), Some(new))?;
+                    }
+                }
+            }
+            GrubMode::DropIn => {
+                if facts.os_release_id.is_some() && !facts.debian_like() {
+                    bail!(
+                        "[grub] mode = \"drop-in\" needs Debian or Ubuntu: only their grub-mkconfig reads {dir}/*.cfg, and this root's /etc/os-release says {}; use mode = \"edit\"",
+                        facts.os_release_id.as_deref().unwrap_or("?")
+                    );
+                }
+                let options: Vec<String> = match grub::GrubConfig::parse(sources) {
+                    Ok(config) => {
+                        let line = config.kernel_line();
+                        self.cmdline_ids_warning(main, &line, wanted);
+                        let missing = config.missing(wanted)?;
+                        if !self.revert {
+                            let whole = format!("{line} {}", missing.join(" "));
+                            let warn = crate::cmdline::length_check(&drop_in_path, whole.trim())
+                                .map_err(anyhow::Error::msg)?;
+                            self.plan.warnings.extend(warn);
+                        }
+                        for w in wanted {
+                            let conflicting = line.split_whitespace().any(|t| {
+                                let o = Opt::parse(t);
+                                crate::cmdline::same_setting(&o, w) && o != *w
+                            });
+                            if conflicting && missing.contains(&w.text()) {
+                                self.plan.warnings.push(format!(
+                                    "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
+                                    w.name
+                                ));
+                            }
+                        }
+                        missing
+                    }
+                    Err(e) => {
+                        let what = match e.downcast_ref::<grub::UnsafeAssignment>() {
+                            Some(u) => u.what(),
+                            None => e.to_string(),
+                        };
+                        self.plan.warnings.push(format!(
+                            "{what}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)"
+                        ));
+                        wanted.iter().map(|w| w.text()).collect()
+                    }
+                };
+                let content = targets::render(
+                    "grub-drop-in.cfg.j2",
+                    minijinja::context! { variable, options },
+                )?;
+                self.grub_write(
+                    &drop_in_path,
+                    Ownership::Owned,
+                    None,
+                    Some(content.into_bytes()),
+                )?;
+                for s in &after_ours {
+                    if grub::GrubConfig::parse(vec![s.clone()])
+                        .ok()
+                        .and_then(|c| c.last_assignment(variable))
+                        .is_some()
+                    {
+                        self.plan.warnings.push(format!(
+                            "{} is read after vfio-gen.cfg and assigns {variable}: check that it keeps the value (\"${variable} ...\")",
+                            s.path
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every GRUB file the plan writes goes through here: the change is recorded (an edited
+    /// file through [`Self::edited`], the owned drop-in through [`Self::owned`]), then the bytes
+    /// it leaves are checked like the files it read (docs/grub.md).
+    fn grub_write(
+        &mut self,
+        path: &str,
+        ownership: Ownership,
+        old: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<()> {
+        match ownership {
+            Ownership::Edited => self.edited(path, old, new)?,
+            Ownership::Owned => self.owned(path, new)?,
+        }
+        let result = self
+            .plan
+            .changes
+            .last()
+            .filter(|c| c.path == path && c.changed())
+            .and_then(|c| c.new.clone());
+        if let Some(bytes) = result {
+            self.grub_check(path, &bytes, true)?;
+        }
+        Ok(())
+    }
+
+    /// A GRUB file (as it is, or as the plan leaves it) must pass vfio-gen's reading of the
+    /// shell grammar and this machine's `/bin/sh -n`; without a shell the grammar check alone
+    /// decides, and a note says so (docs/grub.md).
+    fn grub_check(&mut self, path: &str, bytes: &[u8], edited: bool) -> Result<()> {
+        let lexed = grub::syntax(bytes, path);
+        let verdict = self.shell.check(path, bytes);
+        let bug =
+            "this is a bug in vfio-gen, and nothing was written: please report it with the file";
+        match (lexed, verdict) {
+            (Err(e), _) if edited => bail!("{path}, as vfio-gen would leave it: {e:#}; {bug}"),
+            (Ok(()), Verdict::Rejects(msg)) if edited => bail!(
+                "{path}, as vfio-gen would leave it, does not pass `/bin/sh -n`: {msg}; {bug}"
+            ),
+            (Err(e), Verdict::Rejects(msg)) => bail!("{e:#}. `/bin/sh -n` agrees: {msg}"),
+            (Err(e), _) => return Err(e),
+            (Ok(()), Verdict::Rejects(msg)) => bail!(
+                "{path}: `/bin/sh -n` rejects the file: {msg}. grub-mkconfig would stop on it too: fix it by hand, then run vfio-gen again (it changed nothing)"
+            ),
+            (Ok(()), Verdict::Unavailable(why)) => {
+                let note = format!(
+                    "{why}, so the GRUB files were checked by vfio-gen's own reading of the shell grammar only, not also by `sh -n` (docs/grub.md)"
+                );
+                if !self.plan.notes.contains(&note) {
+                    self.plan.notes.push(note);
+                }
+            }
+            (Ok(()), Verdict::Parses) => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! The plan: for a profile and a host tree, every file vfio-gen manages with its current and
+//! desired bytes, the hooks `apply` would run, and the warnings about what else on the host
+//! could undo the result. Reads through [`Files`] only; writes nothing.
+
+use crate::digest::sha256;
+use crate::host;
+use crate::kernel;
+use crate::profile::{Bootloader, Initramfs, Profile};
+use crate::root::Files;
+use crate::shell::Shell;
+use crate::targets::{self, initramfs, lines, modprobe};
+use anyhow::{Result, bail};
+
+/// Whether vfio-gen owns the whole file or edits a part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    Owned,
+    Edited,
+}
+
+pub use crate::history::Action;
+
+mod ctx;
+mod grub;
+
+use ctx::Ctx;
+
+/// One managed file.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The system path (`/etc/...`), joined to the root only when touching the disk.
+    pub path: String,
+    pub ownership: Ownership,
+    pub old: Option<Vec<u8>>,
+    /// `None`: the file is removed (or stays absent).
+    pub new: Option<Vec<u8>>,
+}
+
+impl Change {
+    pub fn action(&self) -> Action {
+        match (&self.old, &self.new) {
+            (None, None) => Action::Unchanged,
+            (None, Some(_)) => Action::Create,
+            (Some(_), None) => Action::Delete,
+            (Some(o), Some(n)) if o == n => Action::Unchanged,
+            (Some(o), Some(_)) if self.ownership == Ownership::Owned && !targets::is_ours(o) => {
+                Action::Replace
+            }
+            (Some(_), Some(_)) => Action::Modify,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.action() != Action::Unchanged
+    }
+}
+
+/// A program `apply` runs after installing, because one of its inputs changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hook {
+    pub name: String,
+    pub command: Vec<String>,
+    /// The changed files that make it run.
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every managed file, sorted by path.
+    pub changes: Vec<Change>,
+    pub hooks: Vec<Hook>,
+    /// Hooks that failed after an earlier apply and have not succeeded since: the images they
+    /// build are stale; `apply` runs them again.
+    pub pending_hooks: Vec<Hook>,
+    pub warnings: Vec<String>,
+    /// Things worth knowing that need no action.
+    pub notes: Vec<String>,
+    /// A plan that takes vfio-gen's changes out (`--revert`).
+    pub revert: bool,
+}
+
+impl Plan {
+    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.changed())
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.pending().next().is_none()
+    }
+
+    /// What the plan would change, as (path, old sha256, new sha256) per pending file: two
+    /// plans with the same fingerprint write the same bytes over the same bytes. `apply` plans
+    /// again under the lock and goes on only when this is unchanged.
+    pub fn fingerprint(&self) -> Vec<(String, Option<String>, Option<String>)> {
+        self.pending()
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.old.as_deref().map(sha256),
+                    c.new.as_deref().map(sha256),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Computes the plan for a profile on a host tree; GRUB files are also checked with this
+/// machine's `/bin/sh -n` (docs/grub.md).
+pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan> {
+    build_with(profile, files, revert, &Shell::system())
+}
+
+/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]).
+pub fn build_with(
+    profile: &Profile,
+    files: &dyn Files,
+    revert: bool,
+    shell: &Shell,
+) -> Result<Plan> {
+    let facts = host::Facts::read(files)?;
+    let mut plan = Plan {
+        revert,
+        ..Plan::default()
+    };
+    let mut b = Ctx {
+        files,
+        revert,
+        plan: &mut plan,
+        shell,
+    };
+    b.profile_warnings(profile, &facts);
+
+    let builtin = facts.vfio_pci_builtin.is_some();
+    if let Some(release) = &facts.vfio_pci_builtin {
+        b.plan.notes.push(format!(
+            "vfio-pci is built into kernel {release} (modules.builtin): modprobe options do not reach it, so the ids go on the command line as vfio-pci.ids="
+        ));
+    }
+    let wanted = profile.kernel_options(builtin);
+    if !revert {
+        let own: Vec<String> = wanted.iter().map(|o| o.text()).collect();
+        crate::cmdline::length_check("the profile's kernel options", &own.join(" "))
+            .map_err(anyhow::Error::msg)?;
+    }
+
+    // modprobe.d
+    let owned_modprobe = modprobe::files(profile)?;
+    for (path, content) in &owned_modprobe {
+        b.owned(path, Some(content.clone().into_bytes()))?;
+    }
+    b.modprobe_conflicts(&owned_modprobe)?;
+
+    // initramfs
+    let virqfd = match profile.kernel_version {
+        Some(v) => kernel::has_virqfd_module(v),
+        None => facts
+            .kernels
+            .iter()
+            .any(|(_, v)| kernel::has_virqfd_module(*v)),
+    };
+    if virqfd && profile.initramfs != Initramfs::None {
+        b.plan.notes.push("a kernel older than 6.2 is installed or named in kernel.version: vfio_virqfd is listed with the VFIO modules (newer kernels fold it into vfio)".into());
+    }
+    let modules = initramfs::modules(virqfd);
+    if let Some(g) = initramfs::generator(profile.initramfs) {
+        let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
+        g.plan(&mut b, &modules, &included)?;
+    }
+
+    // boot loader
+    match profile.bootloader {
+        Bootloader::Grub => b.grub(profile, &wanted, &facts)?,
+        Bootloader::SystemdBoot => {
+            let entries = if profile.entries.is_empty() {
+                discover_entries(files)?
+            } else {
+                profile.entries.clone()
+            };
+            if entries.is_empty() {
+                bail!(
+                    "no systemd-boot entries found in /efi/loader/entries, /boot/loader/entries or /boot/efi/loader/entries under the root; mount the ESP, or list them in [systemd-boot] entries"
+                );
+            }
+            for path in entries {
+                b.line_file(&path, lines::Shape::Entry, &wanted, true)?;
+            }
+            if files.read(KERNEL_CMDLINE)?.is_some() {
+                b.plan.notes.push(format!("{KERNEL_CMDLINE} exists: kernel-install writes new entries from it, so it is edited too"));
+                b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
+            }
+        }
+        Bootloader::KernelCmdline => {
+            b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
+            if !files.exists("/usr/sbin/proxmox-boot-tool") {
+                b.plan.notes.push(format!(
+                    "{KERNEL_CMDLINE} reaches the boot entries or unified kernel images when they are written again: after apply, run `kernel-install add <version> /usr/lib/modules/<version>/vmlinuz` for each installed kernel (or reinstall the kernel package)"
+                ));
+            }
+        }
+    }
+
+    // Files an earlier profile had vfio-gen write and this one does not produce go away.
+    let produced: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();
+    for (path, bytes) in stale_owned(files, &produced)? {
+        plan.notes.push(format!("{path} was written by vfio-gen for an earlier profile; this one does not produce it, so it is removed"));
+        plan.changes.push(Change {
+            path,
+            ownership: Ownership::Owned,
+            old: Some(bytes),
+            new: None,
+        });
+    }
+    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
+    plan.hooks = hooks(profile, &changed, &facts, files);
+    if profile.bootloader == Bootloader::Grub
+        && grub_cfg(files).is_none()
+        && changed.iter().any(|p| grub_input(profile, p))
+    {
+        plan.notes.push(format!(
+            "no grub.cfg under {}: GRUB is not installed on this root yet, so there is nothing to regenerate; grub-install and update-grub (grub-mkconfig) will read the options from {}",
+            GRUB_CFGS.join(" or "),
+            profile.grub.file
+        ));
+    }
+    Ok(plan)
+}
+
+/// Where grub-mkconfig's output lives: Debian, Arch and others use /boot/grub, Fedora and
+/// openSUSE /boot/grub2 (docs/boot-paths.md).
+const GRUB_CFGS: &[&str] = &["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
+
+/// The grub.cfg that exists under the root, if GRUB has been installed there.
+fn grub_cfg(files: &dyn Files) -> Option<&'static str> {
+    GRUB_CFGS.iter().copied().find(|p| files.exists(p))
+}
+
+fn grub_input(profile: &Profile, path: &str) -> bool {
+    path == profile.grub.file || path.contains("/grub.d/")
+}
+
+/// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
+/// A file in /etc hides one of the same name elsewhere; both are reported, which is enough.
+pub fn modprobe_conflicts(files: &dyn Files, owned: &[&str]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for dir in [
+        "/etc/modprobe.d",
+        "/run/modprobe.d",
+        "/usr/local/lib/modprobe.d",
+        "/usr/lib/modprobe.d",
+        "/lib/modprobe.d",
+    ] {
+        for name in files.list(dir)? {
+            let path = format!("{dir}/{name}");
+            if !name.ends_with(".conf") || owned.contains(&path.as_str()) {
+                continue;
+            }
+            let Some(bytes) = files.read(&path)? else {
+                continue;
+            };
+            for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
+                out.push((format!("{path}:{line}"), text));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Files at paths vfio-gen owns, carrying its header, that are not in `produced`.
+pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    // modprobe.d, the drop-ins of the generators that own one, GRUB's drop-in.
+    let mut candidates = vec![("/etc/modprobe.d", None)];
+    for g in initramfs::ALL
+        .iter()
+        .filter_map(|i| initramfs::generator(*i))
+    {
+        if g.owns_config()
+            && let Some((dir, name)) = g.config().rsplit_once('/')
+        {
+            candidates.push((dir, Some(name)));
+        }
+    }
+    candidates.push(("/etc/default/grub.d", Some("vfio-gen.cfg")));
+    for (dir, only) in candidates {
+        for name in files.list(dir)? {
+            let ours_by_name = match only {
+                Some(n) => name == n,
+                None => {
+                    name == "vfio.conf"
+                        || (name.starts_with("blacklist-") && name.ends_with(".conf"))
+                }
+            };
+            let path = format!("{dir}/{name}");
+            if !ours_by_name || produced.contains(&path) {
+                continue;
+            }
+            if let Some(bytes) = files.read(&path)?
+                && targets::is_ours(&bytes)
+            {
+                out.push((path, bytes));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
+const ENTRY_DIRS: [&str; 3] = [
+    "/efi/loader/entries",
+    "/boot/loader/entries",
+    "/boot/efi/loader/entries",
+];
+
+/// Every `*.conf` loader entry under the usual ESP and XBOOTLDR mount points.
+pub fn discover_entries(files: &dyn Files) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for dir in ENTRY_DIRS {
+        for name in files.list(dir)? {
+            if name.ends_with(".conf") {
+                out.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The hooks to run after the files at `changed` were replaced.
+pub fn hooks_for(profile: &Profile, changed: &[String], files: &dyn Files) -> Result<Vec<Hook>> {
+    Ok(hooks(profile, changed, &host::Facts::read(files)?, files))
+}
+
+fn hooks(
+    profile: &Profile,
+    changed: &[String],
+    facts: &host::Facts,
+    files: &dyn Files,
+) -> Vec<Hook> {
+    let inputs = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        changed.iter().filter(|p| pred(p)).cloned().collect()
+    };
+    let mut out = Vec::new();
+    let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
+    if let Some(g) = initramfs::generator(profile.initramfs) {
+        // mkinitcpio and dracut build unified kernel images too, with /etc/kernel/cmdline inside.
+        let i =
+            inputs(&|p| modprobe_or(p, g.config()) || (g.embeds_cmdline() && p == KERNEL_CMDLINE));
+        if !i.is_empty() {
+            out.push(Hook {
+                name: g.name().into(),
+                command: g.hook().iter().map(|s| s.to_string()).collect(),
+                inputs: i,
+            });
+        }
+    }
+    let grub_inputs = inputs(&|p| grub_input(profile, p));
+    // Without a grub.cfg GRUB is not installed yet (an image being built): the configuration
+    // it will generate reads the edited files, and update-grub in a chroot cannot probe the disk.
+    let cfg = grub_cfg(files);
+    if profile.bootloader == Bootloader::Grub && !grub_inputs.is_empty() && cfg.is_some() {
+        let command: Vec<String> = if facts.debian_like() {
+            vec!["update-grub".into()]
+        } else if facts.fedora_like() {
+            [
+                "grub2-mkconfig",
+                "-o",
+                "/boot/grub2/grub.cfg",
+                "--update-bls-cmdline",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            let cfg = cfg.unwrap_or(GRUB_CFGS[0]);
+            vec!["grub-mkconfig".into(), "-o".into(), cfg.into()]
+        };
+        out.push(Hook {
+            name: "grub".into(),
+            command,
+            inputs: grub_inputs,
+        });
+    }
+    let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
+    if !cmdline_inputs.is_empty()
+        && files.exists("/usr/sbin/proxmox-boot-tool")
+        && profile.bootloader == Bootloader::KernelCmdline
+    {
+        out.push(Hook {
+            name: "proxmox-boot-tool".into(),
+            command: vec!["proxmox-boot-tool".into(), "refresh".into()],
+            inputs: cmdline_inputs,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
