@@ -1,0 +1,511 @@
+//! The assignments to the kernel command-line variables in a GRUB file: where each value
+//! starts and ends, its bytes with their quoting, and why one cannot be edited safely.
+
+use super::lex::{Word, syntax, words};
+use super::{Assign, Ctx, Seg, is_name, is_name_start, line_of};
+use anyhow::{Result, bail};
+
+/// The name of `NAME=` or `NAME+=` at the start of a word, and where its value starts.
+pub(super) fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
+    if !w.first().is_some_and(|&b| is_name_start(b)) {
+        return None;
+    }
+    let len = w.iter().position(|&b| !is_name(b)).unwrap_or(w.len());
+    match &w[len..] {
+        [b'=', ..] => Some((&w[..len], len + 1, false)),
+        [b'+', b'=', ..] => Some((&w[..len], len + 2, true)),
+        _ => None,
+    }
+}
+
+/// Lexes a shell file and returns the assignments to the variables in `names`. An assignment
+/// that runs only sometimes (inside `if`, `case`, a loop, a function, after `&&`), or does not
+/// stay (a subshell, before a command), is marked unsafe, unless it only appends to the variable
+/// (`X="$X more"`), which then counts as text vfio-gen never edits.
+pub(super) fn assignments(
+    src: &[u8],
+    file: usize,
+    path: &str,
+    names: &[&str],
+) -> Result<Vec<Assign>> {
+    syntax(src, path)?;
+    let words = words(src, path)?;
+    let mut out = Vec::new();
+    let mut open: Vec<&[u8]> = Vec::new();
+    let mut lead = false;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let text = &src[w.start..w.end];
+        let at_command = w.first || lead;
+        lead = false;
+        i += 1;
+        if !at_command {
+            // Anything else that looks like an assignment to our variables is one vfio-gen
+            // cannot follow (`case` arms, `env X=...`, `eval`): refuse rather than miss it.
+            if let Some((name, _, _)) = assignment_word(text)
+                && names.iter().any(|n| n.as_bytes() == name)
+            {
+                out.push(hidden(
+                    src,
+                    file,
+                    &w,
+                    name,
+                    "is assigned where vfio-gen cannot tell whether it runs",
+                ));
+            }
+            continue;
+        }
+        // `NAME = "..."`: sh runs a command called NAME; the blanks around `=` are the mistake.
+        if let Some(n) = names.iter().find(|n| n.as_bytes() == text)
+            && i < words.len()
+            && !words[i].first
+            && src[words[i].start..words[i].end].starts_with(b"=")
+        {
+            out.push(hidden(
+                src,
+                file,
+                &w,
+                n.as_bytes(),
+                &format!("= ... has a blank before `=`, so sh runs a command named {n} instead of setting the variable (the likely mistake): write {n}=\"...\" with no blank before or after `=`"),
+            ));
+            continue;
+        }
+        match text {
+            b"if" | b"while" | b"until" | b"{" | b"(" => {
+                open.push(text);
+                lead = true;
+                continue;
+            }
+            b"for" | b"case" | b"select" => {
+                open.push(text);
+                continue;
+            }
+            b"then" | b"else" | b"elif" | b"do" | b"!" => {
+                lead = true;
+                continue;
+            }
+            // `export A B=c`: every word after it may be an assignment.
+            b"export" | b"readonly" => {
+                while i < words.len()
+                    && !words[i].first
+                    && assignment_word(&src[words[i].start..words[i].end]).is_none()
+                {
+                    i += 1;
+                }
+                lead = i < words.len() && !words[i].first;
+                continue;
+            }
+            // Commands that change a variable without `NAME=`, or run text vfio-gen cannot see.
+            b"unset" | b"read" | b"declare" | b"typeset" | b"local" | b"eval" | b"."
+            | b"source" => {
+                let mut j = i;
+                while j < words.len() && !words[j].first {
+                    j += 1;
+                }
+                let args = &words[i..j];
+                let touches = matches!(text, b"eval" | b"." | b"source")
+                    || args.iter().any(|a| {
+                        let t = &src[a.start..a.end];
+                        names.iter().any(|n| {
+                            t == n.as_bytes()
+                                || assignment_word(t).is_some_and(|(m, _, _)| m == n.as_bytes())
+                        })
+                    });
+                if touches {
+                    let what = String::from_utf8_lossy(text).into_owned();
+                    out.push(hidden(src, file, &w, b"the file", &format!("runs `{what}`, which can change the command-line variables in ways vfio-gen cannot follow")));
+                }
+                i = j;
+                continue;
+            }
+            b"fi" | b"done" | b"}" => {
+                open.pop();
+                continue;
+            }
+            b"esac" => {
+                while let Some(top) = open.pop() {
+                    if top == b"case" {
+                        break;
+                    }
+                }
+                continue;
+            }
+            b")" => {
+                if open.last() == Some(&&b"("[..]) {
+                    open.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // `name() { ...; }` defines a function: its body runs only when called.
+        if i + 1 < words.len()
+            && &src[words[i].start..words[i].end] == b"("
+            && &src[words[i + 1].start..words[i + 1].end] == b")"
+        {
+            i += 2;
+            if i >= words.len() {
+                out.push(hidden(
+                    src,
+                    file,
+                    &w,
+                    b"the file",
+                    "ends in a function definition without a body (`sh -n` fails too)",
+                ));
+            }
+            lead = true;
+            continue;
+        }
+        let Some((name, offset, appends)) = assignment_word(text) else {
+            continue;
+        };
+        // Further assignments may follow in the same command; a command word after them makes
+        // them all temporary (they only reach that command's environment).
+        let mut group = vec![(w, name, offset, appends)];
+        while i < words.len() && !words[i].first {
+            let next = &src[words[i].start..words[i].end];
+            match assignment_word(next) {
+                Some((n2, o2, a2)) => group.push((words[i], n2, o2, a2)),
+                None => break,
+            }
+            i += 1;
+        }
+        let temporary = i < words.len() && !words[i].first;
+        let conditional = w.cond || !open.is_empty();
+        for (w, name, offset, appends) in group {
+            if !names.iter().any(|n| n.as_bytes() == name) {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name).into_owned();
+            let value_start = w.start + offset;
+            let (segs, end, mut reason) = value(src, value_start, path)?;
+            if appends {
+                reason = Some(format!("'{name}+=' is not POSIX sh"));
+            } else if temporary && end == value_start {
+                reason = Some(format!(
+                    "{name}= is followed by a blank, so sh sets {name} to nothing, and only for a command named by the next word (the likely mistake): remove the blank after `=`"
+                ));
+            } else if temporary {
+                reason = Some(format!(
+                    "{name}= here only sets the environment of the command after it"
+                ));
+            }
+            if let Some(why) = mismatched_quotes(&src[value_start..end]) {
+                reason = Some(format!("{name}: {why}"));
+            }
+            let self_refs = segs
+                .iter()
+                .filter(|s| matches!(s, Seg::Param { name: n, .. } if *n == name))
+                .count();
+            if self_refs > 1 {
+                reason.get_or_insert_with(|| format!("the value refers to ${name} more than once"));
+            }
+            let only_appends = self_refs == 1
+                && matches!(segs.first(), Some(Seg::Param { name: n, .. }) if *n == name);
+            if conditional && !only_appends {
+                reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function, after && or ||, or in a pipeline or background job (whether it takes effect depends on the system)"));
+            }
+            out.push(Assign {
+                file,
+                name,
+                line: line_of(src, w.start),
+                value_start,
+                value_end: end,
+                segs,
+                unsafe_reason: reason,
+                maybe: conditional && only_appends,
+            });
+        }
+    }
+    if let Some(top) = open.last() {
+        let what = String::from_utf8_lossy(top).into_owned();
+        let at = words.last().copied().unwrap_or(Word {
+            start: 0,
+            end: 0,
+            first: true,
+            cond: false,
+        });
+        out.push(hidden(
+            src,
+            file,
+            &at,
+            b"the file",
+            &format!("ends inside a `{what}` that is never closed (`sh -n` fails too)"),
+        ));
+    }
+    // Last line of defence: a line that assigns one of the variables but was not seen as an
+    // assignment means the shell syntax around it was not followed; refuse rather than miss it.
+    let seen: Vec<usize> = out.iter().map(|a| line_of(src, a.value_start)).collect();
+    let mut pos = 0;
+    for (k, line) in src.split(|&b| b == b'\n').enumerate() {
+        let start = pos;
+        pos += line.len() + 1;
+        let trimmed = line
+            .iter()
+            .position(|&b| !matches!(b, b' ' | b'\t'))
+            .map(|i| &line[i..])
+            .unwrap_or(&[]);
+        let trimmed = trimmed.strip_prefix(b"export ").unwrap_or(trimmed);
+        if let Some((name, _, _)) = assignment_word(trimmed)
+            && names.iter().any(|n| n.as_bytes() == name)
+            && !seen.contains(&(k + 1))
+            && !in_heredoc_or_string(&words, start)
+        {
+            out.push(hidden(src, file, &Word { start, end: start, first: true, cond: false }, name, "looks assigned on this line, but vfio-gen could not follow the shell syntax around it"));
+        }
+    }
+    Ok(out)
+}
+
+/// A value that opens with one kind of quote, whose first line ends with the other kind, and
+/// that runs on over lines: sh closes the quote somewhere below, which is rarely what was meant.
+pub(super) fn mismatched_quotes(raw: &[u8]) -> Option<String> {
+    let open = *raw.first()?;
+    let other = match open {
+        b'\'' => b'"',
+        b'"' => b'\'',
+        _ => return None,
+    };
+    let nl = raw.iter().position(|&b| b == b'\n')?;
+    let first = raw[..nl].strip_suffix(b"\r").unwrap_or(&raw[..nl]);
+    let first = first.trim_ascii_end();
+    (first.len() > 1 && first.last() == Some(&other)).then(|| {
+        format!(
+            "the value opens with {} and its line ends with {}, so sh reads on to the next {} below (the likely mistake): use the same quote on both ends",
+            open as char, other as char, open as char
+        )
+    })
+}
+
+/// Whether a position lies inside a word that started earlier (a multi-line quoted value), so a
+/// line there is not a command.
+pub(super) fn in_heredoc_or_string(words: &[Word], pos: usize) -> bool {
+    words.iter().any(|w| w.start < pos && pos < w.end)
+}
+
+pub(super) fn hidden(src: &[u8], file: usize, w: &Word, name: &[u8], why: &str) -> Assign {
+    // `name` is the variable, or a phrase naming what is wrong (`the file ...`).
+    let name = String::from_utf8_lossy(name).into_owned();
+    Assign {
+        file,
+        line: line_of(src, w.start),
+        value_start: w.start,
+        value_end: w.end,
+        segs: Vec::new(),
+        unsafe_reason: Some(format!("{name} {why}")),
+        name,
+        maybe: false,
+    }
+}
+
+/// Reads an assignment value starting at `p`; returns its segments, where it ends, and why it
+/// cannot be edited safely (if so).
+pub(super) fn value(
+    src: &[u8],
+    mut p: usize,
+    path: &str,
+) -> Result<(Vec<Seg>, usize, Option<String>)> {
+    let n = src.len();
+    let mut segs = Vec::new();
+    let mut ctx = Ctx::Unquoted;
+    let mut reason: Option<String> = None;
+    let start = p;
+    loop {
+        if p >= n {
+            if ctx != Ctx::Unquoted {
+                bail!(
+                    "{path}: line {}: a quote opened here is never closed; `sh -n {path}` fails too, fix the file by hand",
+                    line_of(src, start)
+                );
+            }
+            break;
+        }
+        let b = src[p];
+        match ctx {
+            Ctx::Unquoted => match b {
+                b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' => break,
+                b'\r' if src.get(p + 1) == Some(&b'\n') => break,
+                b'\'' => {
+                    ctx = Ctx::Single;
+                    p += 1;
+                }
+                b'"' => {
+                    ctx = Ctx::Double;
+                    p += 1;
+                }
+                b'\\' => {
+                    if src.get(p + 1) == Some(&b'\n') {
+                        p += 2;
+                    } else if let Some(&c) = src.get(p + 1) {
+                        segs.push(Seg::Byte {
+                            b: c,
+                            start: p,
+                            end: p + 2,
+                            ctx,
+                        });
+                        p += 2;
+                    } else {
+                        reason.get_or_insert_with(|| {
+                            "the value ends in a lone backslash at the end of the file".into()
+                        });
+                        p += 1;
+                    }
+                }
+                b'$' | b'`' => p = dollar(src, p, ctx, &mut segs, &mut reason),
+                _ => {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                    p += 1;
+                }
+            },
+            Ctx::Double => match b {
+                b'"' => {
+                    ctx = Ctx::Unquoted;
+                    p += 1;
+                }
+                b'\\' if matches!(src.get(p + 1), Some(b'$' | b'`' | b'"' | b'\\' | b'\n')) => {
+                    let c = src[p + 1];
+                    if c != b'\n' {
+                        segs.push(Seg::Byte {
+                            b: c,
+                            start: p,
+                            end: p + 2,
+                            ctx,
+                        });
+                    }
+                    p += 2;
+                }
+                b'$' | b'`' => p = dollar(src, p, ctx, &mut segs, &mut reason),
+                _ => {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                    p += 1;
+                }
+            },
+            Ctx::Single => {
+                if b == b'\'' {
+                    ctx = Ctx::Unquoted;
+                } else {
+                    segs.push(Seg::Byte {
+                        b,
+                        start: p,
+                        end: p + 1,
+                        ctx,
+                    });
+                }
+                p += 1;
+            }
+        }
+    }
+    Ok((segs, p, reason))
+}
+
+/// Handles `$...` or a backtick at `p`; returns where lexing goes on.
+pub(super) fn dollar(
+    src: &[u8],
+    p: usize,
+    ctx: Ctx,
+    segs: &mut Vec<Seg>,
+    reason: &mut Option<String>,
+) -> usize {
+    let n = src.len();
+    let unsafe_at = |reason: &mut Option<String>, what: &str| {
+        reason.get_or_insert_with(|| {
+            format!("the value uses {what}, which only the shell can compute")
+        });
+    };
+    if src[p] == b'`' {
+        unsafe_at(reason, "command substitution (`...`)");
+        let mut q = p + 1;
+        while q < n && src[q] != b'`' {
+            q += if src[q] == b'\\' { 2 } else { 1 };
+        }
+        return (q + 1).min(n);
+    }
+    match src.get(p + 1) {
+        Some(b'\'') if ctx == Ctx::Unquoted => {
+            unsafe_at(reason, "$'...', which shells read differently");
+            segs.push(Seg::Byte {
+                b: b'$',
+                start: p,
+                end: p + 1,
+                ctx,
+            });
+            p + 1
+        }
+        Some(b'(') => {
+            unsafe_at(reason, "command substitution $(...)");
+            let mut depth = 0;
+            let mut q = p + 1;
+            while q < n {
+                match src[q] {
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return q + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                q += 1;
+            }
+            n
+        }
+        Some(b'{') => {
+            let mut q = p + 2;
+            while q < n && is_name(src[q]) {
+                q += 1;
+            }
+            let name = String::from_utf8_lossy(&src[p + 2..q]).into_owned();
+            if src.get(q) == Some(&b'}') && !name.is_empty() && is_name_start(src[p + 2]) {
+                segs.push(Seg::Param {
+                    name,
+                    bare_end: None,
+                });
+                return q + 1;
+            }
+            unsafe_at(reason, "a parameter expansion with an operator (${...})");
+            while q < n && src[q] != b'}' {
+                q += 1;
+            }
+            (q + 1).min(n)
+        }
+        Some(&c) if is_name_start(c) => {
+            let mut q = p + 1;
+            while q < n && is_name(src[q]) {
+                q += 1;
+            }
+            segs.push(Seg::Param {
+                name: String::from_utf8_lossy(&src[p + 1..q]).into_owned(),
+                bare_end: Some(q),
+            });
+            q
+        }
+        Some(&c)
+            if c.is_ascii_digit()
+                || matches!(c, b'@' | b'*' | b'#' | b'?' | b'-' | b'$' | b'!') =>
+        {
+            unsafe_at(reason, "a special parameter ($1, $@, ...)");
+            p + 2
+        }
+        _ => {
+            segs.push(Seg::Byte {
+                b: b'$',
+                start: p,
+                end: p + 1,
+                ctx,
+            });
+            p + 1
+        }
+    }
+}
