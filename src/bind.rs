@@ -7,7 +7,7 @@
 //! the device's own driver is not loaded, probing cannot reach it, so `modprobe` loads it (only
 //! on the running system). docs/binding.md gives each kernel rule and its source.
 
-use crate::host::pci::{Device, Pci};
+use crate::host::pci::{Device, HostRole, Pci};
 use crate::root::Root;
 use anyhow::{Context, Result, bail};
 use std::io::Write as _;
@@ -221,14 +221,11 @@ pub fn refusals(pci: &Pci, set: &[&Device]) -> Vec<String> {
             ));
         }
         let on_gpu_card = set.iter().any(|g| g.is_display() && g.slot() == d.slot());
-        let kind = match d.class4() {
-            c if c.starts_with("01") => {
-                Some("a storage controller (the host's disks may be on it)")
-            }
-            c if c.starts_with("02") => Some("a network controller the host may use"),
-            "0c03" if !on_gpu_card => Some("a USB controller of the host"),
-            _ => None,
-        };
+        let kind = d.host_role(on_gpu_card).map(|r| match r {
+            HostRole::Storage => "a storage controller (the host's disks may be on it)",
+            HostRole::Network => "a network controller the host may use",
+            HostRole::Usb => "a USB controller of the host",
+        });
         if let Some(kind) = kind {
             out.push(format!("{} ({}) is {kind}", d.bdf, d.device_name));
         }

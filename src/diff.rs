@@ -158,8 +158,7 @@ pub fn json(plan: &Plan, revert: bool) -> serde_json::Value {
             })
         })
         .collect();
-    json!({
-        "version": 1,
+    crate::json::envelope(json!({
         "revert": revert,
         "in_sync": plan.in_sync(),
         "changes": changes,
@@ -167,5 +166,5 @@ pub fn json(plan: &Plan, revert: bool) -> serde_json::Value {
         "pending_hooks": plan.pending_hooks,
         "warnings": plan.warnings,
         "notes": plan.notes,
-    })
+    }))
 }

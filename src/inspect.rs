@@ -3,7 +3,7 @@
 
 use crate::cmdline::{Opt, normalize};
 use crate::host::cpu::Cpu;
-use crate::host::pci::{Device, Pci};
+use crate::host::pci::{Device, HostRole, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
 use crate::targets::initramfs;
@@ -57,7 +57,9 @@ pub fn iommu_json(pci: &Pci) -> serde_json::Value {
         .into_iter()
         .map(|(g, devices)| serde_json::json!({ "group": g, "devices": devices }))
         .collect();
-    serde_json::json!({ "version": 1, "iommu": pci.iommu_active, "iommu_units": pci.iommu_units, "groups": groups, "devices": pci.devices })
+    crate::json::envelope(
+        serde_json::json!({ "iommu": pci.iommu_active, "iommu_units": pci.iommu_units, "groups": groups, "devices": pci.devices }),
+    )
 }
 
 /// What the files under the root say about the boot loader and initramfs generator.
@@ -114,9 +116,6 @@ fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
     format!("[{}]", quoted.join(", "))
 }
-
-/// GPU drivers that blacklisting would take from the host too if it uses them.
-const GPU_MODULES: &[&str] = &["nouveau", "radeon", "amdgpu", "nvidia", "i915", "xe"];
 
 /// Writes a commented profile for the host. `gpus`: the addresses asked for with `--gpu`.
 pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Result<String> {
@@ -270,7 +269,7 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         }
     }
     for m in &softdep {
-        if GPU_MODULES.contains(&m.as_str()) && host_drivers.contains(m) {
+        if crate::host::pci::is_gpu_driver(m) && host_drivers.contains(m) {
             notes.push(format!("The host's own GPU also uses {m}: the softdep only orders loading, it does not take {m} from the host."));
         }
     }
@@ -476,15 +475,15 @@ pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
 /// a USB controller that is not on the GPU's card, the boot display. Empty: it can go.
 fn host_needs(d: &Device, on_gpu_card: bool) -> Vec<&'static str> {
     let mut out = Vec::new();
-    match d.class4() {
-        c if c.starts_with("01") => {
+    match d.host_role(on_gpu_card) {
+        Some(HostRole::Storage) => {
             out.push("a storage controller: if the host's disks are on it, the host will not boot")
         }
-        c if c.starts_with("02") => out.push("a network controller: the host loses that network"),
-        "0c03" if !on_gpu_card => {
+        Some(HostRole::Network) => out.push("a network controller: the host loses that network"),
+        Some(HostRole::Usb) => {
             out.push("a USB controller of the host: its keyboard, mouse or disks on it go too")
         }
-        _ => {}
+        None => {}
     }
     if d.boot_vga {
         out.push("the boot display: the host loses its console");

@@ -12,7 +12,8 @@
 //!
 //! 1. **Leaves**: [`root`] (paths under `--root`, the [`root::Files`] seam), [`digest`]
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
-//!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result).
+//!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
+//!    [`json`] (the JSON envelope).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -37,6 +38,7 @@ pub mod host;
 pub mod initramfs_check;
 pub mod inspect;
 pub mod install;
+pub mod json;
 pub mod kernel;
 pub mod plan;
 pub mod profile;

@@ -55,9 +55,9 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             writeln!(
                 io.out,
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
-                )?
+                serde_json::to_string_pretty(&crate::json::envelope(
+                    serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
+                ))?
             )?;
         } else if !quiet {
             writeln!(
@@ -72,9 +72,9 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             writeln!(
                 io.out,
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"version": 1, "changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings})
-                )?
+                serde_json::to_string_pretty(&crate::json::envelope(
+                    serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings})
+                ))?
             )?;
         } else {
             writeln!(
@@ -195,10 +195,10 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         writeln!(
             io.out,
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "version": 1, "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
+            serde_json::to_string_pretty(&crate::json::envelope(serde_json::json!({
+                "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
                 "changes": changes, "hooks": runs, "warnings": plan.warnings,
-            }))?
+            })))?
         )?;
     }
     hooks_outcome(&runs, "the new files are installed")

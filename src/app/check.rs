@@ -85,9 +85,9 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         Format::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"version": 1, "ok": !failed, "items": items})
-            )?
+            serde_json::to_string_pretty(&crate::json::envelope(
+                serde_json::json!({"ok": !failed, "items": items})
+            ))?
         )?,
     }
     Ok(if failed { 1 } else { 0 })

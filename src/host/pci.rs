@@ -59,6 +59,33 @@ pub struct Device {
     pub device_name: String,
 }
 
+/// A device class the host itself is likely to depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRole {
+    Storage,
+    Network,
+    Usb,
+}
+
+/// GPU drivers, with NVIDIA's helper modules: a GPU driver loaded before vfio-pci would grab
+/// the card.
+pub const GPU_DRIVERS: &[&str] = &[
+    "nvidia",
+    "nvidia_modeset",
+    "nvidia_uvm",
+    "nvidia_drm",
+    "nouveau",
+    "amdgpu",
+    "radeon",
+    "i915",
+    "xe",
+];
+
+/// Whether a module is a GPU driver proper (not one of NVIDIA's helper modules).
+pub fn is_gpu_driver(module: &str) -> bool {
+    GPU_DRIVERS.contains(&module) && !module.starts_with("nvidia_")
+}
+
 impl Device {
     /// `vendor:device`, as in a profile's `ids`.
     pub fn id(&self) -> String {
@@ -73,6 +100,17 @@ impl Device {
     }
     pub fn is_bridge(&self) -> bool {
         self.class.starts_with("06")
+    }
+    /// What the host may need the device for, by its PCI class: mass storage (01), network
+    /// (02), a USB controller (0c03) unless it sits on the GPU card (`on_gpu_card`: the card's
+    /// own USB-C port). `bind` and the profile checks word their refusals on it.
+    pub fn host_role(&self, on_gpu_card: bool) -> Option<HostRole> {
+        match self.class4() {
+            c if c.starts_with("01") => Some(HostRole::Storage),
+            c if c.starts_with("02") => Some(HostRole::Network),
+            "0c03" if !on_gpu_card => Some(HostRole::Usb),
+            _ => None,
+        }
     }
     /// The first of `native_modules`: what `modprobe MODALIAS` would load first.
     pub fn native_module(&self) -> Option<&str> {
@@ -382,6 +420,13 @@ impl PciIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_drivers_proper_leave_out_nvidias_helpers() {
+        assert!(is_gpu_driver("nvidia") && is_gpu_driver("amdgpu") && is_gpu_driver("xe"));
+        assert!(!is_gpu_driver("nvidia_drm") && !is_gpu_driver("snd_hda_intel"));
+        assert!(GPU_DRIVERS.contains(&"nvidia_drm"));
+    }
 
     #[test]
     fn addresses() {

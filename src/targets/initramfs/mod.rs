@@ -79,18 +79,7 @@ pub fn name(i: Initramfs) -> &'static str {
     generator(i).map_or("no initramfs generator", |g| g.name())
 }
 
-/// GPU drivers that would grab the card if they loaded before vfio-pci.
-pub const GPU_DRIVERS: &[&str] = &[
-    "nvidia",
-    "nvidia_modeset",
-    "nvidia_uvm",
-    "nvidia_drm",
-    "nouveau",
-    "amdgpu",
-    "radeon",
-    "i915",
-    "xe",
-];
+pub use crate::host::pci::GPU_DRIVERS;
 
 /// The VFIO modules, in load order; `vfio_virqfd` only for kernels before 6.2
 /// (docs/kernel.md).
