@@ -33,8 +33,7 @@ fn apply_ok(name: &str, root: &str, extra: &[&str]) {
 }
 
 fn vg(args: &[String]) -> Output {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&a)
+    Vg::new(args).output()
 }
 
 /// Files under the root outside vfio-gen's state directory.
@@ -219,6 +218,13 @@ fn apply_without_a_terminal_needs_yes() {
         tree(tmp.path()) == tree(&fixture_root("amd-grub")),
         "a refused run changes nothing, not even a lock file"
     );
+    // A "y" on a stdin that is not a terminal is no confirmation.
+    Vg::new(&apply_args("amd-grub", tmp.path().to_str().unwrap(), &[]))
+        .stdin("y\n")
+        .status(2)
+        .stderr_has("--yes")
+        .run();
+    assert!(tree(tmp.path()) == tree(&fixture_root("amd-grub")));
 }
 
 #[test]

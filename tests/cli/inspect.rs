@@ -25,9 +25,7 @@ fn host(name: &str) -> tempfile::TempDir {
 }
 
 fn at(root: &Path, args: &[&str]) -> Output {
-    let mut v: Vec<&str> = args.to_vec();
-    v.extend(["--root", root.to_str().unwrap()]);
-    run(&v)
+    Vg::new(args).root(root).output()
 }
 
 #[test]

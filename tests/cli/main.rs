@@ -18,15 +18,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs vfio-gen with a scrubbed environment.
+/// Runs vfio-gen with a scrubbed environment (the [`Vg`] builder, checking nothing).
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(repo())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .expect("vfio-gen runs")
+    Vg::new(args).output()
 }
 
 fn stdout(o: &Output) -> String {
@@ -579,22 +573,54 @@ mod real_tools {
 mod errors {
     use super::*;
 
-    fn bad_profile(body: &str) -> (Output, tempfile::TempDir) {
+    /// `render --out` of a profile with `body`: the run to check, which must write nothing.
+    fn bad_profile(body: &str) -> (Checked, tempfile::TempDir) {
         let tmp = copy_root("amd-grub");
         let p = tmp.path().join("bad.toml");
         std::fs::write(&p, body).unwrap();
         let out = tmp.path().join("out");
-        let o = run(&[
+        let vg = Vg::new(&[
             "render",
             "-p",
             p.to_str().unwrap(),
-            "--root",
-            tmp.path().to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-        ]);
-        assert!(!out.exists(), "a refused run writes nothing");
-        (o, tmp)
+        ])
+        .root(tmp.path());
+        (Checked { vg, out }, tmp)
+    }
+
+    /// A run whose expectations are set, then checked with [`Checked::run`], which also
+    /// checks that it wrote nothing.
+    struct Checked {
+        vg: Vg,
+        out: PathBuf,
+    }
+
+    impl Checked {
+        fn status(self, code: i32) -> Checked {
+            Checked {
+                vg: self.vg.status(code),
+                ..self
+            }
+        }
+        fn stderr_has(self, t: &str) -> Checked {
+            Checked {
+                vg: self.vg.stderr_has(t),
+                ..self
+            }
+        }
+        fn stderr_lines(self, n: usize) -> Checked {
+            Checked {
+                vg: self.vg.stderr_lines(n),
+                ..self
+            }
+        }
+        #[track_caller]
+        fn run(self) {
+            self.vg.run();
+            assert!(!self.out.exists(), "a refused run writes nothing");
+        }
     }
 
     const GOOD: &str = "[host]\ncpu = \"amd\"\nbootloader = \"grub\"\n\n[vfio]\nids = [\"10de:13c2\", \"10de:0fbb\"]\n";
@@ -639,14 +665,12 @@ mod errors {
             ),
         ];
         for (body, place, what) in cases {
-            let (o, _tmp) = bad_profile(&body);
-            status(&o, 2);
-            let err = stderr(&o);
-            assert!(
-                err.contains(&format!("bad.toml{place}")) && err.contains(what),
-                "{place} {what}: {err}"
-            );
-            assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+            let (vg, _tmp) = bad_profile(&body);
+            vg.status(2)
+                .stderr_has(&format!("bad.toml{place}"))
+                .stderr_has(what)
+                .stderr_lines(1)
+                .run();
         }
     }
 
@@ -684,51 +708,38 @@ mod errors {
             (String::new(), "the profile is empty", "vfio-gen detect"),
         ];
         for (body, what, fix) in cases {
-            let (o, _tmp) = bad_profile(&body);
-            status(&o, 2);
-            assert!(
-                stderr(&o).contains(what) && stderr(&o).contains(fix),
-                "{what}: {}",
-                stderr(&o)
-            );
+            let (vg, _tmp) = bad_profile(&body);
+            vg.status(2).stderr_has(what).stderr_has(fix).run();
         }
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("latin1.toml");
         std::fs::write(&p, b"[host]\ncpu = \"\xe9\"\n").unwrap();
-        let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
-        status(&o, 2);
-        assert!(
-            stderr(&o).contains("latin1.toml:2:8: this byte is not UTF-8"),
-            "{}",
-            stderr(&o)
-        );
+        Vg::new(&["plan", "-p", p.to_str().unwrap()])
+            .root(tmp.path())
+            .status(2)
+            .stderr_has("latin1.toml:2:8: this byte is not UTF-8")
+            .run();
     }
 
     #[test]
     fn a_missing_profile_says_how_to_get_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let o = run(&["plan", "--root", tmp.path().to_str().unwrap()]);
-        status(&o, 2);
-        assert!(
-            stderr(&o).contains("etc/vfio-gen/profile.toml") && stderr(&o).contains("detect"),
-            "{}",
-            stderr(&o)
-        );
+        Vg::new(&["plan"])
+            .root(tmp.path())
+            .status(2)
+            .stderr_has("etc/vfio-gen/profile.toml")
+            .stderr_has("detect")
+            .run();
     }
 
     #[test]
     fn a_missing_kernel_cmdline_is_explained() {
         let tmp = tempfile::tempdir().unwrap();
-        let o = plan_on(
-            "profiles/proxmox-kernel-cmdline.toml",
-            tmp.path().to_str().unwrap(),
-        );
-        status(&o, 2);
-        assert!(
-            stderr(&o).contains("/etc/kernel/cmdline does not exist"),
-            "{}",
-            stderr(&o)
-        );
+        Vg::new(&["plan", "-p", "profiles/proxmox-kernel-cmdline.toml"])
+            .root(tmp.path())
+            .status(2)
+            .stderr_has("/etc/kernel/cmdline does not exist")
+            .run();
     }
 }
 
@@ -917,6 +928,14 @@ mod plan_output {
         );
         assert!(stdout(&plan("amd-grub", &["--color", "always"])).contains("\x1b[32m+"));
         assert!(!stdout(&plan("amd-grub", &["--color", "never"])).contains('\x1b'));
+        // NO_COLOR counts with auto only: an explicit --color always still colors.
+        Vg::new(&["plan", "-p", "profiles/amd-grub.toml"])
+            .root(&fixture_root("amd-grub"))
+            .args(&["--color", "always"])
+            .env("NO_COLOR", "1")
+            .status(0)
+            .stdout_has("\x1b[32m+")
+            .run();
     }
 
     #[test]
@@ -1016,6 +1035,9 @@ mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+#[path = "../support/vg.rs"]
+mod vg;
+use vg::Vg;
 mod hostile;
 mod initramfs;
 mod inspect;
