@@ -15,6 +15,7 @@ use crate::host::initramfs_image::{self, Contents, Kind};
 use crate::plan;
 use crate::profile::{Bootloader, Profile};
 use crate::root::Files;
+use crate::targets::grub::GRUB_CFGS;
 use crate::targets::lines::{self, Shape};
 use crate::targets::{initramfs, modprobe};
 use anyhow::Result;
@@ -29,8 +30,6 @@ pub const MODPROBE_DIRS: &[&str] = &[
     "lib/modprobe.d/",
 ];
 
-/// Where grub-mkconfig writes its output (the same list as the planner's).
-const GRUB_CFGS: &[&str] = &["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
 const BLS_DIR: &str = "/boot/loader/entries";
 
 /// One image the boot loader loads.

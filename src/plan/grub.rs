@@ -2,14 +2,81 @@
 //! only), edit or drop-in mode, and the check of every GRUB file before and after
 //! (docs/grub.md). The editing itself is `targets::grub`.
 
-use super::Ownership;
 use super::ctx::Ctx;
+use super::{Hook, Ownership};
 use crate::cmdline::Opt;
 use crate::host;
 use crate::profile::{GrubMode, Profile};
+use crate::root::Files;
 use crate::shell::Verdict;
+use crate::targets::grub::GRUB_CFGS;
 use crate::targets::{self, grub};
 use anyhow::{Result, bail};
+
+/// The grub.cfg that exists under the root, if GRUB has been installed there.
+fn grub_cfg(files: &dyn Files) -> Option<&'static str> {
+    GRUB_CFGS.iter().copied().find(|p| files.exists(p))
+}
+
+/// Whether a changed file is one grub-mkconfig reads.
+fn grub_input(profile: &Profile, path: &str) -> bool {
+    path == profile.grub.file || path.contains("/grub.d/")
+}
+
+/// The hook that regenerates grub.cfg after the files at `changed` were replaced: update-grub
+/// on Debian-like hosts, grub2-mkconfig with BLS on Fedora-like ones, grub-mkconfig elsewhere.
+pub(super) fn hook(
+    profile: &Profile,
+    changed: &[String],
+    facts: &host::Facts,
+    files: &dyn Files,
+) -> Option<Hook> {
+    let inputs: Vec<String> = changed
+        .iter()
+        .filter(|p| grub_input(profile, p))
+        .cloned()
+        .collect();
+    // Without a grub.cfg GRUB is not installed yet (an image being built): the configuration
+    // it will generate reads the edited files, and update-grub in a chroot cannot probe the disk.
+    let cfg = grub_cfg(files)?;
+    if inputs.is_empty() {
+        return None;
+    }
+    let command: Vec<String> = if facts.debian_like() {
+        vec!["update-grub".into()]
+    } else if facts.fedora_like() {
+        [
+            "grub2-mkconfig",
+            "-o",
+            "/boot/grub2/grub.cfg",
+            "--update-bls-cmdline",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        vec!["grub-mkconfig".into(), "-o".into(), cfg.into()]
+    };
+    Some(Hook {
+        name: "grub".into(),
+        command,
+        inputs,
+    })
+}
+
+/// Said when GRUB's files change on a root where GRUB is not installed yet.
+pub(super) fn not_installed_note(
+    profile: &Profile,
+    changed: &[String],
+    files: &dyn Files,
+) -> Option<String> {
+    (grub_cfg(files).is_none() && changed.iter().any(|p| grub_input(profile, p))).then(|| {
+        format!(
+            "no grub.cfg under {}: GRUB is not installed on this root yet, so there is nothing to regenerate; grub-install and update-grub (grub-mkconfig) will read the options from {}",
+            GRUB_CFGS.join(" or "),
+            profile.grub.file
+        )
+    })
+}
 
 impl Ctx<'_> {
     pub(super) fn grub(

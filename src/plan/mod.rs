@@ -214,30 +214,11 @@ pub fn build_with(
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     plan.hooks = hooks(profile, &changed, &facts, files);
-    if profile.bootloader == Bootloader::Grub
-        && grub_cfg(files).is_none()
-        && changed.iter().any(|p| grub_input(profile, p))
-    {
-        plan.notes.push(format!(
-            "no grub.cfg under {}: GRUB is not installed on this root yet, so there is nothing to regenerate; grub-install and update-grub (grub-mkconfig) will read the options from {}",
-            GRUB_CFGS.join(" or "),
-            profile.grub.file
-        ));
+    if profile.bootloader == Bootloader::Grub {
+        plan.notes
+            .extend(grub::not_installed_note(profile, &changed, files));
     }
     Ok(plan)
-}
-
-/// Where grub-mkconfig's output lives: Debian, Arch and others use /boot/grub, Fedora and
-/// openSUSE /boot/grub2 (docs/boot-paths.md).
-const GRUB_CFGS: &[&str] = &["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
-
-/// The grub.cfg that exists under the root, if GRUB has been installed there.
-fn grub_cfg(files: &dyn Files) -> Option<&'static str> {
-    GRUB_CFGS.iter().copied().find(|p| files.exists(p))
-}
-
-fn grub_input(profile: &Profile, path: &str) -> bool {
-    path == profile.grub.file || path.contains("/grub.d/")
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
@@ -354,31 +335,8 @@ fn hooks(
             });
         }
     }
-    let grub_inputs = inputs(&|p| grub_input(profile, p));
-    // Without a grub.cfg GRUB is not installed yet (an image being built): the configuration
-    // it will generate reads the edited files, and update-grub in a chroot cannot probe the disk.
-    let cfg = grub_cfg(files);
-    if profile.bootloader == Bootloader::Grub && !grub_inputs.is_empty() && cfg.is_some() {
-        let command: Vec<String> = if facts.debian_like() {
-            vec!["update-grub".into()]
-        } else if facts.fedora_like() {
-            [
-                "grub2-mkconfig",
-                "-o",
-                "/boot/grub2/grub.cfg",
-                "--update-bls-cmdline",
-            ]
-            .map(String::from)
-            .to_vec()
-        } else {
-            let cfg = cfg.unwrap_or(GRUB_CFGS[0]);
-            vec!["grub-mkconfig".into(), "-o".into(), cfg.into()]
-        };
-        out.push(Hook {
-            name: "grub".into(),
-            command,
-            inputs: grub_inputs,
-        });
+    if profile.bootloader == Bootloader::Grub {
+        out.extend(grub::hook(profile, changed, facts, files));
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
     if !cmdline_inputs.is_empty()

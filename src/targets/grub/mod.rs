@@ -26,6 +26,10 @@ pub use lex::syntax;
 
 use crate::cmdline::{self, Byte};
 
+/// Where grub-mkconfig's output lives: Debian, Arch and others use /boot/grub, Fedora and
+/// openSUSE /boot/grub2.
+pub const GRUB_CFGS: &[&str] = &["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
+
 /// The quoting a byte was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
