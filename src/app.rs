@@ -113,10 +113,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             }
         }
         Command::Completions { shell } => {
-            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "vfio-gen", &mut script);
-            out.write_all(&script)?;
+            out.write_all(&crate::completions::script(shell))?;
             Ok(0)
         }
         Command::Man { dir } => {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bind;
 pub mod cli;
 pub mod cmdline;
+pub mod completions;
 pub mod diff;
 pub mod history;
 pub mod hooks;

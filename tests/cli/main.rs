@@ -1012,6 +1012,7 @@ mod plan_output {
 }
 
 mod apply;
+mod completions;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
