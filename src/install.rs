@@ -194,12 +194,16 @@ struct Journal {
     id: String,
 }
 
+/// One file of a transaction: where it is, what goes there, the mode/owner/group it gets, and
+/// its old bytes (to keep as a backup).
+type Step<'a> = (PathBuf, &'a Op, (u32, u32, u32), Option<Vec<u8>>);
+
 /// Runs a transaction: backs up, journals, replaces every file, or restores them all on failure.
 /// Returns the manifest.
 pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Result<Manifest> {
     let (id, time) = new_id(root)?;
     let mut entries = Vec::new();
-    let mut plan: Vec<(PathBuf, &Op, (u32, u32, u32))> = Vec::new();
+    let mut plan: Vec<Step> = Vec::new();
     for op in ops {
         let target = root.resolve(&op.path)?;
         let old = match std::fs::symlink_metadata(&target) {
@@ -221,11 +225,6 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             (Some(_), Some(_), Some(a)) => a.as_str(),
             (Some(_), Some(_), None) => "modify",
         };
-        if let Some((bytes, _)) = &old {
-            let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
-            write_atomic(&backup, bytes, (0o600, 0, 0))
-                .with_context(|| format!("keeping a backup of {}", target.display()))?;
-        }
         entries.push(Entry {
             path: op.path.clone(),
             action: action.to_string(),
@@ -236,7 +235,26 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             gid: old_meta.map(|m| m.2),
             rewritten_by: Vec::new(),
         });
-        plan.push((target, op, meta));
+        plan.push((target, op, meta, old.map(|(b, _)| b)));
+    }
+    // Only once every file was read and found fit: the backups. A failure among them (a full
+    // or read-only /var) takes the backup directory away again, so no directory without a
+    // manifest is left behind.
+    let kept = (|| -> Result<()> {
+        for (target, op, _, old) in &plan {
+            if let Some(bytes) = old {
+                let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
+                write_atomic(&backup, bytes, (0o600, 0, 0))
+                    .with_context(|| format!("keeping a backup of {}", target.display()))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = kept {
+        if let Ok(dir) = root.resolve(&Manifest::dir(&id)) {
+            let _ = fs_err::remove_dir_all(dir);
+        }
+        return Err(e.context("nothing was changed"));
     }
     let seq = crate::history::manifests(root)?
         .iter()
@@ -254,10 +272,15 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         state: "pending".into(),
         entries,
     };
-    write_json(root, &Manifest::path(&id), &manifest)?;
+    if let Err(e) = write_json(root, &Manifest::path(&id), &manifest) {
+        if let Ok(dir) = root.resolve(&Manifest::dir(&id)) {
+            let _ = fs_err::remove_dir_all(dir);
+        }
+        return Err(e.context("nothing was changed"));
+    }
     write_json(root, JOURNAL, &Journal { id: id.clone() })?;
 
-    for (i, (target, op, meta)) in plan.iter().enumerate() {
+    for (i, (target, op, meta, _)) in plan.iter().enumerate() {
         let step = match &op.new {
             Some(bytes) => write_atomic(target, bytes, *meta),
             None => remove_durable(target),

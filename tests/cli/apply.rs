@@ -978,3 +978,45 @@ fn a_file_a_hook_rewrote_is_recorded_and_rollback_restores_it() {
         "every file as before the apply"
     );
 }
+
+/// A failure before the first file is replaced (the backups do not fit: /var is full) leaves no
+/// backup directory behind, with or without a manifest, and every file as it was.
+#[test]
+fn a_failure_while_keeping_backups_leaves_no_backup_directory() {
+    if !is_root_with("unshare") {
+        return;
+    }
+    let name = "endeavouros-systemd-boot-dracut";
+    let tmp = copy_root(name);
+    let backups = tmp.path().join("var/lib/vfio-gen/backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    // One page of tmpfs: the first backup fits, the second does not. What is left is listed
+    // from inside the namespace, where the tmpfs is still mounted.
+    let script = "set -e\nmount -t tmpfs -o size=4k tmpfs \"$R/var/lib/vfio-gen/backups\"\nset +e\n\"$0\" \"$@\"\nrc=$?\necho LEFT:; find \"$R/var/lib/vfio-gen/backups\" -mindepth 1\nexit $rc";
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, BIN])
+        .args(apply_args(
+            name,
+            tmp.path().to_str().unwrap(),
+            &["--yes", "--no-hooks"],
+        ))
+        .current_dir(repo())
+        .env("R", tmp.path())
+        .output()
+        .unwrap();
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("keeping a backup of")
+            && stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    let left = stdout(&o);
+    let left = left.split("LEFT:").nth(1).unwrap_or("?");
+    assert_eq!(left.trim(), "", "left under backups/: {left}");
+    assert!(
+        user_tree(tmp.path()) == tree(&fixture_root(name)),
+        "every file as it was"
+    );
+    assert!(!tmp.path().join("var/lib/vfio-gen/journal.json").exists());
+}
