@@ -168,11 +168,8 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Detect { gpu } => {
-            let pci = Pci::read(&root)?;
-            let cpu = Cpu::read(&root)?;
-            write!(out, "{}", inspect::detect(&pci, &cpu, &root, &gpu)?)?;
-            Ok(0)
+        Command::Detect { gpu, output, force } => {
+            detect_cmd(&root, &gpu, output.as_deref(), force, g.quiet, out)
         }
         Command::Check { profile, format } => {
             check_cmd(&root, &profile, format, style, g.quiet, out)
@@ -189,6 +186,47 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             dry_run,
         } => bind_cmd(&root, &profile, &bdf, false, true, dry_run, out),
     }
+}
+
+/// `detect`: the profile on stdout or into a file; exit 1 with no profile when there is no GPU
+/// to pass through.
+fn detect_cmd(
+    root: &Root,
+    gpu: &[String],
+    output: Option<&Path>,
+    force: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let pci = Pci::read(root)?;
+    let cpu = Cpu::read(root)?;
+    let virt = crate::host::virt::Virt::read(root, &cpu)?;
+    if let Some(why) = inspect::no_candidate(&pci, &virt, gpu) {
+        eprintln!("vfio-gen: {why}");
+        return Ok(1);
+    }
+    let profile = inspect::detect(&pci, &cpu, root, gpu)?;
+    let Some(file) = output else {
+        write!(out, "{profile}")?;
+        return Ok(0);
+    };
+    let made = install::write_new_file(file, profile.as_bytes(), force)?;
+    if !quiet {
+        for dir in made {
+            writeln!(out, "created {}", dir.display())?;
+        }
+        writeln!(
+            out,
+            "wrote {}; read it, then `vfio-gen plan{}` shows what apply would change",
+            file.display(),
+            if file == root.join("/etc/vfio-gen/profile.toml")? {
+                String::new()
+            } else {
+                format!(" -p {}", file.display())
+            }
+        )?;
+    }
+    Ok(0)
 }
 
 fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  vfio-gen detect > /etc/vfio-gen/profile.toml   # a profile for this machine
+  vfio-gen detect -o /etc/vfio-gen/profile.toml # a profile for this machine
   vfio-gen plan                                  # what would change; changes nothing
   vfio-gen apply                                 # install it, with backups
   vfio-gen rollback                              # undo the last apply
@@ -36,7 +36,7 @@ Examples:
 const INSPECT_EXAMPLES: &str = "\
 Examples:
   vfio-gen iommu
-  vfio-gen detect --gpu 0000:01:00.0 > host.toml
+  vfio-gen detect --gpu 0000:01:00.0 -o host.toml
   vfio-gen check -p host.toml
   vfio-gen bind --dry-run 0000:01:00.0 0000:01:00.1";
 
@@ -198,6 +198,12 @@ pub enum Command {
         /// The GPU to pass through (PCI address)
         #[arg(long, value_name = "BDF")]
         gpu: Vec<String>,
+        /// Write the profile to FILE (its directory is created, 0755) instead of printing it
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite FILE when it exists
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Check the host and the profile: IOMMU, command line, drivers, groups
     #[command(after_help = INSPECT_EXAMPLES)]

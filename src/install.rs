@@ -130,6 +130,51 @@ pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file a person asked for (`detect -o`): its missing directories are created 0755,
+/// the file 0644 with this process's owner, atomically. An existing file is refused unless
+/// `force`. Returns the directories created.
+pub fn write_new_file(path: &Path, bytes: &[u8], force: bool) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{} is a directory; name a file", path.display()),
+        Ok(_) if !force => bail!(
+            "{} exists; nothing was written: move it away, or run again with --force to overwrite it",
+            path.display()
+        ),
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut missing = Vec::new();
+    let mut d = dir.as_path();
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    missing.reverse();
+    for m in &missing {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(m)
+            .with_context(|| format!("creating {}", m.display()))?;
+        // The umask may have taken bits away: the mode is 0755 whatever it is.
+        std::fs::set_permissions(m, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", m.display()))?;
+    }
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    write_atomic(path, bytes, (0o644, uid, gid))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(missing)
+}
+
 /// The lock held while a transaction runs.
 pub struct Lock {
     _flock: Flock<std::fs::File>,

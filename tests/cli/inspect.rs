@@ -410,16 +410,25 @@ fn read_only_commands_on_this_machine() {
     status(&o, 0);
     assert_eq!(stdout(&o).starts_with("The IOMMU is off"), !active);
     let o = run(&["detect"]);
-    status(&o, 0);
-    assert!(
-        stdout(&o).contains(if active {
-            "# IOMMU: on"
-        } else {
-            "# IOMMU: OFF"
-        }),
-        "{}",
-        stdout(&o)
-    );
+    // Exit 1 and no profile when the machine has no GPU for a guest (a CI runner often has none).
+    if o.status.code() == Some(1) {
+        assert!(
+            stdout(&o).is_empty() && stderr(&o).contains("no GPU to pass through"),
+            "{}",
+            stderr(&o)
+        );
+    } else {
+        status(&o, 0);
+        assert!(
+            stdout(&o).contains(if active {
+                "# IOMMU: on"
+            } else {
+                "# IOMMU: OFF"
+            }),
+            "{}",
+            stdout(&o)
+        );
+    }
     let o = run(&[
         "check",
         "--format",
@@ -805,4 +814,130 @@ fn plan_names_an_id_no_device_has() {
         "{out}"
     );
     assert!(!out.contains("vfio.ids has 8086:293e"), "{out}");
+}
+
+/// With no GPU for a guest, `detect` says so on stderr, prints no profile and exits 1; inside
+/// a virtual machine it names the VM and says what a vIOMMU takes.
+#[test]
+fn detect_without_a_candidate_says_so_and_exits_1() {
+    let h = host("qemu-no-viommu");
+    let out = h.path().join("etc/vfio-gen/profile.toml");
+    let o = at(h.path(), &["detect", "-o", out.to_str().unwrap()]);
+    status(&o, 1);
+    assert_eq!(stdout(&o), "", "no profile");
+    assert!(
+        !out.exists() && !h.path().join("etc/vfio-gen").exists(),
+        "nothing written"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("no GPU to pass through besides the boot display: 0000:00:01.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("This is a QEMU virtual machine (/sys/class/dmi/id/sys_vendor: QEMU; the `hypervisor` flag in /proc/cpuinfo)")
+            && err.contains("virtual IOMMU")
+            && err.contains("-device intel-iommu")
+            && err.contains("<iommu model='intel'>")
+            && err.contains("The IOMMU here is off"),
+        "{err}"
+    );
+    // The flag alone is enough to call it a VM.
+    for f in ["sys_vendor", "product_name", "bios_vendor"] {
+        std::fs::remove_file(h.path().join("sys/class/dmi/id").join(f)).unwrap();
+    }
+    let err = stderr(&at(h.path(), &["detect"]));
+    assert!(
+        err.contains("This is a virtual machine (the `hypervisor` flag"),
+        "{err}"
+    );
+    // `--gpu` takes the boot display anyway.
+    status(&at(h.path(), &["detect", "--gpu", "00:01.0"]), 0);
+
+    // Bare metal whose only GPU left is the boot display: the same refusal, no VM hint.
+    let h = host("intel-3090");
+    for bdf in ["0000:01:00.0", "0000:01:00.1"] {
+        std::fs::remove_file(h.path().join("sys/bus/pci/devices").join(bdf)).unwrap();
+    }
+    let o = at(h.path(), &["detect"]);
+    status(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("0000:00:02.0") && stderr(&o).contains("the only GPU"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("virtual machine"), "{}", stderr(&o));
+    // No display controller at all.
+    std::fs::remove_file(h.path().join("sys/bus/pci/devices/0000:00:02.0")).unwrap();
+    let o = at(h.path(), &["detect"]);
+    status(&o, 1);
+    assert!(
+        stderr(&o).contains("there is no PCI display controller (class 03xx)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `detect -o FILE` creates the missing directories 0755 and the file 0644 with what `detect`
+/// prints, refuses to overwrite it without `--force`, and `plan` takes the file as it is.
+#[test]
+fn detect_writes_the_profile_where_it_is_told() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = host("intel-3090");
+    let printed = stdout(&at(h.path(), &["detect"]));
+    let dir = h.path().join("etc/vfio-gen");
+    assert!(!dir.exists());
+    let file = dir.join("profile.toml");
+    let file_s = file.to_str().unwrap();
+    // A umask that would take bits away does not.
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            "umask 077; exec \"$@\"",
+            "sh",
+            BIN,
+            "detect",
+            "-o",
+            file_s,
+            "--root",
+        ])
+        .arg(h.path())
+        .output()
+        .unwrap();
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("created {}", dir.display())),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!(
+            "wrote {file_s}; read it, then `vfio-gen plan` shows"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(mode(&file), 0o644);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    // The default -p is that file: plan reads it.
+    status(&at(h.path(), &["plan"]), 0);
+
+    std::fs::write(&file, "# my edits\n").unwrap();
+    let o = at(h.path(), &["detect", "-o", file_s]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("{file_s} exists; nothing was written"))
+            && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# my edits\n");
+    status(&at(h.path(), &["detect", "-o", file_s, "--force"]), 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    let o = at(h.path(), &["detect", "--force"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("--output"), "{}", stderr(&o));
 }
