@@ -1019,23 +1019,72 @@ fn check_cmd(
             path: None,
         });
     }
+    let outcome = match &profile {
+        Some(p) => Some(check_outcome(root, p, arg, &mut items)?),
+        None => None,
+    };
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     match format {
         Format::Text => {
-            if profile.is_none() {
+            if profile.is_none() && !quiet {
                 writeln!(out, "No profile at {}: host checks only.", path.display())?;
             }
-            write!(out, "{}", inspect::check_text(&items, style, quiet))?
+            write!(out, "{}", inspect::check_text(&items, style, quiet))?;
+            match &outcome {
+                Some(o) => writeln!(
+                    out,
+                    "{} {}. Next: {}.",
+                    style.bold("State:"),
+                    o.state.words(),
+                    o.next
+                )?,
+                None if !quiet => writeln!(
+                    out,
+                    "{} write a profile: `sudo vfio-gen detect -o {}`, read it, then `vfio-gen plan`.",
+                    style.bold("Next:"),
+                    path.display()
+                )?,
+                None => {}
+            }
         }
-        Format::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"version": 1, "ok": !failed, "items": items})
-            )?
-        )?,
+        Format::Json => {
+            let mut v = serde_json::json!({"version": 1, "ok": !failed, "items": items});
+            if let Some(o) = &outcome {
+                v["state"] = serde_json::json!(o.state);
+                v["next"] = serde_json::json!(o.next);
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
+        }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
+/// (src/check_state.rs).
+fn check_outcome(
+    root: &Root,
+    profile: &Profile,
+    arg: &ProfileArg,
+    items: &mut [inspect::Item],
+) -> Result<crate::check_state::Outcome> {
+    use crate::check_state::{Files, assess};
+    let profile_arg = match &arg.profile {
+        Some(p) => format!(" -p {}", p.display()),
+        None => String::new(),
+    };
+    let pending = install::pending_hooks(root)?;
+    let planned = plan::build(profile, root, false);
+    let err;
+    let files = match (&planned, pending.first()) {
+        (Err(e), _) => {
+            err = format!("{e:#}");
+            Files::Unknown(&err)
+        }
+        (Ok(_), Some(h)) => Files::HookPending(h.command.join(" ")),
+        (Ok(p), None) if p.in_sync() => Files::InPlace,
+        (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
+    };
+    Ok(assess(items, &files, &profile_arg))
 }
 
 /// Settles an interrupted transaction, if there is one, under the lock.

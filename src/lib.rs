@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bind;
+pub mod check_state;
 pub mod cli;
 pub mod cmdline;
 pub mod completions;

@@ -941,3 +941,106 @@ fn detect_writes_the_profile_where_it_is_told() {
     status(&o, 2);
     assert!(stderr(&o).contains("--output"), "{}", stderr(&o));
 }
+
+/// The state of `check` in json, and its next step.
+fn check_state(root: &Path) -> (String, String) {
+    let o = at(root, &["check", "--format", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    (
+        v["state"].as_str().unwrap_or("").to_string(),
+        v["next"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// A newcomer's way through `check`: before apply it says "not applied" and "apply"; after a
+/// successful apply "applied, not rebooted" and "reboot" (never "run apply"); after the reboot
+/// (the running command line and drivers as the files make them) "done".
+#[test]
+fn check_tells_not_applied_applied_and_done_apart() {
+    let h = host("intel-3090");
+    let root = h.path();
+    let profile = root.join("etc/vfio-gen/profile.toml");
+    status(&at(root, &["detect", "-o", profile.to_str().unwrap()]), 0);
+
+    let (state, next) = check_state(root);
+    assert_eq!(state, "not-applied");
+    assert!(next.starts_with("`sudo vfio-gen apply`"), "{next}");
+    let o = at(root, &["check"]);
+    assert!(
+        stdout(&o).ends_with("State: not applied. Next: `sudo vfio-gen apply` (`vfio-gen plan` shows what it changes), then reboot.\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    status(&at(root, &["apply", "--yes", "--no-hooks"]), 0);
+    let (state, next) = check_state(root);
+    assert_eq!(state, "applied-not-rebooted");
+    assert_eq!(next, "reboot; then run `vfio-gen check` again");
+    let o = at(root, &["check", "-q"]);
+    status(&o, 1);
+    let text = stdout(&o);
+    assert!(
+        text.contains("[FAIL] the running kernel command line lacks or overrides: iommu=pt — the files are in place: reboot"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("run `vfio-gen apply`") && !text.contains("after `vfio-gen apply`"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "State: applied, not rebooted. Next: reboot; then run `vfio-gen check` again.\n"
+        ),
+        "{text}"
+    );
+
+    // The reboot: the same machine, booted with the entry's options, the card on vfio-pci.
+    let text =
+        std::fs::read_to_string(repo().join("tests/fixtures/hosts/intel-3090.toml")).unwrap();
+    let mut desc: fake_host::Host = toml::from_str(&text).unwrap();
+    let entry = std::fs::read_to_string(root.join("boot/loader/entries/arch.conf")).unwrap();
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .unwrap()
+        .trim()
+        .to_string();
+    desc.cmdline = format!("initrd=\\intel-ucode.img initrd=\\initramfs-linux.img {options}");
+    for d in desc
+        .devices
+        .iter_mut()
+        .filter(|d| d.bdf.starts_with("0000:01:00."))
+    {
+        d.driver = Some("vfio-pci".into());
+    }
+    let booted = tempfile::tempdir().unwrap();
+    fake_host::build_host(&desc, &repo().join("tests/fixtures/hosts"), booted.path()).unwrap();
+    for dir in ["etc", "boot", "var"] {
+        copy_tree(&root.join(dir), &booted.path().join(dir));
+    }
+    let (state, next) = check_state(booted.path());
+    assert_eq!(state, "done", "{next}");
+    assert!(next.contains("virtual machine"), "{next}");
+    let o = at(booted.path(), &["check"]);
+    status(&o, 0);
+    assert!(stdout(&o).contains("State: done."), "{}", stdout(&o));
+
+    // Set up by hand, not by vfio-gen: done now, and the files are named for the next boot.
+    std::fs::remove_file(booted.path().join("etc/modprobe.d/blacklist-nouveau.conf")).unwrap();
+    let (state, next) = check_state(booted.path());
+    assert_eq!(state, "done");
+    assert!(
+        next.contains("/etc/modprobe.d/blacklist-nouveau.conf differs from the profile"),
+        "{next}"
+    );
+
+    // Without a profile: host checks, and the step is to write one.
+    std::fs::remove_file(&profile).unwrap();
+    let o = at(root, &["check"]);
+    assert!(
+        stdout(&o).contains("Next: write a profile: `sudo vfio-gen detect -o "),
+        "{}",
+        stdout(&o)
+    );
+}
