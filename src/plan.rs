@@ -712,8 +712,11 @@ impl Builder<'_> {
             w.push("kernel.amd_iommu is set on an Intel host, where it does nothing".into());
         }
         if profile.wants_driver_pre() && profile.initramfs != Initramfs::Dracut {
-            w.push(format!(
-                "rd.driver.pre=vfio-pci acts only in dracut images; with {} the VFIO modules load early through {}",
+            // Harmless: only dracut's initramfs reads it, and the kernel ignores a dotted name
+            // it does not know (docs/kernel-cmdline.md, "rd.driver.pre"). A note, not a
+            // warning: seed host 1 has it on purpose.
+            self.plan.notes.push(format!(
+                "rd.driver.pre=vfio-pci is harmless but does nothing here: only dracut images read it (kernel.driver_pre = true asks for it; \"auto\" leaves it out); with {} the VFIO modules load early through {}",
                 initramfs_name(profile.initramfs),
                 match profile.initramfs {
                     Initramfs::Mkinitcpio => initramfs::MKINITCPIO_DROP_IN,

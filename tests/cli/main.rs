@@ -754,9 +754,10 @@ mod plan_output {
         let out = stdout(&plan("amd-grub", &[]));
         assert!(out.contains("amd_iommu=on and ignores it"), "{out}");
         assert!(
-            out.contains("rd.driver.pre=vfio-pci acts only in dracut images"),
+            out.contains("note: rd.driver.pre=vfio-pci is harmless but does nothing here: only dracut images read it"),
             "{out}"
         );
+        assert!(!out.contains("warning: rd.driver.pre"), "{out}");
         let out = stdout(&plan("amd-gpu-amdgpu-softdep", &[]));
         assert!(
             out.contains("/etc/mkinitcpio.d/linux.preset:") && out.contains("ALL_config"),
@@ -1320,4 +1321,34 @@ fn a_grub_command_line_the_kernel_would_cut_is_refused() {
         stderr(&o)
     );
     assert!(tree(tmp.path()) == before, "nothing written");
+}
+
+/// The quick start's first command: the seed host's profile on its fixture root plans with no
+/// warning, and its one remark about rd.driver.pre is a note that says it is harmless.
+#[test]
+fn the_quick_start_greets_without_a_warning() {
+    let o = plan_on(
+        "profiles/arch-intel-systemd-boot.toml",
+        "tests/fixtures/roots/arch-intel-systemd-boot",
+    );
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(!out.contains("warning:"), "{out}");
+    assert!(!out.contains("[grub] table is ignored"), "{out}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(notes.len(), 1, "{out}");
+    assert!(
+        notes[0].contains("rd.driver.pre=vfio-pci is harmless"),
+        "{out}"
+    );
+    // Its entry still gets the seed host's options (SPEC §2, seed host 1).
+    assert!(
+        out.contains("+options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap intel_iommu=on iommu=pt rd.driver.pre=vfio-pci"),
+        "{out}"
+    );
+    // No profile comment points to a document outside the repository.
+    for name in profiles() {
+        let text = std::fs::read_to_string(repo().join(format!("profiles/{name}.toml"))).unwrap();
+        assert!(!text.contains("(see 4)"), "{name}");
+    }
 }
