@@ -124,7 +124,11 @@ pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
             profile.ids.join(",")
         )));
     }
-    out.extend(profile.extra.iter().map(|e| Opt::parse(e)));
+    let extra: Vec<Opt> = profile.extra.iter().map(|e| Opt::parse(e)).collect();
+    // An extra that holds a managed option (`intel_iommu=on,igfx_off`) stands for it: the
+    // line gets the extra, once.
+    out.retain(|m| !extra.iter().any(|e| crate::cmdline::holds(e, m)));
+    out.extend(extra);
     out
 }
 

@@ -1352,3 +1352,52 @@ fn the_quick_start_greets_without_a_warning() {
         assert!(!text.contains("(see 4)"), "{name}");
     }
 }
+
+/// `extra = ["intel_iommu=on,igfx_off"]` gives `intel_iommu=on` and is kept: the entry gets it
+/// once, and applying twice changes nothing. A non-list `extra` is answered with a list of
+/// kernel options, not of PCI IDs.
+#[test]
+fn an_extra_comma_value_that_holds_a_managed_one_is_kept() {
+    let tmp = copy_root("arch-intel-systemd-boot");
+    let outside = tempfile::tempdir().unwrap();
+    let p = outside.path().join("igfx.toml");
+    let base = "[host]\ncpu = \"intel\"\nbootloader = \"systemd-boot\"\n[vfio]\nids = [\"10de:2204\", \"10de:1aef\"]\n[kernel]\n";
+    std::fs::write(&p, format!("{base}extra = [\"intel_iommu=on,igfx_off\"]\n")).unwrap();
+    let o = apply_over(p.to_str().unwrap(), tmp.path(), false);
+    status(&o, 0);
+    let entry = std::fs::read_to_string(tmp.path().join("boot/loader/entries/arch.conf")).unwrap();
+    let options = entry.lines().find(|l| l.starts_with("options ")).unwrap();
+    assert_eq!(
+        options,
+        "options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap iommu=pt intel_iommu=on,igfx_off"
+    );
+    let o = run(&[
+        "plan",
+        "-p",
+        p.to_str().unwrap(),
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "--exit-code",
+    ]);
+    status(&o, 0);
+    // A comma value without the managed one still conflicts.
+    std::fs::write(&p, format!("{base}extra = [\"intel_iommu=sm_on\"]\n")).unwrap();
+    let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("conflicts with intel_iommu=on")
+            && stderr(&o).contains("\"intel_iommu=on,sm_on\""),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(&p, format!("{base}extra = \"video=efifb:off\"\n")).unwrap();
+    let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("igfx.toml:7:") && err.contains("like [\"video=efifb:off\"]"),
+        "{err}"
+    );
+    assert!(!err.contains("10de"), "{err}");
+}
