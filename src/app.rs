@@ -420,17 +420,15 @@ fn run_hooks(
     out: &mut dyn Write,
 ) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
+    if let Some(notice) = hooks::host_notice(list, mode, root) {
+        eprintln!("vfio-gen: {notice}");
+    }
     let runs = hooks::run(list, mode, root);
     if !json {
         for r in &runs {
             match r.status.as_str() {
                 "ok" => writeln!(out, "ran {}", r.command.join(" "))?,
-                "skipped" => writeln!(
-                    out,
-                    "run by hand (hooks are off for --root {}): {}",
-                    root.dir().display(),
-                    r.command.join(" ")
-                )?,
+                "skipped" => writeln!(out, "{}", hooks::by_hand(&r.command, root))?,
                 _ => write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?,
             }
         }

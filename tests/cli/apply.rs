@@ -1020,3 +1020,46 @@ fn a_failure_while_keeping_backups_leaves_no_backup_directory() {
     );
     assert!(!tmp.path().join("var/lib/vfio-gen/journal.json").exists());
 }
+
+/// With another root, `--hooks host` says before it runs them that the generators are this
+/// machine's own; hooks left to run by hand are named with `chroot ROOT` and `--hooks chroot`.
+#[test]
+fn hooks_for_another_root_say_where_they_run() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    let path = stand_ins(bin.path(), &[]);
+    let o = Command::new(BIN)
+        .args(apply_args("amd-grub", root, &["--yes", "--hooks", "host"]))
+        .current_dir(repo())
+        .env("PATH", &path)
+        .env("HOOK_LOG", &log)
+        .output()
+        .unwrap();
+    status(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "--hooks host with --root {root}: running this machine's own `mkinitcpio -P`, `grub-mkconfig -o /boot/grub/grub.cfg`, which read this machine's /etc and write its /boot"
+        )) && stderr(&o).contains("--hooks chroot runs them inside the root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(log.exists(), "they ran");
+
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let o = run(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!(
+            "run by hand, inside the root: chroot {root} grub-mkconfig -o /boot/grub/grub.cfg (or run vfio-gen again with --hooks chroot)"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains("--hooks host"), "{}", stderr(&o));
+}
