@@ -148,13 +148,26 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             list,
             id,
             force,
+            yes,
+            dry_run,
+            format,
             profile,
             hooks,
             no_hooks,
             no_wait,
         } => {
             let hooks = if no_hooks { Hooks::None } else { hooks };
-            rollback(&root, list, id, force, &profile, hooks, no_wait, out)
+            if list {
+                return rollback_list(&root, format, out);
+            }
+            let ask = if yes || dry_run {
+                Ask::No
+            } else {
+                Ask::OnTerminal(env)
+            };
+            rollback(
+                &root, id, force, ask, dry_run, &profile, hooks, no_wait, g.quiet, out,
+            )
         }
         Command::Iommu { format } => {
             let pci = Pci::read(&root)?;
@@ -666,60 +679,168 @@ impl std::fmt::Display for HookFailed {
 
 impl std::error::Error for HookFailed {}
 
+/// Whether `rollback` asks before it restores.
+#[derive(Clone, Copy)]
+enum Ask {
+    No,
+    /// On a terminal, as apply does. Without one it goes ahead: `rollback` in a script is the
+    /// contract (SPEC §1) and needs no `--yes`.
+    OnTerminal(Env),
+}
+
+fn rollback_list(root: &Root, format: Format, out: &mut dyn Write) -> Result<u8> {
+    let interrupted = install::pending(root)?;
+    let all = history::manifests(root)?;
+    if format == Format::Json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&crate::rollback::list_json(
+                &all,
+                interrupted.as_deref()
+            ))?
+        )?;
+        return Ok(0);
+    }
+    if let Some(id) = interrupted {
+        writeln!(
+            out,
+            "An apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it."
+        )?;
+    }
+    if all.is_empty() {
+        writeln!(
+            out,
+            "No backups under {}.",
+            root.join(history::BACKUPS)?.display()
+        )?;
+    }
+    for m in &all {
+        let mut what = m.kind.clone();
+        if let Some(u) = &m.undoes {
+            what.push_str(&format!(" of {u}"));
+        }
+        if history::is_undone(&all, &m.id) {
+            what.push_str(", rolled back");
+        }
+        writeln!(
+            out,
+            "{}  {}  {} ({} files)",
+            m.id,
+            m.time,
+            what,
+            m.entries.len()
+        )?;
+        for e in &m.entries {
+            writeln!(out, "    {:<8} {}", e.action, e.path)?;
+        }
+    }
+    Ok(0)
+}
+
+/// The generators to run after restoring: from the profile, or, with none, named from the
+/// restored files (to run by hand: vfio-gen cannot be sure of them without a profile).
+fn rollback_hooks(
+    root: &Root,
+    arg: &ProfileArg,
+    paths: &[String],
+) -> Result<(Vec<plan::Hook>, Option<String>)> {
+    let path = profile_path(root, arg)?;
+    let why = if arg.profile.is_some() || path.exists() {
+        match Profile::load(&path) {
+            Ok(p) => return Ok((plan::hooks_for(&p, paths, root)?, None)),
+            Err(e) => format!("The profile cannot be read ({e:#})"),
+        }
+    } else {
+        format!("No profile at {}", path.display())
+    };
+    let guessed = crate::rollback::hooks_without_profile(root, paths)?;
+    let text = if guessed.is_empty() {
+        format!("{why}; the restored files feed no generator vfio-gen knows.")
+    } else {
+        let lines: Vec<String> = guessed
+            .iter()
+            .map(|h| {
+                format!(
+                    "  {}",
+                    if root.is_host() {
+                        h.command.join(" ")
+                    } else {
+                        format!("chroot {} {}", root.dir().display(), h.command.join(" "))
+                    }
+                )
+            })
+            .collect();
+        format!(
+            "{why} to tell which generators to run, so none ran. The restored files feed these; run them by hand (or `vfio-gen rollback -p PROFILE` next time):\n{}",
+            lines.join("\n")
+        )
+    };
+    Ok((Vec::new(), Some(text)))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rollback(
     root: &Root,
-    list: bool,
     id: Option<String>,
     force: bool,
+    ask: Ask,
+    dry_run: bool,
     arg: &ProfileArg,
     mode: Hooks,
     no_wait: bool,
+    quiet: bool,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    if list {
-        if let Some(id) = install::pending(root)? {
-            writeln!(
-                out,
-                "An apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it."
-            )?;
+    if !dry_run {
+        settle(root, no_wait, out)?;
+    }
+    // Decide without the lock, so a refusal writes nothing; then again under it.
+    let (target, ops) = rollback_ops(root, id.as_deref(), force)?;
+    let shown = root.dir().display().to_string();
+    let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
+    let asking = matches!(ask, Ask::OnTerminal(env) if env.stdin_is_terminal);
+    if !quiet || dry_run || asking {
+        write!(out, "{}", crate::rollback::preview(&target, &ops, &shown))?;
+    }
+    if dry_run {
+        let (hook_list, by_hand) = rollback_hooks(root, arg, &paths)?;
+        if let Some(t) = by_hand {
+            writeln!(out, "{t}")?;
         }
-        let all = history::manifests(root)?;
-        if all.is_empty() {
-            writeln!(
-                out,
-                "No backups under {}.",
-                root.join(history::BACKUPS)?.display()
-            )?;
+        for h in &hook_list {
+            let line = match hooks::effective(mode, root) {
+                Hooks::None | Hooks::Auto => hooks::by_hand(&h.command, root),
+                Hooks::Chroot => format!(
+                    "would run: chroot {} {}",
+                    root.dir().display(),
+                    h.command.join(" ")
+                ),
+                Hooks::Host => format!("would run: {}", h.command.join(" ")),
+            };
+            writeln!(out, "{line}")?;
         }
-        for m in &all {
-            let mut what = m.kind.clone();
-            if let Some(u) = &m.undoes {
-                what.push_str(&format!(" of {u}"));
-            }
-            if history::is_undone(&all, &m.id) {
-                what.push_str(", rolled back");
-            }
-            writeln!(
-                out,
-                "{}  {}  {} ({} files)",
-                m.id,
-                m.time,
-                what,
-                m.entries.len()
-            )?;
-            for e in &m.entries {
-                writeln!(out, "    {:<8} {}", e.action, e.path)?;
-            }
-        }
+        writeln!(out, "Nothing changed (--dry-run).")?;
         return Ok(0);
     }
-    settle(root, no_wait, out)?;
-    // Decide without the lock, so a refusal writes nothing; then again under it.
-    rollback_ops(root, id.as_deref(), force)?;
+    if asking {
+        write!(out, "Roll back under {shown}? [y/N] ")?;
+        out.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            writeln!(out, "Nothing changed.")?;
+            return Ok(0);
+        }
+    }
     let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
     say_recovery(install::recover(root)?, out)?;
-    let (target, ops) = rollback_ops(root, id.as_deref(), force)?;
+    let (again, ops) = rollback_ops(root, id.as_deref(), force)?;
+    if again.id != target.id {
+        bail!(
+            "the backups changed while the rollback was shown (another vfio-gen ran); nothing was written: run `vfio-gen rollback` again"
+        );
+    }
     let m = install::commit(root, "rollback", Some(target.id.clone()), &ops)?;
     writeln!(
         out,
@@ -728,17 +849,10 @@ fn rollback(
         target.id,
         m.id
     )?;
-    let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
-    let hook_list = match Profile::load(&profile_path(root, arg)?) {
-        Ok(p) => plan::hooks_for(&p, &paths, root)?,
-        Err(_) => {
-            writeln!(
-                out,
-                "No profile to tell which generators to run: regenerate the initramfs and the boot loader configuration by hand."
-            )?;
-            Vec::new()
-        }
-    };
+    let (hook_list, by_hand) = rollback_hooks(root, arg, &paths)?;
+    if let Some(t) = by_hand {
+        writeln!(out, "{t}")?;
+    }
     let runs = run_hooks(&hook_list, mode, root, false, out)?;
     remember_failed(root, &hook_list, &runs)?;
     hooks_outcome(&runs, "the files are restored")

@@ -172,6 +172,15 @@ pub enum Command {
         /// Restore even files changed by hand since the apply
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation on a terminal
+        #[arg(short, long)]
+        yes: bool,
+        /// Show what would be restored and which generators would run; change nothing
+        #[arg(long, conflicts_with = "list")]
+        dry_run: bool,
+        /// Output format of --list; json is documented in README.md
+        #[arg(long, value_enum, default_value_t = Format::Text, requires = "list")]
+        format: Format,
         /// The profile, to know which generators to run afterwards [default: ROOT/etc/vfio-gen/profile.toml]
         #[command(flatten)]
         profile: ProfileArg,

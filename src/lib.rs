@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod install;
 pub mod plan;
 pub mod profile;
+pub mod rollback;
 pub mod root;
 pub mod shell;
 pub mod targets;

@@ -1063,3 +1063,109 @@ fn hooks_for_another_root_say_where_they_run() {
     );
     assert!(!stderr(&o).contains("--hooks host"), "{}", stderr(&o));
 }
+
+/// `rollback` shows what it puts back; `--dry-run` changes nothing; on a terminal it asks
+/// (`--yes` skips the question); without a profile it names the generators the restored files
+/// feed, to run by hand; `--list --format json` gives the backups.
+#[test]
+fn rollback_shows_asks_and_names_the_generators() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    apply_ok("amd-grub", root, &["--yes", "--no-hooks"]);
+    let applied = tree(tmp.path());
+
+    let o = run(&["rollback", "--root", root, "--dry-run"]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(&format!(") puts back under {root}:")), "{out}");
+    assert!(
+        out.contains("  restore  /etc/default/grub  (its bytes from before the apply)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  delete   /etc/modprobe.d/vfio.conf  (the apply created it)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("No profile at ")
+            && out.contains(&format!("  chroot {root} mkinitcpio -P\n"))
+            && out.contains(&format!(
+                "  chroot {root} grub-mkconfig -o /boot/grub/grub.cfg\n"
+            )),
+        "{out}"
+    );
+    assert!(out.ends_with("Nothing changed (--dry-run).\n"), "{out}");
+    assert!(tree(tmp.path()) == applied, "--dry-run changes nothing");
+
+    let o = run(&["rollback", "--list", "--format", "json", "--root", root]);
+    status(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["version"], 1);
+    let b = &v["backups"][0];
+    assert_eq!(
+        (
+            b["kind"].as_str(),
+            b["in_effect"].as_bool(),
+            b["rolled_back"].as_bool()
+        ),
+        (Some("apply"), Some(true), Some(false))
+    );
+    assert!(
+        b["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "/etc/default/grub" && f["action"] == "modify"),
+        "{b}"
+    );
+    let o = run(&["rollback", "--format", "json", "--root", root]);
+    status(&o, 2);
+
+    if have("script") {
+        for (args, answer, restored) in [("", "n", false), ("--yes", "", true)] {
+            let t = copy_root("amd-grub");
+            apply_ok(
+                "amd-grub",
+                t.path().to_str().unwrap(),
+                &["--yes", "--no-hooks"],
+            );
+            let before = tree(t.path());
+            let cmd = format!(
+                "{BIN} rollback --no-hooks {args} --root {}",
+                t.path().display()
+            );
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
+                ))
+                .arg(&cmd)
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            let asked = stdout(&o).contains("Roll back under ");
+            assert_eq!(asked, args.is_empty(), "{}", stdout(&o));
+            assert!(stdout(&o).contains("puts back under"), "{}", stdout(&o));
+            assert_eq!(tree(t.path()) != before, restored, "{args}: {}", stdout(&o));
+        }
+    }
+
+    // No terminal: it goes ahead (scripts call `vfio-gen rollback`), saying what it put back.
+    let o = run(&["rollback", "--root", root]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("Restored 4 files from "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("  chroot {root} mkinitcpio -P")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        user_tree(tmp.path()) == tree(&fixture_root("amd-grub")),
+        "every file as before the apply"
+    );
+}
