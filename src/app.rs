@@ -329,6 +329,27 @@ fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
     )
 }
 
+/// Refuses to install the mkinitcpio drop-in when a preset passes `-c` to mkinitcpio
+/// (`ALL_config` / `<preset>_config`), which then ignores /etc/mkinitcpio.conf.d: the file
+/// would do nothing (docs/mkinitcpio.md). Nothing is written; `--force` installs anyway.
+fn refuse_preset_config(root: &Root, profile: &Profile) -> Result<()> {
+    if profile.initramfs != crate::profile::Initramfs::Mkinitcpio {
+        return Ok(());
+    }
+    let lines = plan::preset_configs(root)?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = lines
+        .iter()
+        .map(|(path, line, text)| format!("  - {path}:{line}: `{text}`"))
+        .collect();
+    bail!(
+        "refusing to apply: a mkinitcpio preset names its own configuration file:\n{}\nmkinitcpio then runs with -c and ignores /etc/mkinitcpio.conf.d, where vfio-gen puts the VFIO modules, so the images would not get them (docs/mkinitcpio.md). Nothing was written: comment the line out (the preset then uses /etc/mkinitcpio.conf and its drop-ins, as current Arch presets do), or run again with --force to install anyway",
+        list.join("\n")
+    )
+}
+
 /// The files apply would leave in place: every managed file with its desired bytes.
 pub fn desired_files(plan: &Plan) -> Vec<(String, Vec<u8>)> {
     plan.changes
@@ -476,6 +497,7 @@ fn apply(
     let plan = plan_for(root, &profile, revert)?;
     if !revert && !force {
         refuse_host_devices(root, &profile)?;
+        refuse_preset_config(root, &profile)?;
     }
     if plan.in_sync() && !plan.pending_hooks.is_empty() {
         let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;

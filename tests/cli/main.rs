@@ -118,6 +118,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The fixture whose mkinitcpio preset sets `ALL_config` (tests/fixtures/README.md).
+const PRESET_CONFIG_TRAP: &str = "amd-gpu-amdgpu-softdep";
+
 /// `vfio-gen plan -p PROFILE --root ROOT`.
 fn plan_on(profile: &str, root: &str) -> Output {
     run(&["plan", "-p", profile, "--root", root])
@@ -175,6 +178,9 @@ fn apply_over(profile: &str, root: &Path, revert: bool) -> Output {
     ];
     if revert {
         args.push("--revert");
+    } else if profile.contains(PRESET_CONFIG_TRAP) {
+        // Its preset sets ALL_config, refused without --force (docs/mkinitcpio.md).
+        args.push("--force");
     }
     run(&args)
 }
@@ -1400,4 +1406,69 @@ fn an_extra_comma_value_that_holds_a_managed_one_is_kept() {
         "{err}"
     );
     assert!(!err.contains("10de"), "{err}");
+}
+
+/// A mkinitcpio preset that sets ALL_config makes mkinitcpio skip /etc/mkinitcpio.conf.d:
+/// apply refuses (exit 2, nothing written) and says why and what to do; --force installs; with
+/// the line commented out apply goes ahead.
+#[test]
+fn a_preset_with_its_own_config_is_refused_without_force() {
+    let tmp = copy_root(PRESET_CONFIG_TRAP);
+    let root = tmp.path().to_str().unwrap();
+    let profile = format!("profiles/{PRESET_CONFIG_TRAP}.toml");
+    let before = tree(tmp.path());
+    let o = run(&[
+        "apply",
+        "-p",
+        &profile,
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+    ]);
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("/etc/mkinitcpio.d/linux.preset:3: `ALL_config=\"/etc/mkinitcpio.conf\"`")
+            && err.contains("ignores /etc/mkinitcpio.conf.d")
+            && err.contains("comment the line out")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(tree(tmp.path()) == before, "nothing written");
+    let o = plan_on(&profile, root);
+    assert!(
+        stdout(&o).contains("(apply refuses it without --force)"),
+        "{}",
+        stdout(&o)
+    );
+
+    let preset = tmp.path().join("etc/mkinitcpio.d/linux.preset");
+    let text = std::fs::read_to_string(&preset).unwrap();
+    std::fs::write(&preset, text.replace("\nALL_config=", "\n#ALL_config=")).unwrap();
+    status(
+        &run(&[
+            "apply",
+            "-p",
+            &profile,
+            "--root",
+            root,
+            "--yes",
+            "--no-hooks",
+        ]),
+        0,
+    );
+
+    let tmp = copy_root(PRESET_CONFIG_TRAP);
+    let o = run(&[
+        "apply",
+        "-p",
+        &profile,
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "--yes",
+        "--no-hooks",
+        "--force",
+    ]);
+    status(&o, 0);
 }
