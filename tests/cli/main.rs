@@ -908,7 +908,7 @@ mod plan_output {
             serde_json::json!(["mkinitcpio", "-P"])
         );
         assert!(
-            v["warnings"]
+            v["notes"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -1471,4 +1471,74 @@ fn a_preset_with_its_own_config_is_refused_without_force() {
         "--force",
     ]);
     status(&o, 0);
+}
+
+/// Every subcommand has its own description and examples, in `--help` and in its man page;
+/// render's usage line shows what it needs; apply's --revert says what it does.
+#[test]
+fn every_command_describes_itself_with_examples() {
+    let names = [
+        "plan",
+        "apply",
+        "render",
+        "rollback",
+        "iommu",
+        "detect",
+        "check",
+        "bind",
+        "unbind",
+        "completions",
+        "man",
+    ];
+    let man = tempfile::tempdir().unwrap();
+    status(&run(&["man", "--dir", man.path().to_str().unwrap()]), 0);
+    let mut descriptions = Vec::new();
+    for name in names {
+        let o = run(&[name, "--help"]);
+        status(&o, 0);
+        let help = stdout(&o);
+        let (description, rest) = help.split_once("\nUsage: ").unwrap();
+        assert!(
+            description.len() > 80,
+            "{name}: a description, not one line:\n{help}"
+        );
+        assert!(
+            !descriptions.contains(&description.to_string()),
+            "{name} shares its description"
+        );
+        descriptions.push(description.to_string());
+        let examples = rest
+            .split_once("Examples:\n")
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| panic!("{name}: no examples:\n{help}"));
+        let own = examples
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .trim_start_matches("sudo ")
+                    .starts_with(&format!("vfio-gen {name}"))
+            })
+            .count();
+        assert!(own >= 2, "{name}: examples of {name} itself:\n{examples}");
+        let page = std::fs::read_to_string(man.path().join(format!("vfio-gen-{name}.1"))).unwrap();
+        assert!(
+            page.contains("Examples:") && page.contains(&format!("vfio\\-gen {name}")),
+            "{name}.1"
+        );
+    }
+    let help = stdout(&run(&["render", "--help"]));
+    assert!(
+        help.contains("Usage: vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)"),
+        "{help}"
+    );
+    let help = stdout(&run(&["apply", "--help"]));
+    assert!(
+        help.contains("--revert\n          Take vfio-gen's changes out"),
+        "{help}"
+    );
+    let help = stdout(&run(&["--help"]));
+    assert!(
+        help.contains("vfio-gen detect -o /etc/vfio-gen/profile.toml"),
+        "{help}"
+    );
 }
