@@ -1542,3 +1542,61 @@ fn every_command_describes_itself_with_examples() {
         "{help}"
     );
 }
+
+/// The README's quick start runs as written on the shipped data (the binary for `cargo run
+/// --release --`), and its real-host walkthrough names the steps in the order a user lives them.
+#[test]
+fn the_readme_quick_start_runs_and_the_walkthrough_is_in_order() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let stage = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for line in quick
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo run --release -- "))
+    {
+        let line = line.replace("/tmp/staging", stage.path().to_str().unwrap());
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = run(&args);
+        status(&o, 0);
+        ran += 1;
+    }
+    assert_eq!(ran, 4, "{quick}");
+    let walk = readme
+        .split("## On a real host")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let steps = [
+        "`vfio-gen check`",
+        "`sudo mkdir -p /etc/vfio-gen`",
+        "`vfio-gen detect | sudo tee /etc/vfio-gen/profile.toml`",
+        "**Read it.**",
+        "`vfio-gen plan`",
+        "`sudo vfio-gen apply`",
+        "`vfio-gen check -p /etc/vfio-gen/profile.toml`",
+        "**What a failure means.**",
+        "`sudo vfio-gen apply --revert`",
+        "`sudo vfio-gen rollback`",
+        "**8. The VM side.**",
+        "<hostdev mode='subsystem' type='pci' managed='yes'>",
+    ];
+    let mut at = 0;
+    for s in steps {
+        let i = walk[at..]
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} missing or out of order"));
+        at += i + s.len();
+    }
+    // The VM side is one paragraph.
+    let vm = walk.split("**8. The VM side.**").nth(1).unwrap();
+    assert!(!vm.trim().contains("\n\n"), "{vm}");
+}
