@@ -21,15 +21,19 @@
 //! 4. **Plan**: [`plan`], the changes and hooks for a profile on a host.
 //! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
 //!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
-//!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check).
-//! 6. **App**: [`cli`] (clap definitions only) and [`app`] (one command each).
+//!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
+//!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows).
+//! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
+//!    [`app`] (one command each).
 
 pub mod app;
 pub mod bind;
 pub mod boot_images;
 pub mod check;
+pub mod check_state;
 pub mod cli;
 pub mod cmdline;
+pub mod completions;
 pub mod diff;
 pub mod digest;
 pub mod history;
@@ -42,6 +46,7 @@ pub mod json;
 pub mod kernel;
 pub mod plan;
 pub mod profile;
+pub mod rollback;
 pub mod root;
 pub mod shell;
 pub mod style;

@@ -28,9 +28,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "boot_images",
             "initramfs_check",
             "inspect",
+            "check_state",
+            "rollback",
         ],
     ),
-    ("app", &["app", "cli"]),
+    ("app", &["app", "cli", "completions"]),
 ];
 
 /// A source file as a module path (`targets/grub/lex.rs` -> ["targets", "grub", "lex"]).

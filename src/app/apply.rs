@@ -46,10 +46,11 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let plan = plan_for(root, &profile, revert)?;
     if !revert && !force {
         refuse_host_devices(root, &profile)?;
+        refuse_preset_config(root, &profile)?;
     }
     if plan.in_sync() && !plan.pending_hooks.is_empty() {
         let _lock = lock(root, no_wait, io.err)?;
-        let runs = run_hooks(&plan.pending_hooks, mode, root, json, io.out)?;
+        let runs = run_hooks(&plan.pending_hooks, mode, root, json, io)?;
         remember_failed(root, &plan.pending_hooks, &runs)?;
         if json {
             writeln!(
@@ -172,7 +173,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks(&to_run, mode, root, json, io.out)?;
+    let runs = run_hooks(&to_run, mode, root, json, io)?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()
@@ -218,6 +219,27 @@ fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
     let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
     bail!(
         "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
+        list.join("\n")
+    )
+}
+
+/// Refuses to install the mkinitcpio drop-in when a preset passes `-c` to mkinitcpio
+/// (`ALL_config` / `<preset>_config`), which then ignores /etc/mkinitcpio.conf.d: the file
+/// would do nothing (docs/mkinitcpio.md). Nothing is written; `--force` installs anyway.
+fn refuse_preset_config(root: &Root, profile: &Profile) -> Result<()> {
+    if profile.initramfs != crate::profile::Initramfs::Mkinitcpio {
+        return Ok(());
+    }
+    let lines = crate::targets::initramfs::preset_configs(root)?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = lines
+        .iter()
+        .map(|(path, line, text)| format!("  - {path}:{line}: `{text}`"))
+        .collect();
+    bail!(
+        "refusing to apply: a mkinitcpio preset names its own configuration file:\n{}\nmkinitcpio then runs with -c and ignores /etc/mkinitcpio.conf.d, where vfio-gen puts the VFIO modules, so the images would not get them (docs/mkinitcpio.md). Nothing was written: comment the line out (the preset then uses /etc/mkinitcpio.conf and its drop-ins, as current Arch presets do), or run again with --force to install anyway",
         list.join("\n")
     )
 }

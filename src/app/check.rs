@@ -8,6 +8,7 @@ use crate::host::pci::Pci;
 use crate::inspect;
 use crate::install;
 use crate::profile::Profile;
+use crate::root::Root;
 use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
@@ -74,21 +75,71 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             path: None,
         });
     }
+    let outcome = match &profile {
+        Some(p) => Some(outcome(root, p, &opts.profile, &mut items)?),
+        None => None,
+    };
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
+    let style = ctx.style;
     match opts.format {
         Format::Text => {
-            if profile.is_none() {
+            if profile.is_none() && !ctx.quiet {
                 writeln!(out, "No profile at {}: host checks only.", path.display())?;
             }
-            write!(out, "{}", inspect::check_text(&items, ctx.style, ctx.quiet))?
+            write!(out, "{}", inspect::check_text(&items, style, ctx.quiet))?;
+            match &outcome {
+                Some(o) => writeln!(
+                    out,
+                    "{} {}. Next: {}.",
+                    style.bold("State:"),
+                    o.state.words(),
+                    o.next
+                )?,
+                None if !ctx.quiet => writeln!(
+                    out,
+                    "{} write a profile: `sudo vfio-gen detect -o {}`, read it, then `vfio-gen plan`.",
+                    style.bold("Next:"),
+                    path.display()
+                )?,
+                None => {}
+            }
         }
-        Format::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&crate::json::envelope(
-                serde_json::json!({"ok": !failed, "items": items})
-            ))?
-        )?,
+        Format::Json => {
+            let mut v = crate::json::envelope(serde_json::json!({"ok": !failed, "items": items}));
+            if let Some(o) = &outcome {
+                v["state"] = serde_json::json!(o.state);
+                v["next"] = serde_json::json!(o.next);
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
+        }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
+/// (src/check_state.rs).
+fn outcome(
+    root: &Root,
+    profile: &Profile,
+    profile_path: &Option<PathBuf>,
+    items: &mut [inspect::Item],
+) -> Result<crate::check_state::Outcome> {
+    use crate::check_state::{Files, assess};
+    let profile_arg = match profile_path {
+        Some(p) => format!(" -p {}", p.display()),
+        None => String::new(),
+    };
+    let pending = install::pending_hooks(root)?;
+    let planned = crate::plan::build(profile, root, false);
+    let err;
+    let files = match (&planned, pending.first()) {
+        (Err(e), _) => {
+            err = format!("{e:#}");
+            Files::Unknown(&err)
+        }
+        (Ok(_), Some(h)) => Files::HookPending(h.command.join(" ")),
+        (Ok(p), None) if p.in_sync() => Files::InPlace,
+        (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
+    };
+    Ok(assess(items, &files, &profile_arg))
 }

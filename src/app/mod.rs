@@ -156,6 +156,9 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             list,
             id,
             force,
+            yes,
+            dry_run,
+            format,
             profile,
             hooks,
             no_hooks,
@@ -166,6 +169,9 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
                 list,
                 id,
                 force,
+                yes,
+                dry_run,
+                format,
                 profile: profile.profile,
                 hooks: hooks_mode(hooks, no_hooks),
                 no_wait,
@@ -173,7 +179,15 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             io,
         ),
         Command::Iommu { format } => iommu::run(&ctx, format, io.out),
-        Command::Detect { gpu } => detect::run(&ctx, &gpu, io.out),
+        Command::Detect { gpu, output, force } => detect::run(
+            &ctx,
+            &detect::Options {
+                gpus: gpu,
+                output,
+                force,
+            },
+            io,
+        ),
         Command::Check { profile, format } => check::run(
             &ctx,
             &check::Options {
@@ -278,22 +292,22 @@ fn run_hooks(
     mode: hooks::Hooks,
     root: &Root,
     json: bool,
-    out: &mut dyn Write,
+    io: &mut Io,
 ) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
+    if let Some(notice) = hooks::host_notice(list, mode, root) {
+        writeln!(io.err, "vfio-gen: {notice}")?;
+    }
     let runs = hooks::run(list, mode, root);
     if !json {
         for r in &runs {
             match r.status {
-                hooks::HookStatus::Ok => writeln!(out, "ran {}", r.command.join(" "))?,
-                hooks::HookStatus::Skipped => writeln!(
-                    out,
-                    "run by hand (hooks are off for --root {}): {}",
-                    root.dir().display(),
-                    r.command.join(" ")
-                )?,
+                hooks::HookStatus::Ok => writeln!(io.out, "ran {}", r.command.join(" "))?,
+                hooks::HookStatus::Skipped => {
+                    writeln!(io.out, "{}", hooks::by_hand(&r.command, root))?
+                }
                 hooks::HookStatus::Failed => {
-                    write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?
+                    write!(io.out, "FAILED {}:\n{}", r.command.join(" "), r.output)?
                 }
             }
         }

@@ -158,16 +158,20 @@ impl Ctx<'_> {
                 "the profile's [{table}] table is ignored: host.bootloader does not use it"
             ));
         }
-        let w = &mut self.plan.warnings;
         if profile.amd_iommu.as_deref() == Some("on") {
-            w.push("kernel.amd_iommu = \"on\": the kernel does not know amd_iommu=on and ignores it (\"Unknown option\"); the AMD IOMMU is on whenever firmware enables it (AMD-Vi/IOMMU in the setup). Remove the key unless you must match an old guide".into());
+            self.plan.warnings.push("kernel.amd_iommu = \"on\": the kernel does not know amd_iommu=on and ignores it (\"Unknown option\"); the AMD IOMMU is on whenever firmware enables it (AMD-Vi/IOMMU in the setup). Remove the key unless you must match an old guide".into());
         }
         if profile.amd_iommu.is_some() && profile.cpu == Cpu::Intel {
-            w.push("kernel.amd_iommu is set on an Intel host, where it does nothing".into());
+            self.plan
+                .warnings
+                .push("kernel.amd_iommu is set on an Intel host, where it does nothing".into());
         }
         if profile.wants_driver_pre() && profile.initramfs != Initramfs::Dracut {
-            w.push(format!(
-                "rd.driver.pre=vfio-pci acts only in dracut images; with {} the VFIO modules load early through {}",
+            // Harmless: only dracut's initramfs reads it, and the kernel ignores a dotted name
+            // it does not know (docs/kernel-cmdline.md, "rd.driver.pre"). A note, not a
+            // warning: seed host 1 has it on purpose.
+            self.plan.notes.push(format!(
+                "rd.driver.pre=vfio-pci is harmless but does nothing here: only dracut images read it (kernel.driver_pre = true asks for it; \"auto\" leaves it out); with {} the VFIO modules load early through {}",
                 initramfs::name(profile.initramfs),
                 initramfs::generator(profile.initramfs).map_or_else(
                     || "nothing (host.initramfs = \"none\")".to_string(),
@@ -176,13 +180,13 @@ impl Ctx<'_> {
             ));
         }
         if profile.iommu == OnOff::Off {
-            w.push("kernel.iommu = \"off\": vfio-gen leaves the IOMMU options alone; passthrough needs the IOMMU on".into());
+            self.plan.warnings.push("kernel.iommu = \"off\": vfio-gen leaves the IOMMU options alone; passthrough needs the IOMMU on".into());
         }
         if let Some(id) = &facts.os_release_id
             && profile.initramfs == Initramfs::Mkinitcpio
             && matches!(id.as_str(), "debian" | "ubuntu" | "fedora")
         {
-            w.push(format!("host.initramfs = \"mkinitcpio\" on {id}; that distribution builds its initramfs with another tool, set host.initramfs"));
+            self.plan.warnings.push(format!("host.initramfs = \"mkinitcpio\" on {id}; that distribution builds its initramfs with another tool, set host.initramfs"));
         }
     }
 

@@ -84,12 +84,25 @@ fn checks(out: &mut dyn Out) -> Result<()> {
             }
         }
     }
-    for name in out.files().list("/etc/mkinitcpio.d")? {
+    for (path, line, text) in preset_configs(out.files())? {
+        out.warn(format!(
+            "{path}:{line}: `{text}` makes mkinitcpio use that file alone and skip /etc/mkinitcpio.conf.d, where vfio-gen's drop-in lives (apply refuses it without --force): comment the line out"
+        ));
+    }
+    Ok(())
+}
+
+/// The lines of mkinitcpio presets that set `ALL_config` or `<preset>_config`: with one,
+/// mkinitcpio runs with `-c FILE` and ignores /etc/mkinitcpio.conf.d (docs/mkinitcpio.md).
+/// (path, line number, the line).
+pub fn preset_configs(files: &dyn Files) -> Result<Vec<(String, usize, String)>> {
+    let mut out = Vec::new();
+    for name in files.list("/etc/mkinitcpio.d")? {
         let path = format!("/etc/mkinitcpio.d/{name}");
         if !name.ends_with(".preset") {
             continue;
         }
-        let Some(bytes) = out.files().read(&path)? else {
+        let Some(bytes) = files.read(&path)? else {
             continue;
         };
         for (i, l) in String::from_utf8_lossy(&bytes).lines().enumerate() {
@@ -98,14 +111,11 @@ fn checks(out: &mut dyn Out) -> Result<()> {
                 && l.split_once('=')
                     .is_some_and(|(k, _)| k.ends_with("_config"))
             {
-                out.warn(format!(
-                    "{path}:{}: `{l}` makes mkinitcpio use that file alone and skip /etc/mkinitcpio.conf.d, where vfio-gen's drop-in lives: comment the line out",
-                    i + 1
-                ));
+                out.push((path.clone(), i + 1, l.to_string()));
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Extracts the words of a shell array or string assigned to `name` (last assignment wins;

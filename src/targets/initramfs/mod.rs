@@ -18,7 +18,7 @@ use anyhow::Result;
 pub use booster::BOOSTER_YAML;
 pub use dracut::DRACUT_DROP_IN;
 pub use initramfs_tools::INITRAMFS_TOOLS_MODULES;
-pub use mkinitcpio::{MKINITCPIO_DROP_IN, shell_list};
+pub use mkinitcpio::{MKINITCPIO_DROP_IN, preset_configs, shell_list};
 
 /// One initramfs generator.
 pub trait Generator: Sync {
