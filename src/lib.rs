@@ -13,7 +13,7 @@
 //! 1. **Leaves**: [`root`] (paths under `--root`, the [`root::Files`] seam), [`digest`]
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
-//!    [`json`] (the JSON envelope).
+//!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -49,5 +49,6 @@ pub mod profile;
 pub mod rollback;
 pub mod root;
 pub mod shell;
+pub mod splice;
 pub mod style;
 pub mod targets;

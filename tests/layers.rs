@@ -12,7 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
         &[
-            "root", "digest", "kernel", "shell", "cmdline", "style", "check", "json",
+            "root", "digest", "kernel", "shell", "cmdline", "splice", "style", "check", "json",
         ],
     ),
     ("profile/host", &["profile", "host", "history"]),

@@ -3,6 +3,7 @@
 //! as the boot loader and kernel-install read them.
 
 use crate::cmdline::{self, At, Byte, Opt};
+use crate::splice::{self, Splice};
 use anyhow::Result;
 
 /// Which lines hold the command line.
@@ -102,11 +103,10 @@ pub fn edit(
     let (edits, findings) =
         cmdline::edit(&joined, wanted, revert).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     let notes = findings.iter().map(|f| f.describe(path)).collect();
-    // Source operations: (position, removed, inserted text).
-    let mut ops: Vec<(usize, usize, String)> = Vec::new();
+    let mut ops: Vec<Splice> = Vec::new();
     for &i in &edits.remove {
         if let Some(p) = origin[i] {
-            ops.push((p, p + 1, String::new()));
+            ops.push(Splice::delete(p, p + 1));
         }
     }
     let mut tail: Option<String> = None;
@@ -116,7 +116,7 @@ pub fn edit(
                 let p = origin.get(*i).copied().flatten().ok_or_else(|| {
                     anyhow::anyhow!("{path}: internal error: an option without a place in the file; please report it")
                 })?;
-                ops.push((p, p, t.clone()));
+                ops.push(Splice::insert(p, t.clone(), 1));
             }
             At::End => match spans.last() {
                 Some(s) => {
@@ -125,17 +125,15 @@ pub fn edit(
                     } else {
                         t.clone()
                     };
-                    ops.push((s.end, s.end, t));
+                    ops.push(Splice::insert(s.end, t, 1));
                 }
                 None => tail = Some(t.trim_start().to_string()),
             },
         }
     }
-    ops.sort_by(|a, b| b.0.cmp(&a.0).then((a.1 == a.0).cmp(&(b.1 == b.0))));
     let mut out = text.to_vec();
-    for (start, end, t) in ops {
-        out.splice(start..end, t.into_bytes());
-    }
+    // From the end; at one position delete before inserting.
+    splice::apply(&mut out, ops);
     if let Some(t) = tail {
         let line = if shape == Shape::Entry {
             format!("options {t}")

@@ -4,6 +4,7 @@
 use super::eval::GrubConfig;
 use super::{Assign, Ctx, Loc, Seg};
 use crate::cmdline::{self, At, Byte, Edits, Opt};
+use crate::splice::{self, Splice};
 use anyhow::Result;
 
 impl GrubConfig {
@@ -39,7 +40,7 @@ impl GrubConfig {
                 && !self.ends_bare_param(loc)
                 && removed.insert((loc.file, loc.start))
             {
-                ops[loc.file].push((loc.start, loc.end, String::new(), 0));
+                ops[loc.file].push(Splice::delete(loc.start, loc.end));
             }
         }
         let mut new_line = false;
@@ -47,7 +48,7 @@ impl GrubConfig {
             match at {
                 At::Before(i) => {
                     let loc = self.line[*i].1.expect("a token starts at a known byte");
-                    ops[loc.file].push((loc.start, loc.start, quote_for(loc.ctx, text), 1));
+                    ops[loc.file].push(Splice::insert(loc.start, quote_for(loc.ctx, text), 1));
                 }
                 At::End => match self
                     .assigns
@@ -70,12 +71,8 @@ impl GrubConfig {
         let mut out = Vec::new();
         for (f, src) in self.sources.iter().enumerate() {
             let mut bytes = src.bytes.clone();
-            let mut list = std::mem::take(&mut ops[f]);
-            // Apply from the end; at one position delete before inserting.
-            list.sort_by(|a, b| b.0.cmp(&a.0).then(a.3.cmp(&b.3)));
-            for (start, end, text, _) in list {
-                bytes.splice(start..end, text.into_bytes());
-            }
+            // From the end; at one position delete before inserting.
+            splice::apply(&mut bytes, std::mem::take(&mut ops[f]));
             if f == 0 && new_line {
                 let text = edits
                     .insert
@@ -136,8 +133,7 @@ impl GrubConfig {
         let src = &self.sources[a.file].bytes;
         let raw = &src[a.value_start..a.value_end];
         if raw.is_empty() {
-            return vec![(
-                a.value_start,
+            return vec![Splice::insert(
                 a.value_start,
                 format!("\"{}\"", text.trim_start()),
                 1,
@@ -163,7 +159,7 @@ impl GrubConfig {
             } else {
                 text.to_string()
             };
-            return vec![(at, at, quote_for(ctx, &text), 1)];
+            return vec![Splice::insert(at, quote_for(ctx, &text), 1)];
         }
         // An unquoted value: quote it whole when that changes nothing else (the opening quote
         // goes in last, so it lands before a replacement at the same place), else a quoted tail.
@@ -172,17 +168,19 @@ impl GrubConfig {
             .all(|&b| !matches!(b, b'\\' | b'$' | b'"' | b'\'' | b'`'))
         {
             return vec![
-                (a.value_start, a.value_start, "\"".to_string(), 2),
-                (a.value_end, a.value_end, format!("{text}\""), 1),
+                Splice::insert(a.value_start, "\"".to_string(), 2),
+                Splice::insert(a.value_end, format!("{text}\""), 1),
             ];
         }
-        vec![(a.value_end, a.value_end, quote_for(Ctx::Unquoted, text), 1)]
+        vec![Splice::insert(
+            a.value_end,
+            quote_for(Ctx::Unquoted, text),
+            1,
+        )]
     }
 }
 
-/// A source edit: replace `start..end` with the text; at one position, rank 0 (deletions)
-/// applies first and the highest rank last, so it ends up leftmost.
-type Op = (usize, usize, String, u8);
+type Op = Splice;
 
 fn ends_escaped(raw: &[u8]) -> bool {
     let backslashes = raw[..raw.len() - 1]
