@@ -9,6 +9,7 @@ pub mod bind;
 pub mod cli;
 pub mod cmdline;
 pub mod diff;
+pub mod escape;
 pub mod history;
 pub mod hooks;
 pub mod host;
