@@ -55,14 +55,26 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let text = e.to_string();
     let mut what = String::new();
     let mut tips = Vec::new();
+    let mut list: Option<Vec<String>> = None;
     for line in text.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("error: ") {
             what = rest.to_string();
+            if what.ends_with(':') {
+                list = Some(Vec::new());
+            }
+        } else if line.starts_with("Usage:") || line.starts_with("For more information") {
+            continue;
+        } else if list.is_some() && !line.is_empty() && !line.starts_with("tip: ") {
+            // "the following required arguments were not provided:" and the list under it.
+            list.get_or_insert_with(Vec::new).push(line.to_string());
         } else if let Some(tip) = line.strip_prefix("tip: ") {
             tips.push(tip.to_string());
         } else if let Some(values) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             tips.push(values.to_string());
         }
+    }
+    if let Some(items) = list.filter(|l| !l.is_empty()) {
+        what = format!("{} {}", what, items.join(", "));
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand || what.is_empty() {
         what = match &sub {

@@ -167,11 +167,18 @@ impl Files for Root {
         }
         match std::fs::read(&real) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.kind() == std::io::ErrorKind::NotADirectory =>
-            {
-                Ok(None)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // `/etc/modprobe.d` a plain file: nothing can be read or written under it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                let blocker = real
+                    .ancestors()
+                    .skip(1)
+                    .find(|a| a.exists() && !a.is_dir())
+                    .unwrap_or(&real);
+                bail!(
+                    "{path}: {} is a file, where a directory must be; move it aside (or make it the directory it should be)",
+                    blocker.display()
+                )
             }
             Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
                 bail!("{} is a directory, expected a file", real.display())

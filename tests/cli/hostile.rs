@@ -73,19 +73,7 @@ use Kind::*;
 
 /// Cases the binary fails today: name, the symptoms it shows (exactly), why that is wrong.
 /// Each one is reported with a reproduction; remove the entry when the fix lands.
-const KNOWN_FAILURES: &[(&str, &[Kind], &str)] = &[
-    (
-        "edited: GRUB drop-in with command substitution",
-        &[Status, ErrorLine, Wrote],
-        "a later grub.d file assigning the variable with $(...) is neither refused (README: a value the shell computes is refused) nor warned about (the same file with a plain value is), and apply installs",
-    ),
-    // ---- files left behind by a failed apply ----
-    (
-        "edited: /etc/modprobe.d is a regular file",
-        &[NoRemedy, Wrote],
-        "apply fails (`reading .../blacklist-nouveau.conf: Not a directory`) after creating var/lib/vfio-gen/{lock,backups}: a failed run changes the disk",
-    ),
-];
+const KNOWN_FAILURES: &[(&str, &[Kind], &str)] = &[];
 
 // ------------------------------------------------------------------------------------------
 // The table
