@@ -13,7 +13,8 @@
 //! 1. **Leaves**: [`root`] (paths under `--root`, the [`root::Files`] seam), [`digest`]
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
-//!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application).
+//!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application),
+//!    [`escape`] (host text made safe to print).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -36,6 +37,7 @@ pub mod cmdline;
 pub mod completions;
 pub mod diff;
 pub mod digest;
+pub mod escape;
 pub mod history;
 pub mod hooks;
 pub mod host;

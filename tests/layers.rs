@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaves",
         &[
             "root", "digest", "kernel", "shell", "cmdline", "splice", "style", "check", "json",
+            "escape",
         ],
     ),
     ("profile/host", &["profile", "host", "history"]),

@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
     match dir {
         Some(dir) => {
-            fs_err::create_dir_all(dir)?;
+            crate::install::create_dirs(dir)?;
             clap_mangen::generate_to(Cli::command(), dir).map_err(|e| {
                 anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
             })?;

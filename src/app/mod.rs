@@ -84,7 +84,10 @@ fn hooks_mode(hooks: Hooks, no_hooks: bool) -> hooks::Hooks {
 pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
     let g = &cli.global;
     if !g.root.is_dir() {
-        bail!("--root {}: no such directory", g.root.display());
+        bail!(
+            "--root {}: no such directory; pass the directory that holds the system's /etc and /boot (or leave --root out for this machine)",
+            g.root.display()
+        );
     }
     let ctx = Ctx {
         root: Root::new(&g.root),

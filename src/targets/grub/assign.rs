@@ -18,6 +18,10 @@ pub(super) fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
     }
 }
 
+/// The longest assignment text of a command-line variable that is evaluated (bytes): many
+/// times the kernel's limit, so quoting and comments never reach it.
+const VALUE_MAX: usize = 64 * 1024;
+
 /// Lexes a shell file and returns the assignments to the variables in `names`. An assignment
 /// that runs only sometimes (inside `if`, `case`, a loop, a function, after `&&`), or does not
 /// stay (a subshell, before a command), is marked unsafe, unless it only appends to the variable
@@ -179,6 +183,16 @@ pub(super) fn assignments(
             }
             let name = String::from_utf8_lossy(name).into_owned();
             let value_start = w.start + offset;
+            // The kernel keeps 2047 bytes of command line (docs/kernel-cmdline.md): a value
+            // far beyond that is refused before it is evaluated byte by byte.
+            if w.end - value_start > VALUE_MAX {
+                bail!(
+                    "{path}: line {}: {name} is {} bytes long; the x86 kernel keeps at most {} bytes of command line (COMMAND_LINE_SIZE 2048): shorten the value by hand",
+                    line_of(src, w.start),
+                    w.end - value_start,
+                    crate::kernel::COMMAND_LINE_MAX
+                );
+            }
             let (segs, end, mut reason) = value(src, value_start, path)?;
             if appends {
                 reason = Some(format!("'{name}+=' is not POSIX sh"));
