@@ -180,6 +180,12 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
         Command::Check { profile, format } => {
             check_cmd(&root, &profile, format, style, g.quiet, out)
         }
+        Command::Rom {
+            profile,
+            bdf,
+            file,
+            format,
+        } => rom_cmd(&root, &profile, &bdf, &file, format, g.quiet, out),
         Command::Bind {
             profile,
             bdf,
@@ -984,6 +990,14 @@ fn check_cmd(
             path: None,
         });
     }
+    // The hardware checks of docs/rom.md and docs/kernel-log.md.
+    if let Some(p) = &profile {
+        items.extend(crate::rom_check::items(root, &pci, &p.ids));
+    }
+    items.extend(crate::host::kmsg::items(
+        &crate::host::kmsg::read(root),
+        pci.iommu_active,
+    ));
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     match format {
         Format::Text => {
@@ -1001,6 +1015,69 @@ fn check_cmd(
         )?,
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+fn rom_cmd(
+    root: &Root,
+    arg: &ProfileArg,
+    bdfs: &[String],
+    files: &[PathBuf],
+    format: Format,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    use crate::rom_check;
+    let mut all = Vec::new();
+    if !files.is_empty() {
+        for f in files {
+            all.push(rom_check::check_file(f)?);
+        }
+    } else {
+        let pci = Pci::read(root)?;
+        let devices: Vec<&crate::host::pci::Device> = if bdfs.is_empty() {
+            let path = profile_path(root, arg)?;
+            if arg.profile.is_none() && !path.exists() {
+                bail!(
+                    "no profile at {}: name the devices (`vfio-gen rom 0000:01:00.0`), give -p PROFILE, or check a file with --file",
+                    path.display()
+                );
+            }
+            let profile = Profile::load(&path)?;
+            let found = rom_check::profile_displays(&pci, &profile.ids);
+            if found.is_empty() {
+                bail!(
+                    "{}: no display function on this host has an ID in vfio.ids ({}); name the devices: `vfio-gen rom ADDRESS`",
+                    path.display(),
+                    profile.ids.join(", ")
+                );
+            }
+            found
+        } else {
+            let mut v = Vec::new();
+            for b in bdfs {
+                let Some(n) = crate::host::pci::normalize_bdf(b) else {
+                    bail!("{b:?} is not a PCI address (like 0000:01:00.0)");
+                };
+                let Some(d) = pci.device(&n) else {
+                    bail!("no device {n} on this host; `vfio-gen iommu` lists them");
+                };
+                v.push(d);
+            }
+            v
+        };
+        for d in devices {
+            all.push(rom_check::check_device(root, d)?);
+        }
+    }
+    match format {
+        Format::Text => write!(out, "{}", rom_check::text(&all, quiet))?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rom_check::json(&all))?
+        )?,
+    }
+    Ok(rom_check::exit_status(&all))
 }
 
 /// Settles an interrupted transaction, if there is one, under the lock.

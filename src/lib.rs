@@ -17,6 +17,8 @@ pub mod inspect;
 pub mod install;
 pub mod plan;
 pub mod profile;
+pub mod rom;
+pub mod rom_check;
 pub mod root;
 pub mod shell;
 pub mod targets;

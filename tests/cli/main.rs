@@ -1016,6 +1016,7 @@ mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
