@@ -12,8 +12,8 @@ const SIGNATURE: [u8; 2] = [0x55, 0xAA];
 const PCIR_POINTER: usize = 0x18;
 /// Length of the PCI Data Structure fields read here (up to the indicator byte at 0x15).
 const PCIR_LEN: usize = 0x16;
-/// `0x0EF1` at offset 4 of an EFI image.
-const EFI_SIGNATURE: u16 = 0x0EF1;
+/// `0x0EF1` (32 bits) at offset 4 of an EFI image.
+const EFI_SIGNATURE: u32 = 0x0EF1;
 /// How far the fields of an EFI image header reach (machine type at 0x0A, 2 bytes).
 const EFI_HEADER_LEN: usize = 0x0C;
 /// Image lengths are counted in 512-byte units.
@@ -168,7 +168,8 @@ fn image_at(b: &[u8], at: usize) -> Result<Image, String> {
     let code_type = b[pcir + 0x14];
     let efi = if code_type == 3
         && at + EFI_HEADER_LEN <= b.len()
-        && u16_at(b, at + 4) == Some(EFI_SIGNATURE)
+        && u16_at(b, at + 4) == Some(EFI_SIGNATURE as u16)
+        && u16_at(b, at + 6) == Some((EFI_SIGNATURE >> 16) as u16)
     {
         Some(Efi {
             subsystem: u16_at(b, at + 8).unwrap_or(0),

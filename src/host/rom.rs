@@ -11,8 +11,9 @@ use crate::root::Root;
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 
-/// The most bytes read from a ROM: a PCI expansion ROM BAR maps at most 16 MiB (docs/rom.md).
-pub const MAX_ROM: u64 = 16 << 20;
+/// The most bytes read from a ROM: 32 MiB, the most one image's 16-bit length in 512-byte
+/// units can claim (docs/rom.md); real GPU ROMs are well under 1 MiB.
+pub const MAX_ROM: u64 = 32 << 20;
 
 /// What reading a device's ROM gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
