@@ -1,7 +1,8 @@
 //! Reading a device's expansion ROM through sysfs: `1` into its `rom` attribute to let reads
 //! through, the read, `0` to close it again (docs/rom.md). Only for a device that vfio-pci holds
 //! or that has no driver, since enabling the ROM of a card a driver is driving can disturb it;
-//! never for the boot display, whose `rom` gives the firmware's shadow copy.
+//! not while a VM holds its VFIO group; never for the boot display, whose `rom` gives the
+//! firmware's shadow copy.
 //!
 //! Under `--root` the writes go to the fake tree's `rom` file: appended, so a plain file keeps
 //! the image it holds (the kernel ignores the file position for this attribute).
@@ -52,6 +53,17 @@ pub fn read(root: &Root, d: &Device) -> Result<RomRead> {
             "in use by {drv}: enabling the ROM of a card its driver is driving can disturb it; bind it to vfio-pci first (`vfio-gen bind {}`), or check the vendor's ROM file with --file",
             d.bdf
         )));
+    }
+    if d.driver.as_deref() == Some("vfio-pci")
+        && let Some(g) = d.iommu_group
+    {
+        let (users, _) = crate::host::vfio_users::users(root, g)?;
+        if let Some(u) = users.first() {
+            return Ok(RomRead::Unknown(format!(
+                "in use by a VM: {} (pid {}) holds /dev/vfio/{g}; read it while the VM is off",
+                u.name, u.pid
+            )));
+        }
     }
     let system = format!("/sys/bus/pci/devices/{}/rom", d.bdf);
     let path = root.resolve(&system)?;

@@ -497,3 +497,23 @@ fn check_reads_the_kernel_log() {
         );
     }
 }
+
+#[test]
+fn rom_is_not_read_while_a_vm_holds_the_group() {
+    let h = build(r#"rom = ["x86", "efi-x64"]"#, None);
+    let before = std::fs::read(rom_file(h.path(), "0000:00:05.0")).unwrap();
+    let fd = h.path().join("proc/4242/fd");
+    std::fs::create_dir_all(&fd).unwrap();
+    std::os::unix::fs::symlink("/dev/vfio/2", fd.join("23")).unwrap();
+    std::fs::write(h.path().join("proc/4242/comm"), "qemu-system-x86\n").unwrap();
+    let o = at(h.path(), &["rom", "00:05.0"]);
+    status(&o, 2);
+    assert_eq!(
+        stdout(&o),
+        "0000:00:05.0 [10de:2204]: unknown: in use by a VM: qemu-system-x86 (pid 4242) holds /dev/vfio/2; read it while the VM is off\n"
+    );
+    assert_eq!(
+        std::fs::read(rom_file(h.path(), "0000:00:05.0")).unwrap(),
+        before
+    );
+}
