@@ -9,6 +9,7 @@ pub mod modalias;
 pub mod pci;
 pub mod rom;
 pub mod vfio_users;
+pub mod virt;
 
 use crate::root::Files;
 use anyhow::Result;
