@@ -222,6 +222,9 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
         }
+        let (warnings, notes) = crate::targets::address_bind::host_findings(&pci, profile);
+        plan.warnings.extend(warnings);
+        plan.notes.extend(notes);
         for id in &profile.ids {
             if !pci.devices.iter().any(|d| &d.id() == id) {
                 plan.warnings.push(format!(
@@ -524,7 +527,10 @@ fn apply(
         .map(|c| install::Op {
             path: c.path.clone(),
             new: c.new.clone(),
-            meta: None,
+            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
             action: Some(diff::action_word(c.action()).to_string()),
         })
         .collect();
@@ -725,7 +731,15 @@ fn bind_cmd(
     let mut set = Vec::new();
     if bdfs.is_empty() {
         let profile = Profile::load(&profile_path(root, arg)?)?;
-        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        // Addresses first: one that no longer holds its recorded IDs refuses the whole bind.
+        if let Some(why) = crate::targets::address_bind::mismatches(&pci, &profile).first() {
+            bail!("{why}; nothing was bound: fix vfio.devices (`vfio-gen detect` writes them)");
+        }
+        set.extend(
+            pci.devices
+                .iter()
+                .filter(|d| profile.covers(&d.bdf, &d.id())),
+        );
         if set.is_empty() {
             bail!(
                 "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",
