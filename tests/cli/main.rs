@@ -1011,6 +1011,7 @@ mod plan_output {
     }
 }
 
+mod address;
 mod apply;
 mod grub_mutants;
 
