@@ -202,8 +202,23 @@ fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
 }
 
 fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     plan_for(root, &profile, revert)
+}
+
+/// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
+/// PCI devices (docs/binding-at-boot.md).
+fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+    let mut profile = Profile::load(path)?;
+    if profile.devices.iter().any(|d| d.id.is_empty()) {
+        let pci = if root.exists("/sys/bus/pci/devices") {
+            Some(Pci::read(root)?)
+        } else {
+            None
+        };
+        crate::targets::address_bind::record_ids(&mut profile, pci.as_ref(), revert)?;
+    }
+    Ok(profile)
 }
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
@@ -422,7 +437,7 @@ fn apply(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let json = format == Format::Json;
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     if !yes && !env.stdin_is_terminal {
         bail!(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
@@ -730,7 +745,7 @@ fn bind_cmd(
     let pci = Pci::read(root)?;
     let mut set = Vec::new();
     if bdfs.is_empty() {
-        let profile = Profile::load(&profile_path(root, arg)?)?;
+        let profile = load_profile(root, &profile_path(root, arg)?, false)?;
         // Addresses first: one that no longer holds its recorded IDs refuses the whole bind.
         if let Some(why) = crate::targets::address_bind::mismatches(&pci, &profile).first() {
             bail!("{why}; nothing was bound: fix vfio.devices (`vfio-gen detect` writes them)");
@@ -945,7 +960,8 @@ fn check_cmd(
 ) -> Result<u8> {
     let path = profile_path(root, arg)?;
     let profile = if arg.profile.is_some() || path.exists() {
-        Some(Profile::load(&path)?)
+        // Lenient: an address alone with no device there is check's `address` fail, not an error.
+        Some(load_profile(root, &path, true)?)
     } else {
         None
     };

@@ -179,7 +179,12 @@ pub fn build_with(
     b.modprobe_conflicts(&owned_modprobe)?;
 
     // The bind-by-address script ([vfio] devices), which the install line runs.
-    let script = address_bind::script(profile)?;
+    // A revert removes the script: its bytes do not matter (an address may be unrecorded).
+    let script = if revert && !profile.devices.is_empty() {
+        Some(String::new())
+    } else {
+        address_bind::script(profile)?
+    };
     let in_image: Vec<String> = script
         .iter()
         .map(|_| address_bind::SCRIPT.to_string())

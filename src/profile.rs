@@ -132,12 +132,48 @@ struct RawVfio {
     disable_vga: bool,
 }
 
-/// One `[vfio] devices` entry: a function named by its PCI address, with the ID it must hold.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDevice {
-    address: Spanned<String>,
-    id: Spanned<String>,
+/// One `[vfio] devices` entry: a function named by its PCI address, as a table with the ID it
+/// must hold (`{ address = "0000:0b:00.0", id = "10de:1b80" }`), or as the address alone (SPEC's
+/// form; the ID is then read from the host when the plan is made).
+enum RawDevice {
+    Address(String),
+    Table {
+        address: Spanned<String>,
+        id: Option<Spanned<String>>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawDevice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawDevice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like \"0000:0b:00.0\" or a table like { address = \"0000:0b:00.0\", id = \"10de:1b80\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawDevice, E> {
+                Ok(RawDevice::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawDevice, A::Error> {
+                use serde::de::Error;
+                let (mut address, mut id) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" if address.is_none() => address = Some(map.next_value()?),
+                        "id" if id.is_none() => id = Some(map.next_value()?),
+                        "address" | "id" => return Err(A::Error::duplicate_field("address or id")),
+                        other => return Err(A::Error::unknown_field(other, &["address", "id"])),
+                    }
+                }
+                let address = address.ok_or_else(|| A::Error::missing_field("address"))?;
+                Ok(RawDevice::Table { address, id })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -198,15 +234,11 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressedDevice {
     pub address: String,
+    /// Empty until recorded from the host when the profile names the address alone
+    /// (`crate::targets::address_bind::record_ids`).
     pub id: String,
-}
-
-impl AddressedDevice {
-    /// The vendor and device as sysfs writes them (`0x10de`, `0x2204`).
-    pub fn sysfs_ids(&self) -> (String, String) {
-        let (v, d) = self.id.split_once(':').unwrap_or((&self.id, ""));
-        (format!("0x{v}"), format!("0x{d}"))
-    }
+    /// `file:line:column` of the entry, for messages after parsing.
+    pub place: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +288,10 @@ impl Profile {
     /// recorded ID) is in `devices`.
     pub fn covers(&self, bdf: &str, id: &str) -> bool {
         self.ids.iter().any(|i| i == id)
-            || self.devices.iter().any(|d| d.address == bdf && d.id == id)
+            || self
+                .devices
+                .iter()
+                .any(|d| d.address == bdf && !d.id.is_empty() && d.id == id)
     }
 
     /// The `devices` entry for an address.
@@ -402,23 +437,31 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         ids.push(id.get_ref().clone());
     }
     let mut devices: Vec<AddressedDevice> = Vec::new();
-    for d in raw_devices.into_iter().flat_map(|(_, l)| l) {
-        let d = d.into_inner();
-        check_address(d.address.get_ref())
-            .map_err(|m| at(d.address.span(), format!("vfio.devices: address {m}")))?;
-        check_id(d.id.get_ref()).map_err(|m| at(d.id.span(), format!("vfio.devices: id {m}")))?;
-        if devices.iter().any(|e| e.address == *d.address.get_ref()) {
+    for entry in raw_devices.into_iter().flat_map(|(_, l)| l) {
+        let span = entry.span();
+        let (address, id) = match entry.into_inner() {
+            RawDevice::Address(a) => (Spanned::new(span.clone(), a), None),
+            RawDevice::Table { address, id } => (address, id),
+        };
+        check_address(address.get_ref())
+            .map_err(|m| at(address.span(), format!("vfio.devices: address {m}")))?;
+        if let Some(id) = &id {
+            check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.devices: id {m}")))?;
+        }
+        if devices.iter().any(|e| e.address == *address.get_ref()) {
             return Err(at(
-                d.address.span(),
+                address.span(),
                 format!(
                     "vfio.devices: the address {:?} is listed twice; list each function once",
-                    d.address.get_ref()
+                    address.get_ref()
                 ),
             ));
         }
+        let e = at(span, String::new());
         devices.push(AddressedDevice {
-            address: d.address.into_inner(),
-            id: d.id.into_inner(),
+            address: address.into_inner(),
+            id: id.map(Spanned::into_inner).unwrap_or_default(),
+            place: format!("{}:{}:{}", e.file, e.line, e.column),
         });
     }
 

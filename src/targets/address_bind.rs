@@ -29,6 +29,13 @@ pub fn script(profile: &Profile) -> Result<Option<String>> {
     if profile.devices.is_empty() {
         return Ok(None);
     }
+    if let Some(d) = profile.devices.iter().find(|d| d.id.is_empty()) {
+        anyhow::bail!(
+            "{}: vfio.devices: {} has no recorded ID",
+            d.place,
+            d.address
+        );
+    }
     let devices: Vec<minijinja::Value> = profile
         .devices
         .iter()
@@ -38,6 +45,27 @@ pub fn script(profile: &Profile) -> Result<Option<String>> {
         })
         .collect();
     Ok(Some(render("bind-by-address.sh.j2", context! { devices })?))
+}
+
+/// Records the ID of each `devices` entry that names its address alone, from the device at that
+/// address on the root (SPEC's `devices = ["0000:0b:00.0"]`): the script then checks that ID at
+/// every boot. Without such a device that is an error naming the entry, except for `--revert`,
+/// which needs no script.
+pub fn record_ids(profile: &mut Profile, pci: Option<&Pci>, revert: bool) -> Result<()> {
+    for d in profile.devices.iter_mut().filter(|d| d.id.is_empty()) {
+        match pci.and_then(|p| p.device(&d.address)) {
+            Some(found) => d.id = found.id(),
+            None if revert => {}
+            None => anyhow::bail!(
+                "{}: vfio.devices: {:?} names no vendor:device, and the root has no PCI device at that address to record it from; write it as {{ address = {:?}, id = \"vvvv:dddd\" }} (`lspci -nn -s {}` shows the ID)",
+                d.place,
+                d.address,
+                d.address,
+                d.address
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The initramfs-tools hook.

@@ -672,3 +672,60 @@ fn the_boot_script_binds_only_an_address_that_holds_its_ids() {
         );
     }
 }
+
+/// SPEC's form: `devices = ["0000:0b:00.0", ...]`, the address alone. The ID is recorded from
+/// the device at that address when the plan is made, and the script checks it at every boot.
+#[test]
+fn addresses_alone_record_their_ids_from_the_host() {
+    let h = twins(true, false);
+    let p = profile(
+        h.path(),
+        "devices = [\"0000:0b:00.0\", { address = \"0000:0b:00.1\" }]\nsoftdep = [\"nvidia\"]\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let o = at(
+        h.path(),
+        &[
+            "render",
+            "-p",
+            p.to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    status(&o, 0);
+    let script =
+        std::fs::read_to_string(tmp.path().join("etc/vfio-gen/bind-by-address.sh")).unwrap();
+    assert!(
+        script.contains(
+            "\nbind_address 0000:0b:00.0 10de 1b80\nbind_address 0000:0b:00.1 10de 10f0\n"
+        ),
+        "{script}"
+    );
+    // Nothing at the address to record it from: one error naming the entry, nothing written.
+    let p = profile(h.path(), "devices = [\"0000:0b:00.0\", \"0000:0e:00.0\"]\n");
+    let before = tree(h.path());
+    let o = at(
+        h.path(),
+        &["apply", "-p", p.to_str().unwrap(), "--yes", "--no-hooks"],
+    );
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{}:6:28: vfio.devices: \"0000:0e:00.0\" names no vendor:device, and the root has no PCI device at that address", p.display()))
+            && err.contains("{ address = \"0000:0e:00.0\", id = \"vvvv:dddd\" }"),
+        "{err}"
+    );
+    assert!(tree(h.path()) == before);
+    // check says it as an item instead.
+    let o = at(
+        h.path(),
+        &["check", "-p", p.to_str().unwrap(), "--format", "json"],
+    );
+    assert!(
+        stdout(&o)
+            .contains("vfio.devices names 0000:0e:00.0, and no PCI device is at that address"),
+        "{}",
+        stdout(&o)
+    );
+}
