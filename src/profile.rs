@@ -698,7 +698,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
         .split_once(':')
         .and_then(|(dom, rest)| rest.split_once(':').map(|(bus, r)| (dom, bus, r)))
         .and_then(|(dom, bus, r)| r.split_once('.').map(|(dev, f)| (dom, bus, dev, f)));
-    let Some((dom, bus, dev, func)) = parts
+    let Some((_, _, dev, func)) = parts
         .filter(|(dom, bus, dev, f)| hex(dom, 4) && hex(bus, 2) && hex(dev, 2) && f.len() == 1)
     else {
         let short = addr.split_once(':').is_some_and(|(b, r)| {
@@ -723,7 +723,6 @@ pub fn check_address(addr: &str) -> Result<(), String> {
             addr.to_ascii_lowercase()
         ));
     }
-    let _ = (dom, bus);
     if u8::from_str_radix(dev, 16).is_ok_and(|d| d > 0x1f) {
         return Err(format!(
             "{addr:?}: device {dev} is out of range; a PCI device number is 00 to 1f"
