@@ -113,10 +113,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             }
         }
         Command::Completions { shell } => {
-            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "vfio-gen", &mut script);
-            out.write_all(&script)?;
+            out.write_all(&crate::completions::script(shell))?;
             Ok(0)
         }
         Command::Man { dir } => {
@@ -151,13 +148,26 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             list,
             id,
             force,
+            yes,
+            dry_run,
+            format,
             profile,
             hooks,
             no_hooks,
             no_wait,
         } => {
             let hooks = if no_hooks { Hooks::None } else { hooks };
-            rollback(&root, list, id, force, &profile, hooks, no_wait, out)
+            if list {
+                return rollback_list(&root, format, out);
+            }
+            let ask = if yes || dry_run {
+                Ask::No
+            } else {
+                Ask::OnTerminal(env)
+            };
+            rollback(
+                &root, id, force, ask, dry_run, &profile, hooks, no_wait, g.quiet, out,
+            )
         }
         Command::Iommu { format } => {
             let pci = Pci::read(&root)?;
@@ -171,11 +181,8 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Detect { gpu } => {
-            let pci = Pci::read(&root)?;
-            let cpu = Cpu::read(&root)?;
-            write!(out, "{}", inspect::detect(&pci, &cpu, &root, &gpu)?)?;
-            Ok(0)
+        Command::Detect { gpu, output, force } => {
+            detect_cmd(&root, &gpu, output.as_deref(), force, g.quiet, out)
         }
         Command::Check { profile, format } => {
             check_cmd(&root, &profile, format, style, g.quiet, out)
@@ -192,6 +199,47 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
             dry_run,
         } => bind_cmd(&root, &profile, &bdf, false, true, dry_run, out),
     }
+}
+
+/// `detect`: the profile on stdout or into a file; exit 1 with no profile when there is no GPU
+/// to pass through.
+fn detect_cmd(
+    root: &Root,
+    gpu: &[String],
+    output: Option<&Path>,
+    force: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let pci = Pci::read(root)?;
+    let cpu = Cpu::read(root)?;
+    let virt = crate::host::virt::Virt::read(root, &cpu)?;
+    if let Some(why) = inspect::no_candidate(&pci, &virt, gpu) {
+        eprintln!("vfio-gen: {why}");
+        return Ok(1);
+    }
+    let profile = inspect::detect(&pci, &cpu, root, gpu)?;
+    let Some(file) = output else {
+        write!(out, "{profile}")?;
+        return Ok(0);
+    };
+    let made = install::write_new_file(file, profile.as_bytes(), force)?;
+    if !quiet {
+        for dir in made {
+            writeln!(out, "created {}", dir.display())?;
+        }
+        writeln!(
+            out,
+            "wrote {}; read it, then `vfio-gen plan{}` shows what apply would change",
+            file.display(),
+            if file == root.join("/etc/vfio-gen/profile.toml")? {
+                String::new()
+            } else {
+                format!(" -p {}", file.display())
+            }
+        )?;
+    }
+    Ok(0)
 }
 
 fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
@@ -295,6 +343,27 @@ fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
     let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
     bail!(
         "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
+        list.join("\n")
+    )
+}
+
+/// Refuses to install the mkinitcpio drop-in when a preset passes `-c` to mkinitcpio
+/// (`ALL_config` / `<preset>_config`), which then ignores /etc/mkinitcpio.conf.d: the file
+/// would do nothing (docs/mkinitcpio.md). Nothing is written; `--force` installs anyway.
+fn refuse_preset_config(root: &Root, profile: &Profile) -> Result<()> {
+    if profile.initramfs != crate::profile::Initramfs::Mkinitcpio {
+        return Ok(());
+    }
+    let lines = plan::preset_configs(root)?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = lines
+        .iter()
+        .map(|(path, line, text)| format!("  - {path}:{line}: `{text}`"))
+        .collect();
+    bail!(
+        "refusing to apply: a mkinitcpio preset names its own configuration file:\n{}\nmkinitcpio then runs with -c and ignores /etc/mkinitcpio.conf.d, where vfio-gen puts the VFIO modules, so the images would not get them (docs/mkinitcpio.md). Nothing was written: comment the line out (the preset then uses /etc/mkinitcpio.conf and its drop-ins, as current Arch presets do), or run again with --force to install anyway",
         list.join("\n")
     )
 }
@@ -403,17 +472,15 @@ fn run_hooks(
     out: &mut dyn Write,
 ) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
+    if let Some(notice) = hooks::host_notice(list, mode, root) {
+        eprintln!("vfio-gen: {notice}");
+    }
     let runs = hooks::run(list, mode, root);
     if !json {
         for r in &runs {
             match r.status.as_str() {
                 "ok" => writeln!(out, "ran {}", r.command.join(" "))?,
-                "skipped" => writeln!(
-                    out,
-                    "run by hand (hooks are off for --root {}): {}",
-                    root.dir().display(),
-                    r.command.join(" ")
-                )?,
+                "skipped" => writeln!(out, "{}", hooks::by_hand(&r.command, root))?,
                 _ => write!(out, "FAILED {}:\n{}", r.command.join(" "), r.output)?,
             }
         }
@@ -448,6 +515,7 @@ fn apply(
     let plan = plan_for(root, &profile, revert)?;
     if !revert && !force {
         refuse_host_devices(root, &profile)?;
+        refuse_preset_config(root, &profile)?;
     }
     if plan.in_sync() && !plan.pending_hooks.is_empty() {
         let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
@@ -654,60 +722,168 @@ impl std::fmt::Display for HookFailed {
 
 impl std::error::Error for HookFailed {}
 
+/// Whether `rollback` asks before it restores.
+#[derive(Clone, Copy)]
+enum Ask {
+    No,
+    /// On a terminal, as apply does. Without one it goes ahead: `rollback` in a script is the
+    /// contract (SPEC §1) and needs no `--yes`.
+    OnTerminal(Env),
+}
+
+fn rollback_list(root: &Root, format: Format, out: &mut dyn Write) -> Result<u8> {
+    let interrupted = install::pending(root)?;
+    let all = history::manifests(root)?;
+    if format == Format::Json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&crate::rollback::list_json(
+                &all,
+                interrupted.as_deref()
+            ))?
+        )?;
+        return Ok(0);
+    }
+    if let Some(id) = interrupted {
+        writeln!(
+            out,
+            "An apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it."
+        )?;
+    }
+    if all.is_empty() {
+        writeln!(
+            out,
+            "No backups under {}.",
+            root.join(history::BACKUPS)?.display()
+        )?;
+    }
+    for m in &all {
+        let mut what = m.kind.clone();
+        if let Some(u) = &m.undoes {
+            what.push_str(&format!(" of {u}"));
+        }
+        if history::is_undone(&all, &m.id) {
+            what.push_str(", rolled back");
+        }
+        writeln!(
+            out,
+            "{}  {}  {} ({} files)",
+            m.id,
+            m.time,
+            what,
+            m.entries.len()
+        )?;
+        for e in &m.entries {
+            writeln!(out, "    {:<8} {}", e.action, e.path)?;
+        }
+    }
+    Ok(0)
+}
+
+/// The generators to run after restoring: from the profile, or, with none, named from the
+/// restored files (to run by hand: vfio-gen cannot be sure of them without a profile).
+fn rollback_hooks(
+    root: &Root,
+    arg: &ProfileArg,
+    paths: &[String],
+) -> Result<(Vec<plan::Hook>, Option<String>)> {
+    let path = profile_path(root, arg)?;
+    let why = if arg.profile.is_some() || path.exists() {
+        match Profile::load(&path) {
+            Ok(p) => return Ok((plan::hooks_for(&p, paths, root)?, None)),
+            Err(e) => format!("The profile cannot be read ({e:#})"),
+        }
+    } else {
+        format!("No profile at {}", path.display())
+    };
+    let guessed = crate::rollback::hooks_without_profile(root, paths)?;
+    let text = if guessed.is_empty() {
+        format!("{why}; the restored files feed no generator vfio-gen knows.")
+    } else {
+        let lines: Vec<String> = guessed
+            .iter()
+            .map(|h| {
+                format!(
+                    "  {}",
+                    if root.is_host() {
+                        h.command.join(" ")
+                    } else {
+                        format!("chroot {} {}", root.dir().display(), h.command.join(" "))
+                    }
+                )
+            })
+            .collect();
+        format!(
+            "{why} to tell which generators to run, so none ran. The restored files feed these; run them by hand (or `vfio-gen rollback -p PROFILE` next time):\n{}",
+            lines.join("\n")
+        )
+    };
+    Ok((Vec::new(), Some(text)))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rollback(
     root: &Root,
-    list: bool,
     id: Option<String>,
     force: bool,
+    ask: Ask,
+    dry_run: bool,
     arg: &ProfileArg,
     mode: Hooks,
     no_wait: bool,
+    quiet: bool,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    if list {
-        if let Some(id) = install::pending(root)? {
-            writeln!(
-                out,
-                "An apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it."
-            )?;
+    if !dry_run {
+        settle(root, no_wait, out)?;
+    }
+    // Decide without the lock, so a refusal writes nothing; then again under it.
+    let (target, ops) = rollback_ops(root, id.as_deref(), force)?;
+    let shown = root.dir().display().to_string();
+    let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
+    let asking = matches!(ask, Ask::OnTerminal(env) if env.stdin_is_terminal);
+    if !quiet || dry_run || asking {
+        write!(out, "{}", crate::rollback::preview(&target, &ops, &shown))?;
+    }
+    if dry_run {
+        let (hook_list, by_hand) = rollback_hooks(root, arg, &paths)?;
+        if let Some(t) = by_hand {
+            writeln!(out, "{t}")?;
         }
-        let all = history::manifests(root)?;
-        if all.is_empty() {
-            writeln!(
-                out,
-                "No backups under {}.",
-                root.join(history::BACKUPS)?.display()
-            )?;
+        for h in &hook_list {
+            let line = match hooks::effective(mode, root) {
+                Hooks::None | Hooks::Auto => hooks::by_hand(&h.command, root),
+                Hooks::Chroot => format!(
+                    "would run: chroot {} {}",
+                    root.dir().display(),
+                    h.command.join(" ")
+                ),
+                Hooks::Host => format!("would run: {}", h.command.join(" ")),
+            };
+            writeln!(out, "{line}")?;
         }
-        for m in &all {
-            let mut what = m.kind.clone();
-            if let Some(u) = &m.undoes {
-                what.push_str(&format!(" of {u}"));
-            }
-            if history::is_undone(&all, &m.id) {
-                what.push_str(", rolled back");
-            }
-            writeln!(
-                out,
-                "{}  {}  {} ({} files)",
-                m.id,
-                m.time,
-                what,
-                m.entries.len()
-            )?;
-            for e in &m.entries {
-                writeln!(out, "    {:<8} {}", e.action, e.path)?;
-            }
-        }
+        writeln!(out, "Nothing changed (--dry-run).")?;
         return Ok(0);
     }
-    settle(root, no_wait, out)?;
-    // Decide without the lock, so a refusal writes nothing; then again under it.
-    rollback_ops(root, id.as_deref(), force)?;
+    if asking {
+        write!(out, "Roll back under {shown}? [y/N] ")?;
+        out.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            writeln!(out, "Nothing changed.")?;
+            return Ok(0);
+        }
+    }
     let _lock = install::lock(root, no_wait, &mut |m| eprintln!("{m}"))?;
     say_recovery(install::recover(root)?, out)?;
-    let (target, ops) = rollback_ops(root, id.as_deref(), force)?;
+    let (again, ops) = rollback_ops(root, id.as_deref(), force)?;
+    if again.id != target.id {
+        bail!(
+            "the backups changed while the rollback was shown (another vfio-gen ran); nothing was written: run `vfio-gen rollback` again"
+        );
+    }
     let m = install::commit(root, "rollback", Some(target.id.clone()), &ops)?;
     writeln!(
         out,
@@ -716,17 +892,10 @@ fn rollback(
         target.id,
         m.id
     )?;
-    let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
-    let hook_list = match Profile::load(&profile_path(root, arg)?) {
-        Ok(p) => plan::hooks_for(&p, &paths, root)?,
-        Err(_) => {
-            writeln!(
-                out,
-                "No profile to tell which generators to run: regenerate the initramfs and the boot loader configuration by hand."
-            )?;
-            Vec::new()
-        }
-    };
+    let (hook_list, by_hand) = rollback_hooks(root, arg, &paths)?;
+    if let Some(t) = by_hand {
+        writeln!(out, "{t}")?;
+    }
     let runs = run_hooks(&hook_list, mode, root, false, out)?;
     remember_failed(root, &hook_list, &runs)?;
     hooks_outcome(&runs, "the files are restored")
@@ -1014,23 +1183,72 @@ fn check_cmd(
             path: None,
         });
     }
+    let outcome = match &profile {
+        Some(p) => Some(check_outcome(root, p, arg, &mut items)?),
+        None => None,
+    };
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     match format {
         Format::Text => {
-            if profile.is_none() {
+            if profile.is_none() && !quiet {
                 writeln!(out, "No profile at {}: host checks only.", path.display())?;
             }
-            write!(out, "{}", inspect::check_text(&items, style, quiet))?
+            write!(out, "{}", inspect::check_text(&items, style, quiet))?;
+            match &outcome {
+                Some(o) => writeln!(
+                    out,
+                    "{} {}. Next: {}.",
+                    style.bold("State:"),
+                    o.state.words(),
+                    o.next
+                )?,
+                None if !quiet => writeln!(
+                    out,
+                    "{} write a profile: `sudo vfio-gen detect -o {}`, read it, then `vfio-gen plan`.",
+                    style.bold("Next:"),
+                    path.display()
+                )?,
+                None => {}
+            }
         }
-        Format::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"version": 1, "ok": !failed, "items": items})
-            )?
-        )?,
+        Format::Json => {
+            let mut v = serde_json::json!({"version": 1, "ok": !failed, "items": items});
+            if let Some(o) = &outcome {
+                v["state"] = serde_json::json!(o.state);
+                v["next"] = serde_json::json!(o.next);
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
+        }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
+/// (src/check_state.rs).
+fn check_outcome(
+    root: &Root,
+    profile: &Profile,
+    arg: &ProfileArg,
+    items: &mut [inspect::Item],
+) -> Result<crate::check_state::Outcome> {
+    use crate::check_state::{Files, assess};
+    let profile_arg = match &arg.profile {
+        Some(p) => format!(" -p {}", p.display()),
+        None => String::new(),
+    };
+    let pending = install::pending_hooks(root)?;
+    let planned = plan::build(profile, root, false);
+    let err;
+    let files = match (&planned, pending.first()) {
+        (Err(e), _) => {
+            err = format!("{e:#}");
+            Files::Unknown(&err)
+        }
+        (Ok(_), Some(h)) => Files::HookPending(h.command.join(" ")),
+        (Ok(p), None) if p.in_sync() => Files::InPlace,
+        (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
+    };
+    Ok(assess(items, &files, &profile_arg))
 }
 
 /// Settles an interrupted transaction, if there is one, under the lock.

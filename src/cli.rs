@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  vfio-gen detect > /etc/vfio-gen/profile.toml   # a profile for this machine
+  vfio-gen detect -o /etc/vfio-gen/profile.toml # a profile for this machine
   vfio-gen plan                                  # what would change; changes nothing
   vfio-gen apply                                 # install it, with backups
   vfio-gen rollback                              # undo the last apply
@@ -22,23 +22,64 @@ Examples:
 
 const APPLY_EXAMPLES: &str = "\
 Examples:
-  vfio-gen apply                                  # asks before changing anything
+  sudo vfio-gen apply                             # asks before changing anything
   vfio-gen apply -p host.toml --yes --format json
-  vfio-gen apply --revert                         # take vfio-gen's changes out
+  sudo vfio-gen apply --revert                    # take vfio-gen's changes out
   vfio-gen apply --root /mnt/image --hooks chroot # an image, generators run inside it";
 
 const ROLLBACK_EXAMPLES: &str = "\
 Examples:
   vfio-gen rollback --list
-  vfio-gen rollback                               # the last apply
-  vfio-gen rollback 20261125T031908Z";
+  vfio-gen rollback --dry-run                     # what it would put back; changes nothing
+  sudo vfio-gen rollback                          # the last apply; asks on a terminal
+  sudo vfio-gen rollback --yes 20261125T031908Z
+  vfio-gen rollback --list --format json";
 
-const INSPECT_EXAMPLES: &str = "\
+const RENDER_EXAMPLES: &str = "\
 Examples:
-  vfio-gen iommu
-  vfio-gen detect --gpu 0000:01:00.0 > host.toml
-  vfio-gen check -p host.toml
-  vfio-gen bind --dry-run 0000:01:00.0 0000:01:00.1";
+  vfio-gen render -p host.toml --out staging      # the files under staging/etc/...
+  vfio-gen render -p host.toml --check staging    # CI: exit 1 and a diff on drift
+  vfio-gen render -p host.toml --root /mnt/image --out pkgroot";
+
+const IOMMU_EXAMPLES: &str = "\
+Examples:
+  vfio-gen iommu                                  # IOMMU Group N: BDF class [cccc]: ... (driver)
+  vfio-gen iommu --format json
+  vfio-gen iommu --root /mnt/other                # another machine's /sys, copied or mounted";
+
+const DETECT_EXAMPLES: &str = "\
+Examples:
+  sudo vfio-gen detect -o /etc/vfio-gen/profile.toml   # creates the directory; never overwrites
+  vfio-gen detect                                      # print it, to read first
+  vfio-gen detect --gpu 0000:01:00.0 -o host.toml      # another GPU than the one it picks";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  vfio-gen check                                  # the host alone, before a profile exists
+  vfio-gen check -p /etc/vfio-gen/profile.toml    # after apply, and again after the reboot
+  vfio-gen check --format json                    # items, state and next step";
+
+const BIND_EXAMPLES: &str = "\
+Examples:
+  vfio-gen bind --dry-run 0000:01:00.0 0000:01:00.1   # print the sysfs writes
+  sudo vfio-gen bind -p host.toml                     # every device with a profile ID
+  sudo vfio-gen bind 0000:01:00.0 0000:01:00.1";
+
+const UNBIND_EXAMPLES: &str = "\
+Examples:
+  vfio-gen unbind --dry-run 0000:01:00.0 0000:01:00.1
+  sudo vfio-gen unbind -p host.toml                   # give the profile's devices back";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  vfio-gen completions bash | sudo tee /usr/share/bash-completion/completions/vfio-gen
+  vfio-gen completions zsh  | sudo tee /usr/share/zsh/vendor-completions/_vfio-gen
+  vfio-gen completions fish > ~/.config/fish/completions/vfio-gen.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  vfio-gen man | man -l -                          # read it now
+  vfio-gen man --dir /usr/local/share/man/man1     # every page, the directory created if missing";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,7 +145,12 @@ pub struct ProfileArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the diff of every file the profile changes, and the hooks apply would run; changes nothing
-    #[command(after_help = PLAN_EXAMPLES)]
+    #[command(
+        long_about = "Show, for every file the profile touches, the unified diff apply would make, the generators \
+                      (mkinitcpio, dracut, update-grub, ...) it would run, and warnings about anything on the host \
+                      that would undo the result. Reads only; runs as any user.",
+        after_help = PLAN_EXAMPLES
+    )]
     Plan {
         #[command(flatten)]
         profile: ProfileArg,
@@ -119,10 +165,17 @@ pub enum Command {
         exit_code: bool,
     },
     /// Install the plan atomically, with backups, then run the hooks
-    #[command(after_help = APPLY_EXAMPLES)]
+    #[command(
+        long_about = "Show the plan, ask on a terminal, then install every file in one transaction: the old bytes of \
+                      each replaced file are kept under /var/lib/vfio-gen/backups, each file is replaced atomically, \
+                      and a failed step puts every file back. Then run the generators whose inputs changed \
+                      (on this machine with --root /, else printed to run by hand).",
+        after_help = APPLY_EXAMPLES
+    )]
     Apply {
         #[command(flatten)]
         profile: ProfileArg,
+        /// Take vfio-gen's changes out: delete its files, restore or edit back the files it changed
         #[arg(long)]
         revert: bool,
         /// Do not ask for confirmation
@@ -146,6 +199,14 @@ pub enum Command {
         no_wait: bool,
     },
     /// Write the files apply would install under DIR, or compare them with DIR
+    #[command(
+        long_about = "Write every file apply would leave in place under DIR, at its real path (DESTDIR layout: \
+                      DIR/etc/modprobe.d/vfio.conf, ...), for packages and images; or, with --check, compare DIR \
+                      with them byte for byte and exit 1 with a diff on drift. No backup, lock or journal: render \
+                      refuses a live root.",
+        override_usage = "vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)",
+        after_help = RENDER_EXAMPLES
+    )]
     Render {
         #[command(flatten)]
         profile: ProfileArg,
@@ -162,7 +223,13 @@ pub enum Command {
         check: Option<PathBuf>,
     },
     /// Restore the files of the last (or the given) apply from its backup
-    #[command(after_help = ROLLBACK_EXAMPLES)]
+    #[command(
+        long_about = "Put back the files of the last apply not yet rolled back (or of the backup ID) exactly as they \
+                      were, in one transaction that is itself kept, so rolling back a rollback re-applies. Shows what \
+                      it restores and asks on a terminal; refuses files changed by hand since unless --force. Then \
+                      runs the generators the profile names, or, without a profile, names them to run by hand.",
+        after_help = ROLLBACK_EXAMPLES
+    )]
     Rollback {
         /// List the backups
         #[arg(long)]
@@ -172,6 +239,15 @@ pub enum Command {
         /// Restore even files changed by hand since the apply
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation on a terminal
+        #[arg(short, long)]
+        yes: bool,
+        /// Show what would be restored and which generators would run; change nothing
+        #[arg(long, conflicts_with = "list")]
+        dry_run: bool,
+        /// Output format of --list; json is documented in README.md
+        #[arg(long, value_enum, default_value_t = Format::Text, requires = "list")]
+        format: Format,
         /// The profile, to know which generators to run afterwards [default: ROOT/etc/vfio-gen/profile.toml]
         #[command(flatten)]
         profile: ProfileArg,
@@ -186,21 +262,43 @@ pub enum Command {
         no_wait: bool,
     },
     /// List IOMMU groups and their devices
-    #[command(after_help = INSPECT_EXAMPLES)]
+    #[command(
+        long_about = "List every IOMMU group in numeric order, one line per device with its class, IDs and driver, \
+                      from /sys; or say that the IOMMU is off and how to turn it on. Runs as any user.",
+        after_help = IOMMU_EXAMPLES
+    )]
     Iommu {
         /// Output format; json is documented in README.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Print a commented profile for this host
-    #[command(after_help = INSPECT_EXAMPLES)]
+    #[command(
+        long_about = "Write a profile for this machine: CPU vendor, boot loader and initramfs generator from the files \
+                      under the root, and the GPU that is not the boot display with every function of the card and \
+                      every device of its IOMMU group, with comments on what it could not decide. With no GPU for a \
+                      guest it writes nothing and exits 1 (inside a virtual machine it says what a vIOMMU takes).",
+        after_help = DETECT_EXAMPLES
+    )]
     Detect {
         /// The GPU to pass through (PCI address)
         #[arg(long, value_name = "BDF")]
         gpu: Vec<String>,
+        /// Write the profile to FILE (its directory is created, 0755) instead of printing it
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite FILE when it exists
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Check the host and the profile: IOMMU, command line, drivers, groups
-    #[command(after_help = INSPECT_EXAMPLES)]
+    #[command(
+        long_about = "The preflight and postflight checklist: virtualization, the IOMMU, the running command line, \
+                      each profile device's driver, IOMMU group isolation, the boot images. Each item passes, warns or \
+                      fails with its remedy; with a profile it ends with the state (not applied; applied, not \
+                      rebooted; done) and the one next step. Exit 1 when an item fails.",
+        after_help = CHECK_EXAMPLES
+    )]
     Check {
         #[command(flatten)]
         profile: ProfileArg,
@@ -209,7 +307,12 @@ pub enum Command {
         format: Format,
     },
     /// Bind devices to vfio-pci now, through driver_override
-    #[command(after_help = INSPECT_EXAMPLES)]
+    #[command(
+        long_about = "Bind devices to vfio-pci without a reboot: write vfio-pci to driver_override, unbind the current \
+                      driver, ask the kernel to probe, and read the driver back. Refuses the boot display or part of an \
+                      IOMMU group unless --force.",
+        after_help = BIND_EXAMPLES
+    )]
     Bind {
         #[command(flatten)]
         profile: ProfileArg,
@@ -223,6 +326,12 @@ pub enum Command {
         dry_run: bool,
     },
     /// Give devices back to the driver the kernel picks for them
+    #[command(
+        long_about = "Give devices vfio-pci holds back to their own driver: clear driver_override, unbind from vfio-pci, \
+                      probe, and read the driver back (loading its module with --root /). Refuses while a VM holds the \
+                      IOMMU group.",
+        after_help = UNBIND_EXAMPLES
+    )]
     Unbind {
         #[command(flatten)]
         profile: ProfileArg,
@@ -233,8 +342,21 @@ pub enum Command {
         dry_run: bool,
     },
     /// Print shell completions
-    Completions { shell: clap_complete::Shell },
+    #[command(
+        long_about = "Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) on stdout; install it \
+                      where the shell looks (docs/completions.md).",
+        after_help = COMPLETIONS_EXAMPLES
+    )]
+    Completions {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff), or write every page (one per command) into a directory
+    #[command(
+        long_about = "Print vfio-gen(1) as roff on stdout, or with --dir write vfio-gen.1 and one \
+                      vfio-gen-<command>.1 per command into DIR, created if missing.",
+        after_help = MAN_EXAMPLES
+    )]
     Man {
         /// Write vfio-gen.1 and vfio-gen-<command>.1 into DIR instead of printing vfio-gen.1
         #[arg(long, value_name = "DIR")]

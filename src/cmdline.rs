@@ -383,6 +383,13 @@ fn opt_text(t: &Token) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `found` gives what `want` asks for: the same setting with the same value, or a
+/// comma list that holds every item of the wanted one (`intel_iommu=on,igfx_off` holds
+/// `intel_iommu=on`).
+pub fn holds(found: &Opt, want: &Opt) -> bool {
+    same_setting(found, want) && satisfies(Some(found), want)
+}
+
 /// Whether an option found in the line already gives what `want` asks for. Comma-separated
 /// flag lists hold it when they contain every wanted item (`intel_iommu=on,sm_on` holds `on`).
 fn satisfies(found: Option<&Opt>, want: &Opt) -> bool {

@@ -25,6 +25,46 @@ pub fn effective(mode: Hooks, root: &Root) -> Hooks {
     }
 }
 
+/// `--hooks host` with another root runs this machine's own generators, which read this
+/// machine's /etc and write its /boot, not the root's: said before they run.
+pub fn host_notice(hooks: &[Hook], mode: Hooks, root: &Root) -> Option<String> {
+    if mode != Hooks::Host || root.is_host() || hooks.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "--hooks host with --root {}: running this machine's own {}, which read this machine's /etc and write its /boot, not those under {}; --hooks chroot runs them inside the root",
+        root.dir().display(),
+        hooks
+            .iter()
+            .map(|h| format!("`{}`", h.command.join(" ")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        root.dir().display()
+    ))
+}
+
+/// The line that says how to run a hook that did not run: inside the root with chroot (or
+/// `--hooks chroot`), or as it is on this machine.
+pub fn by_hand(command: &[String], root: &Root) -> String {
+    if root.is_host() {
+        format!("run by hand (hooks were off): {}", command.join(" "))
+    } else {
+        let dir = root.dir().display().to_string();
+        let quoted = if dir
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b))
+        {
+            dir
+        } else {
+            format!("'{}'", dir.replace('\'', "'\\''"))
+        };
+        format!(
+            "run by hand, inside the root: chroot {quoted} {} (or run vfio-gen again with --hooks chroot)",
+            command.join(" ")
+        )
+    }
+}
+
 /// Runs the hooks in order; a failing one does not stop the next.
 pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
     hooks

@@ -915,3 +915,44 @@ pub fn check_text(items: &[Item], style: crate::diff::Style, quiet: bool) -> Str
     }
     out
 }
+
+/// `detect` with nothing to pass through: why, and what to do (exit 1, no profile). `None`
+/// when there is a GPU for a guest or `--gpu` names one.
+pub fn no_candidate(pci: &Pci, virt: &crate::host::virt::Virt, gpus: &[String]) -> Option<String> {
+    if !gpus.is_empty() {
+        return None;
+    }
+    let displays: Vec<&Device> = pci.devices.iter().filter(|d| d.is_display()).collect();
+    if displays.iter().any(|d| !d.boot_vga) {
+        return None;
+    }
+    let mut text = match displays.as_slice() {
+        [] => "no GPU to pass through: there is no PCI display controller (class 03xx) under /sys/bus/pci/devices, so there is no profile to write".to_string(),
+        [only] => format!(
+            "no GPU to pass through besides the boot display: {}, the only GPU, is the host's console. \
+             To give it to a guest anyway (single-GPU passthrough: the host keeps no display), run \
+             `vfio-gen detect --gpu {}`; `vfio-gen apply` then asks for --force",
+            device_line(only),
+            only.bdf
+        ),
+        many => format!(
+            "no GPU to pass through: every GPU is a boot display ({}); name one with `vfio-gen detect --gpu <address>`",
+            many.iter().map(|d| d.bdf.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if virt.is_vm() {
+        text.push_str(&format!(
+            ".\nThis is {}. A GPU reaches a guest inside it only when the outer host passes the card to this VM and gives it a virtual IOMMU: \
+             on QEMU a q35 machine with `-device intel-iommu,intremap=on,caching-mode=on` (and `-machine kernel-irqchip=split`) or `-device amd-iommu`; \
+             in libvirt `<iommu model='intel'><driver intremap='on' caching_mode='on'/></iommu>` (docs/virtual-machines.md). \
+             The IOMMU here is {}",
+            virt.describe(),
+            if pci.iommu_active {
+                format!("on ({}).", pci.iommu_units.join(", "))
+            } else {
+                "off: no vIOMMU yet.".to_string()
+            }
+        ));
+    }
+    Some(text)
+}

@@ -134,6 +134,51 @@ pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file a person asked for (`detect -o`): its missing directories are created 0755,
+/// the file 0644 with this process's owner, atomically. An existing file is refused unless
+/// `force`. Returns the directories created.
+pub fn write_new_file(path: &Path, bytes: &[u8], force: bool) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{} is a directory; name a file", path.display()),
+        Ok(_) if !force => bail!(
+            "{} exists; nothing was written: move it away, or run again with --force to overwrite it",
+            path.display()
+        ),
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut missing = Vec::new();
+    let mut d = dir.as_path();
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    missing.reverse();
+    for m in &missing {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(m)
+            .with_context(|| format!("creating {}", m.display()))?;
+        // The umask may have taken bits away: the mode is 0755 whatever it is.
+        std::fs::set_permissions(m, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", m.display()))?;
+    }
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    write_atomic(path, bytes, (0o644, uid, gid))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(missing)
+}
+
 /// The lock held while a transaction runs.
 pub struct Lock {
     _flock: Flock<std::fs::File>,
@@ -198,12 +243,16 @@ struct Journal {
     id: String,
 }
 
+/// One file of a transaction: where it is, what goes there, the mode/owner/group it gets, and
+/// its old bytes (to keep as a backup).
+type Step<'a> = (PathBuf, &'a Op, (u32, u32, u32), Option<Vec<u8>>);
+
 /// Runs a transaction: backs up, journals, replaces every file, or restores them all on failure.
 /// Returns the manifest.
 pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Result<Manifest> {
     let (id, time) = new_id(root)?;
     let mut entries = Vec::new();
-    let mut plan: Vec<(PathBuf, &Op, (u32, u32, u32))> = Vec::new();
+    let mut plan: Vec<Step> = Vec::new();
     for op in ops {
         let target = root.resolve(&op.path)?;
         let old = match std::fs::symlink_metadata(&target) {
@@ -225,11 +274,6 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             (Some(_), Some(_), Some(a)) => a.as_str(),
             (Some(_), Some(_), None) => "modify",
         };
-        if let Some((bytes, _)) = &old {
-            let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
-            write_atomic(&backup, bytes, (0o600, 0, 0))
-                .with_context(|| format!("keeping a backup of {}", target.display()))?;
-        }
         entries.push(Entry {
             path: op.path.clone(),
             action: action.to_string(),
@@ -240,7 +284,26 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
             gid: old_meta.map(|m| m.2),
             rewritten_by: Vec::new(),
         });
-        plan.push((target, op, meta));
+        plan.push((target, op, meta, old.map(|(b, _)| b)));
+    }
+    // Only once every file was read and found fit: the backups. A failure among them (a full
+    // or read-only /var) takes the backup directory away again, so no directory without a
+    // manifest is left behind.
+    let kept = (|| -> Result<()> {
+        for (target, op, _, old) in &plan {
+            if let Some(bytes) = old {
+                let backup = root.resolve(&Manifest::backup_path(&id, &op.path))?;
+                write_atomic(&backup, bytes, (0o600, 0, 0))
+                    .with_context(|| format!("keeping a backup of {}", target.display()))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = kept {
+        if let Ok(dir) = root.resolve(&Manifest::dir(&id)) {
+            let _ = fs_err::remove_dir_all(dir);
+        }
+        return Err(e.context("nothing was changed"));
     }
     let seq = crate::history::manifests(root)?
         .iter()
@@ -258,10 +321,15 @@ pub fn commit(root: &Root, kind: &str, undoes: Option<String>, ops: &[Op]) -> Re
         state: "pending".into(),
         entries,
     };
-    write_json(root, &Manifest::path(&id), &manifest)?;
+    if let Err(e) = write_json(root, &Manifest::path(&id), &manifest) {
+        if let Ok(dir) = root.resolve(&Manifest::dir(&id)) {
+            let _ = fs_err::remove_dir_all(dir);
+        }
+        return Err(e.context("nothing was changed"));
+    }
     write_json(root, JOURNAL, &Journal { id: id.clone() })?;
 
-    for (i, (target, op, meta)) in plan.iter().enumerate() {
+    for (i, (target, op, meta, _)) in plan.iter().enumerate() {
         let step = match &op.new {
             Some(bytes) => write_atomic(target, bytes, *meta),
             None => remove_durable(target),

@@ -6,8 +6,10 @@
 
 pub mod app;
 pub mod bind;
+pub mod check_state;
 pub mod cli;
 pub mod cmdline;
+pub mod completions;
 pub mod diff;
 pub mod history;
 pub mod hooks;
@@ -17,6 +19,7 @@ pub mod inspect;
 pub mod install;
 pub mod plan;
 pub mod profile;
+pub mod rollback;
 pub mod root;
 pub mod shell;
 pub mod targets;

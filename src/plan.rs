@@ -124,7 +124,11 @@ pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
             profile.ids.join(",")
         )));
     }
-    out.extend(profile.extra.iter().map(|e| Opt::parse(e)));
+    let extra: Vec<Opt> = profile.extra.iter().map(|e| Opt::parse(e)).collect();
+    // An extra that holds a managed option (`intel_iommu=on,igfx_off`) stands for it: the
+    // line gets the extra, once.
+    out.retain(|m| !extra.iter().any(|e| crate::cmdline::holds(e, m)));
+    out.extend(extra);
     out
 }
 
@@ -740,8 +744,11 @@ impl Builder<'_> {
             w.push("kernel.amd_iommu is set on an Intel host, where it does nothing".into());
         }
         if profile.wants_driver_pre() && profile.initramfs != Initramfs::Dracut {
-            w.push(format!(
-                "rd.driver.pre=vfio-pci acts only in dracut images; with {} the VFIO modules load early through {}",
+            // Harmless: only dracut's initramfs reads it, and the kernel ignores a dotted name
+            // it does not know (docs/kernel-cmdline.md, "rd.driver.pre"). A note, not a
+            // warning: seed host 1 has it on purpose.
+            self.plan.notes.push(format!(
+                "rd.driver.pre=vfio-pci is harmless but does nothing here: only dracut images read it (kernel.driver_pre = true asks for it; \"auto\" leaves it out); with {} the VFIO modules load early through {}",
                 initramfs_name(profile.initramfs),
                 match profile.initramfs {
                     Initramfs::Mkinitcpio => initramfs::MKINITCPIO_DROP_IN,
@@ -852,29 +859,39 @@ impl Builder<'_> {
                 }
             }
         }
-        for name in self.files.list("/etc/mkinitcpio.d")? {
-            let path = format!("/etc/mkinitcpio.d/{name}");
-            if !name.ends_with(".preset") {
-                continue;
-            }
-            let Some(bytes) = self.files.read(&path)? else {
-                continue;
-            };
-            for (i, l) in String::from_utf8_lossy(&bytes).lines().enumerate() {
-                let l = l.trim_start();
-                if !l.starts_with('#')
-                    && l.split_once('=')
-                        .is_some_and(|(k, _)| k.ends_with("_config"))
-                {
-                    self.plan.warnings.push(format!(
-                        "{path}:{}: `{l}` makes mkinitcpio use that file alone and skip /etc/mkinitcpio.conf.d, where vfio-gen's drop-in lives: comment the line out",
-                        i + 1
-                    ));
-                }
-            }
+        for (path, line, text) in preset_configs(self.files)? {
+            self.plan.warnings.push(format!(
+                "{path}:{line}: `{text}` makes mkinitcpio use that file alone and skip /etc/mkinitcpio.conf.d, where vfio-gen's drop-in lives (apply refuses it without --force): comment the line out"
+            ));
         }
         Ok(())
     }
+}
+
+/// The lines of mkinitcpio presets that set `ALL_config` or `<preset>_config`: with one,
+/// mkinitcpio runs with `-c FILE` and ignores /etc/mkinitcpio.conf.d (docs/mkinitcpio.md).
+/// (path, line number, the line).
+pub fn preset_configs(files: &dyn Files) -> Result<Vec<(String, usize, String)>> {
+    let mut out = Vec::new();
+    for name in files.list("/etc/mkinitcpio.d")? {
+        let path = format!("/etc/mkinitcpio.d/{name}");
+        if !name.ends_with(".preset") {
+            continue;
+        }
+        let Some(bytes) = files.read(&path)? else {
+            continue;
+        };
+        for (i, l) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            let l = l.trim_start();
+            if !l.starts_with('#')
+                && l.split_once('=')
+                    .is_some_and(|(k, _)| k.ends_with("_config"))
+            {
+                out.push((path.clone(), i + 1, l.to_string()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn initramfs_name(i: Initramfs) -> &'static str {

@@ -355,6 +355,19 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
+/// How a list for `key` is written, with values that fit the key.
+fn list_example(key: Option<&str>) -> &'static str {
+    match key {
+        Some("extra") => "write a list in brackets, like [\"video=efifb:off\"]",
+        Some("blacklist") => "write a list in brackets, like [\"nouveau\"]",
+        Some("softdep") => "write a list in brackets, like [\"nvidia\", \"snd_hda_intel\"]",
+        Some("devices") => "write a list in brackets, like [\"0000:01:00.0\", \"0000:01:00.1\"]",
+        Some("entries") => "write a list in brackets, like [\"/boot/loader/entries/arch.conf\"]",
+        Some("ids") => "write a list in brackets, like [\"10de:2204\", \"10de:1aef\"]",
+        _ => "write a list in brackets, like [\"a\", \"b\"]",
+    }
+}
+
 fn explain_toml(message: &str, key: Option<String>) -> String {
     let message = message.trim_end();
     let hint = if message.starts_with("unknown field") {
@@ -362,7 +375,7 @@ fn explain_toml(message: &str, key: Option<String>) -> String {
     } else if message.starts_with("missing field") {
         "the profile needs host.cpu, host.bootloader and vfio.ids (or vfio.devices)"
     } else if message.contains("expected a sequence") {
-        "write a list in brackets, like [\"10de:2204\", \"10de:1aef\"]"
+        list_example(key.as_deref())
     } else if message.contains("expected a boolean") {
         "write true or false, without quotes"
     } else if message.contains("expected a string") || message.contains("wanted string") {
@@ -638,16 +651,24 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     let managed = crate::plan::managed_options(&profile, false);
     for (i, o) in raw.kernel.extra.iter().enumerate() {
         let opt = Opt::parse(o.get_ref());
+        // A comma list that includes the managed value (`intel_iommu=on,igfx_off`) gives it,
+        // and is kept: it stands for the managed option (plan::managed_options).
         if let Some(m) = managed
             .iter()
             .take(managed.len() - profile.extra.len())
-            .find(|m| same_setting(m, &opt))
+            .find(|m| same_setting(m, &opt) && !crate::cmdline::holds(&opt, m))
         {
             return Err(at(
                 o.span(),
                 format!(
-                    "kernel.extra: {:?} conflicts with {m}, which the profile already sets; remove it from extra",
-                    o.get_ref()
+                    "kernel.extra: {:?} conflicts with {m}, which the profile already sets; remove it from extra{}",
+                    o.get_ref(),
+                    // intel_iommu= takes a comma list of flags (docs/kernel-cmdline.md).
+                    match (&opt.value, &m.value) {
+                        (Some(v), Some(_)) if opt.key() == "intel_iommu" =>
+                            format!(", or keep both in one comma list: \"{m},{v}\""),
+                        _ => String::new(),
+                    }
                 ),
             ));
         }

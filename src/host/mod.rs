@@ -7,6 +7,7 @@ pub mod initramfs_image;
 pub mod modalias;
 pub mod pci;
 pub mod vfio_users;
+pub mod virt;
 
 use crate::root::Files;
 use anyhow::Result;

@@ -13,6 +13,11 @@ fn apply_args<'a>(name: &'a str, root: &'a str, extra: &[&'a str]) -> Vec<String
         root.into(),
     ];
     v.extend(extra.iter().map(|s| s.to_string()));
+    // Its preset sets ALL_config, which apply refuses without --force (docs/mkinitcpio.md);
+    // these tests are about what apply writes, so they install anyway.
+    if name == PRESET_CONFIG_TRAP && !extra.contains(&"--revert") {
+        v.push("--force".into());
+    }
     v
 }
 
@@ -975,6 +980,197 @@ fn a_file_a_hook_rewrote_is_recorded_and_rollback_restores_it() {
     status(&o, 0);
     assert!(
         user_tree(tmp.path()) == original,
+        "every file as before the apply"
+    );
+}
+
+/// A failure before the first file is replaced (the backups do not fit: /var is full) leaves no
+/// backup directory behind, with or without a manifest, and every file as it was.
+#[test]
+fn a_failure_while_keeping_backups_leaves_no_backup_directory() {
+    if !is_root_with("unshare") {
+        return;
+    }
+    let name = "endeavouros-systemd-boot-dracut";
+    let tmp = copy_root(name);
+    let backups = tmp.path().join("var/lib/vfio-gen/backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    // One page of tmpfs: the first backup fits, the second does not. What is left is listed
+    // from inside the namespace, where the tmpfs is still mounted.
+    let script = "set -e\nmount -t tmpfs -o size=4k tmpfs \"$R/var/lib/vfio-gen/backups\"\nset +e\n\"$0\" \"$@\"\nrc=$?\necho LEFT:; find \"$R/var/lib/vfio-gen/backups\" -mindepth 1\nexit $rc";
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, BIN])
+        .args(apply_args(
+            name,
+            tmp.path().to_str().unwrap(),
+            &["--yes", "--no-hooks"],
+        ))
+        .current_dir(repo())
+        .env("R", tmp.path())
+        .output()
+        .unwrap();
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("keeping a backup of")
+            && stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    let left = stdout(&o);
+    let left = left.split("LEFT:").nth(1).unwrap_or("?");
+    assert_eq!(left.trim(), "", "left under backups/: {left}");
+    assert!(
+        user_tree(tmp.path()) == tree(&fixture_root(name)),
+        "every file as it was"
+    );
+    assert!(!tmp.path().join("var/lib/vfio-gen/journal.json").exists());
+}
+
+/// With another root, `--hooks host` says before it runs them that the generators are this
+/// machine's own; hooks left to run by hand are named with `chroot ROOT` and `--hooks chroot`.
+#[test]
+fn hooks_for_another_root_say_where_they_run() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    let path = stand_ins(bin.path(), &[]);
+    let o = Command::new(BIN)
+        .args(apply_args("amd-grub", root, &["--yes", "--hooks", "host"]))
+        .current_dir(repo())
+        .env("PATH", &path)
+        .env("HOOK_LOG", &log)
+        .output()
+        .unwrap();
+    status(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "--hooks host with --root {root}: running this machine's own `mkinitcpio -P`, `grub-mkconfig -o /boot/grub/grub.cfg`, which read this machine's /etc and write its /boot"
+        )) && stderr(&o).contains("--hooks chroot runs them inside the root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(log.exists(), "they ran");
+
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    let o = run(&apply_args("amd-grub", root, &["--yes", "--no-hooks"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!(
+            "run by hand, inside the root: chroot {root} grub-mkconfig -o /boot/grub/grub.cfg (or run vfio-gen again with --hooks chroot)"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains("--hooks host"), "{}", stderr(&o));
+}
+
+/// `rollback` shows what it puts back; `--dry-run` changes nothing; on a terminal it asks
+/// (`--yes` skips the question); without a profile it names the generators the restored files
+/// feed, to run by hand; `--list --format json` gives the backups.
+#[test]
+fn rollback_shows_asks_and_names_the_generators() {
+    let tmp = copy_root("amd-grub");
+    let root = tmp.path().to_str().unwrap();
+    apply_ok("amd-grub", root, &["--yes", "--no-hooks"]);
+    let applied = tree(tmp.path());
+
+    let o = run(&["rollback", "--root", root, "--dry-run"]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(&format!(") puts back under {root}:")), "{out}");
+    assert!(
+        out.contains("  restore  /etc/default/grub  (its bytes from before the apply)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  delete   /etc/modprobe.d/vfio.conf  (the apply created it)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("No profile at ")
+            && out.contains(&format!("  chroot {root} mkinitcpio -P\n"))
+            && out.contains(&format!(
+                "  chroot {root} grub-mkconfig -o /boot/grub/grub.cfg\n"
+            )),
+        "{out}"
+    );
+    assert!(out.ends_with("Nothing changed (--dry-run).\n"), "{out}");
+    assert!(tree(tmp.path()) == applied, "--dry-run changes nothing");
+
+    let o = run(&["rollback", "--list", "--format", "json", "--root", root]);
+    status(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["version"], 1);
+    let b = &v["backups"][0];
+    assert_eq!(
+        (
+            b["kind"].as_str(),
+            b["in_effect"].as_bool(),
+            b["rolled_back"].as_bool()
+        ),
+        (Some("apply"), Some(true), Some(false))
+    );
+    assert!(
+        b["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "/etc/default/grub" && f["action"] == "modify"),
+        "{b}"
+    );
+    let o = run(&["rollback", "--format", "json", "--root", root]);
+    status(&o, 2);
+
+    if have("script") {
+        for (args, answer, restored) in [("", "n", false), ("--yes", "", true)] {
+            let t = copy_root("amd-grub");
+            apply_ok(
+                "amd-grub",
+                t.path().to_str().unwrap(),
+                &["--yes", "--no-hooks"],
+            );
+            let before = tree(t.path());
+            let cmd = format!(
+                "{BIN} rollback --no-hooks {args} --root {}",
+                t.path().display()
+            );
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
+                ))
+                .arg(&cmd)
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            let asked = stdout(&o).contains("Roll back under ");
+            assert_eq!(asked, args.is_empty(), "{}", stdout(&o));
+            assert!(stdout(&o).contains("puts back under"), "{}", stdout(&o));
+            assert_eq!(tree(t.path()) != before, restored, "{args}: {}", stdout(&o));
+        }
+    }
+
+    // No terminal: it goes ahead (scripts call `vfio-gen rollback`), saying what it put back.
+    let o = run(&["rollback", "--root", root]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("Restored 4 files from "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("  chroot {root} mkinitcpio -P")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        user_tree(tmp.path()) == tree(&fixture_root("amd-grub")),
         "every file as before the apply"
     );
 }

@@ -118,6 +118,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The fixture whose mkinitcpio preset sets `ALL_config` (tests/fixtures/README.md).
+const PRESET_CONFIG_TRAP: &str = "amd-gpu-amdgpu-softdep";
+
 /// `vfio-gen plan -p PROFILE --root ROOT`.
 fn plan_on(profile: &str, root: &str) -> Output {
     run(&["plan", "-p", profile, "--root", root])
@@ -175,6 +178,9 @@ fn apply_over(profile: &str, root: &Path, revert: bool) -> Output {
     ];
     if revert {
         args.push("--revert");
+    } else if profile.contains(PRESET_CONFIG_TRAP) {
+        // Its preset sets ALL_config, refused without --force (docs/mkinitcpio.md).
+        args.push("--force");
     }
     run(&args)
 }
@@ -754,9 +760,10 @@ mod plan_output {
         let out = stdout(&plan("amd-grub", &[]));
         assert!(out.contains("amd_iommu=on and ignores it"), "{out}");
         assert!(
-            out.contains("rd.driver.pre=vfio-pci acts only in dracut images"),
+            out.contains("note: rd.driver.pre=vfio-pci is harmless but does nothing here: only dracut images read it"),
             "{out}"
         );
+        assert!(!out.contains("warning: rd.driver.pre"), "{out}");
         let out = stdout(&plan("amd-gpu-amdgpu-softdep", &[]));
         assert!(
             out.contains("/etc/mkinitcpio.d/linux.preset:") && out.contains("ALL_config"),
@@ -901,7 +908,7 @@ mod plan_output {
             serde_json::json!(["mkinitcpio", "-P"])
         );
         assert!(
-            v["warnings"]
+            v["notes"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -1013,6 +1020,7 @@ mod plan_output {
 
 mod address;
 mod apply;
+mod completions;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
@@ -1320,4 +1328,276 @@ fn a_grub_command_line_the_kernel_would_cut_is_refused() {
         stderr(&o)
     );
     assert!(tree(tmp.path()) == before, "nothing written");
+}
+
+/// The quick start's first command: the seed host's profile on its fixture root plans with no
+/// warning, and its one remark about rd.driver.pre is a note that says it is harmless.
+#[test]
+fn the_quick_start_greets_without_a_warning() {
+    let o = plan_on(
+        "profiles/arch-intel-systemd-boot.toml",
+        "tests/fixtures/roots/arch-intel-systemd-boot",
+    );
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(!out.contains("warning:"), "{out}");
+    assert!(!out.contains("[grub] table is ignored"), "{out}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(notes.len(), 1, "{out}");
+    assert!(
+        notes[0].contains("rd.driver.pre=vfio-pci is harmless"),
+        "{out}"
+    );
+    // Its entry still gets the seed host's options (SPEC §2, seed host 1).
+    assert!(
+        out.contains("+options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap intel_iommu=on iommu=pt rd.driver.pre=vfio-pci"),
+        "{out}"
+    );
+    // No profile comment points to a document outside the repository.
+    for name in profiles() {
+        let text = std::fs::read_to_string(repo().join(format!("profiles/{name}.toml"))).unwrap();
+        assert!(!text.contains("(see 4)"), "{name}");
+    }
+}
+
+/// `extra = ["intel_iommu=on,igfx_off"]` gives `intel_iommu=on` and is kept: the entry gets it
+/// once, and applying twice changes nothing. A non-list `extra` is answered with a list of
+/// kernel options, not of PCI IDs.
+#[test]
+fn an_extra_comma_value_that_holds_a_managed_one_is_kept() {
+    let tmp = copy_root("arch-intel-systemd-boot");
+    let outside = tempfile::tempdir().unwrap();
+    let p = outside.path().join("igfx.toml");
+    let base = "[host]\ncpu = \"intel\"\nbootloader = \"systemd-boot\"\n[vfio]\nids = [\"10de:2204\", \"10de:1aef\"]\n[kernel]\n";
+    std::fs::write(&p, format!("{base}extra = [\"intel_iommu=on,igfx_off\"]\n")).unwrap();
+    let o = apply_over(p.to_str().unwrap(), tmp.path(), false);
+    status(&o, 0);
+    let entry = std::fs::read_to_string(tmp.path().join("boot/loader/entries/arch.conf")).unwrap();
+    let options = entry.lines().find(|l| l.starts_with("options ")).unwrap();
+    assert_eq!(
+        options,
+        "options root=PARTLABEL=\"PRIMARY\" rootfstype=xfs add_efi_memmap iommu=pt intel_iommu=on,igfx_off"
+    );
+    let o = run(&[
+        "plan",
+        "-p",
+        p.to_str().unwrap(),
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "--exit-code",
+    ]);
+    status(&o, 0);
+    // A comma value without the managed one still conflicts.
+    std::fs::write(&p, format!("{base}extra = [\"intel_iommu=sm_on\"]\n")).unwrap();
+    let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("conflicts with intel_iommu=on")
+            && stderr(&o).contains("\"intel_iommu=on,sm_on\""),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(&p, format!("{base}extra = \"video=efifb:off\"\n")).unwrap();
+    let o = plan_on(p.to_str().unwrap(), tmp.path().to_str().unwrap());
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("igfx.toml:7:") && err.contains("like [\"video=efifb:off\"]"),
+        "{err}"
+    );
+    assert!(!err.contains("10de"), "{err}");
+}
+
+/// A mkinitcpio preset that sets ALL_config makes mkinitcpio skip /etc/mkinitcpio.conf.d:
+/// apply refuses (exit 2, nothing written) and says why and what to do; --force installs; with
+/// the line commented out apply goes ahead.
+#[test]
+fn a_preset_with_its_own_config_is_refused_without_force() {
+    let tmp = copy_root(PRESET_CONFIG_TRAP);
+    let root = tmp.path().to_str().unwrap();
+    let profile = format!("profiles/{PRESET_CONFIG_TRAP}.toml");
+    let before = tree(tmp.path());
+    let o = run(&[
+        "apply",
+        "-p",
+        &profile,
+        "--root",
+        root,
+        "--yes",
+        "--no-hooks",
+    ]);
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("/etc/mkinitcpio.d/linux.preset:3: `ALL_config=\"/etc/mkinitcpio.conf\"`")
+            && err.contains("ignores /etc/mkinitcpio.conf.d")
+            && err.contains("comment the line out")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(tree(tmp.path()) == before, "nothing written");
+    let o = plan_on(&profile, root);
+    assert!(
+        stdout(&o).contains("(apply refuses it without --force)"),
+        "{}",
+        stdout(&o)
+    );
+
+    let preset = tmp.path().join("etc/mkinitcpio.d/linux.preset");
+    let text = std::fs::read_to_string(&preset).unwrap();
+    std::fs::write(&preset, text.replace("\nALL_config=", "\n#ALL_config=")).unwrap();
+    status(
+        &run(&[
+            "apply",
+            "-p",
+            &profile,
+            "--root",
+            root,
+            "--yes",
+            "--no-hooks",
+        ]),
+        0,
+    );
+
+    let tmp = copy_root(PRESET_CONFIG_TRAP);
+    let o = run(&[
+        "apply",
+        "-p",
+        &profile,
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "--yes",
+        "--no-hooks",
+        "--force",
+    ]);
+    status(&o, 0);
+}
+
+/// Every subcommand has its own description and examples, in `--help` and in its man page;
+/// render's usage line shows what it needs; apply's --revert says what it does.
+#[test]
+fn every_command_describes_itself_with_examples() {
+    let names = [
+        "plan",
+        "apply",
+        "render",
+        "rollback",
+        "iommu",
+        "detect",
+        "check",
+        "bind",
+        "unbind",
+        "completions",
+        "man",
+    ];
+    let man = tempfile::tempdir().unwrap();
+    status(&run(&["man", "--dir", man.path().to_str().unwrap()]), 0);
+    let mut descriptions = Vec::new();
+    for name in names {
+        let o = run(&[name, "--help"]);
+        status(&o, 0);
+        let help = stdout(&o);
+        let (description, rest) = help.split_once("\nUsage: ").unwrap();
+        assert!(
+            description.len() > 80,
+            "{name}: a description, not one line:\n{help}"
+        );
+        assert!(
+            !descriptions.contains(&description.to_string()),
+            "{name} shares its description"
+        );
+        descriptions.push(description.to_string());
+        let examples = rest
+            .split_once("Examples:\n")
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| panic!("{name}: no examples:\n{help}"));
+        let own = examples
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .trim_start_matches("sudo ")
+                    .starts_with(&format!("vfio-gen {name}"))
+            })
+            .count();
+        assert!(own >= 2, "{name}: examples of {name} itself:\n{examples}");
+        let page = std::fs::read_to_string(man.path().join(format!("vfio-gen-{name}.1"))).unwrap();
+        assert!(
+            page.contains("Examples:") && page.contains(&format!("vfio\\-gen {name}")),
+            "{name}.1"
+        );
+    }
+    let help = stdout(&run(&["render", "--help"]));
+    assert!(
+        help.contains("Usage: vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)"),
+        "{help}"
+    );
+    let help = stdout(&run(&["apply", "--help"]));
+    assert!(
+        help.contains("--revert\n          Take vfio-gen's changes out"),
+        "{help}"
+    );
+    let help = stdout(&run(&["--help"]));
+    assert!(
+        help.contains("vfio-gen detect -o /etc/vfio-gen/profile.toml"),
+        "{help}"
+    );
+}
+
+/// The README's quick start runs as written on the shipped data (the binary for `cargo run
+/// --release --`), and its real-host walkthrough names the steps in the order a user lives them.
+#[test]
+fn the_readme_quick_start_runs_and_the_walkthrough_is_in_order() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let stage = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for line in quick
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo run --release -- "))
+    {
+        let line = line.replace("/tmp/staging", stage.path().to_str().unwrap());
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = run(&args);
+        status(&o, 0);
+        ran += 1;
+    }
+    assert_eq!(ran, 4, "{quick}");
+    let walk = readme
+        .split("## On a real host")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let steps = [
+        "`vfio-gen check`",
+        "`sudo mkdir -p /etc/vfio-gen`",
+        "`vfio-gen detect | sudo tee /etc/vfio-gen/profile.toml`",
+        "**Read it.**",
+        "`vfio-gen plan`",
+        "`sudo vfio-gen apply`",
+        "`vfio-gen check -p /etc/vfio-gen/profile.toml`",
+        "**What a failure means.**",
+        "`sudo vfio-gen apply --revert`",
+        "`sudo vfio-gen rollback`",
+        "**8. The VM side.**",
+        "<hostdev mode='subsystem' type='pci' managed='yes'>",
+    ];
+    let mut at = 0;
+    for s in steps {
+        let i = walk[at..]
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} missing or out of order"));
+        at += i + s.len();
+    }
+    // The VM side is one paragraph.
+    let vm = walk.split("**8. The VM side.**").nth(1).unwrap();
+    assert!(!vm.trim().contains("\n\n"), "{vm}");
 }

@@ -77,6 +77,9 @@ pub struct Cpu {
     pub model_name: String,
     /// `vmx` (Intel) / `svm` (AMD) and the flags that come with it in `flags`.
     pub virtualization: bool,
+    /// The `hypervisor` flag (CPUID leaf 1 ECX bit 31), as in a virtual machine; default false.
+    #[serde(default)]
+    pub hypervisor: bool,
     #[serde(default)]
     pub family: Option<u32>,
     #[serde(default)]
@@ -626,6 +629,10 @@ fn cpuinfo(cpu: &Cpu) -> Result<String, String> {
         }
         (f, None)
     };
+    let mut flags = flags;
+    if cpu.hypervisor {
+        flags.push("hypervisor");
+    }
     let mut out = String::new();
     for n in 0..count {
         out.push_str(&format!("processor\t: {n}\n"));

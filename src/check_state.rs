@@ -1,0 +1,198 @@
+//! Where `check` finds the host on the way to passthrough, and the one next step
+//! (README, "On a real host"):
+//!
+//! - **not applied**: vfio-gen's files do not match the profile (or a hook that builds the boot
+//!   images failed): next, `vfio-gen apply`;
+//! - **applied, not rebooted**: the files are in place, but the running kernel's command line or
+//!   the devices' drivers are not yet what they give: next, regenerate a boot image that lacks
+//!   them, or reboot;
+//! - **done**: the running system holds the profile's options and every device of the profile
+//!   is on vfio-pci.
+//!
+//! Pure: the plan's outcome and the items come in, the state and the step go out, and the
+//! remedies of the command-line and driver items are worded for the state.
+
+use crate::inspect::{Item, Status};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    NotApplied,
+    AppliedNotRebooted,
+    Done,
+    /// The plan could not be computed (a file vfio-gen cannot read or would refuse).
+    Unknown,
+}
+
+impl State {
+    pub fn words(self) -> &'static str {
+        match self {
+            State::NotApplied => "not applied",
+            State::AppliedNotRebooted => "applied, not rebooted",
+            State::Done => "done",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// What `check` knows about vfio-gen's files for the profile.
+pub enum Files<'a> {
+    /// Every file matches the profile and no hook is left to run.
+    InPlace,
+    /// These files differ (paths).
+    Pending(Vec<String>),
+    /// A generator failed after an apply: its command.
+    HookPending(String),
+    /// The plan failed: the error.
+    Unknown(&'a str),
+}
+
+/// The outcome: the state and the one next step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub state: State,
+    pub next: String,
+}
+
+/// Items that say whether the running system took the configuration.
+fn running(i: &Item) -> bool {
+    matches!(i.id, "cmdline" | "driver")
+}
+
+/// The state, the next step, and the remedies of the running-system items worded for it.
+/// `profile_arg`: how to name the profile in commands (`""` for the default, or ` -p FILE`).
+pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
+    let not_running: Vec<&Item> = items
+        .iter()
+        .filter(|i| running(i) && i.status == Status::Fail)
+        .collect();
+    // An image that fails, or is older than vfio-gen's files: regenerating it comes first
+    // (src/initramfs_check.rs words that remedy "... regenerate it (`<hook>`)").
+    let image_fail = items
+        .iter()
+        .find(|i| {
+            i.id == "initramfs"
+                && i.status != Status::Pass
+                && i.remedy
+                    .as_deref()
+                    .is_some_and(|r| r.contains("regenerate"))
+        })
+        .and_then(|i| i.remedy.clone());
+    let other_fail = items
+        .iter()
+        .any(|i| !running(i) && i.id != "initramfs" && i.status == Status::Fail);
+    let took = not_running.is_empty();
+    let outcome = match files {
+        Files::Unknown(err) => Outcome {
+            state: State::Unknown,
+            next: format!(
+                "vfio-gen cannot tell whether its files are in place ({err}); fix that, or run `sudo vfio-gen check{profile_arg}` if it is a permission"
+            ),
+        },
+        Files::HookPending(cmd) => Outcome {
+            state: State::NotApplied,
+            next: format!(
+                "`{cmd}` failed after the last apply, so the boot images lack the files: fix its cause, then `sudo vfio-gen apply{profile_arg}` runs it again"
+            ),
+        },
+        Files::Pending(paths) if took => Outcome {
+            state: State::Done,
+            next: format!(
+                "the running system is set up, but {} differ{} from the profile, so the next boot may not be: `vfio-gen plan{profile_arg}` shows how, `sudo vfio-gen apply{profile_arg}` makes {} match",
+                list(paths),
+                if paths.len() == 1 { "s" } else { "" },
+                if paths.len() == 1 { "it" } else { "them" }
+            ),
+        },
+        Files::Pending(_) => Outcome {
+            state: State::NotApplied,
+            next: format!(
+                "`sudo vfio-gen apply{profile_arg}` (`vfio-gen plan{profile_arg}` shows what it changes), then reboot"
+            ),
+        },
+        Files::InPlace if took => Outcome {
+            state: State::Done,
+            next: if other_fail {
+                "fix the failed items above; the configuration itself is in effect".to_string()
+            } else {
+                "give the devices to a virtual machine (README, \"On a real host\", step 8)"
+                    .to_string()
+            },
+        },
+        Files::InPlace => Outcome {
+            state: State::AppliedNotRebooted,
+            next: match &image_fail {
+                Some(remedy) => {
+                    format!("the boot image lacks what vfio-gen wrote: {remedy}, then reboot")
+                }
+                None => "reboot; then run `vfio-gen check` again".to_string(),
+            },
+        },
+    };
+    // The remedies say what to do now, not "apply" after an apply.
+    if matches!(files, Files::InPlace) {
+        for i in items
+            .iter_mut()
+            .filter(|i| running(i) && i.status == Status::Fail)
+        {
+            i.remedy = Some(match i.id {
+                "cmdline" => "the files are in place: reboot to boot with them".to_string(),
+                _ => format!(
+                    "the files are in place: reboot, or bind it now with `vfio-gen bind{profile_arg}`"
+                ),
+            });
+        }
+    }
+    outcome
+}
+
+fn list(paths: &[String]) -> String {
+    match paths {
+        [one] => one.clone(),
+        [first, second] => format!("{first} and {second}"),
+        [first, rest @ ..] => format!("{first} and {} more files", rest.len()),
+        [] => "no file".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &'static str, status: Status) -> Item {
+        Item {
+            id,
+            status,
+            message: String::new(),
+            remedy: Some("run `vfio-gen apply`, then reboot".into()),
+            bdf: None,
+            path: None,
+        }
+    }
+
+    #[test]
+    fn the_three_states() {
+        let mut items = vec![item("cmdline", Status::Fail), item("driver", Status::Fail)];
+        let o = assess(&mut items, &Files::Pending(vec!["/etc/x".into()]), "");
+        assert_eq!(o.state, State::NotApplied);
+        assert!(o.next.starts_with("`sudo vfio-gen apply`"), "{}", o.next);
+        let o = assess(&mut items, &Files::InPlace, "");
+        assert_eq!(o.state, State::AppliedNotRebooted);
+        assert!(o.next.starts_with("reboot"), "{}", o.next);
+        assert!(
+            items
+                .iter()
+                .all(|i| !i.remedy.as_deref().unwrap().contains("apply"))
+        );
+        let mut items = vec![item("cmdline", Status::Pass), item("driver", Status::Pass)];
+        assert_eq!(assess(&mut items, &Files::InPlace, "").state, State::Done);
+        let o = assess(
+            &mut items,
+            &Files::Pending(vec!["/etc/x".into()]),
+            " -p h.toml",
+        );
+        assert_eq!(o.state, State::Done);
+        assert!(o.next.contains("`vfio-gen plan -p h.toml`"), "{}", o.next);
+    }
+}
