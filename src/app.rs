@@ -44,7 +44,10 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
     let g = &cli.global;
     let root = Root::new(&g.root);
     if !g.root.is_dir() {
-        bail!("--root {}: no such directory", g.root.display());
+        bail!(
+            "--root {}: no such directory; pass the directory that holds the system's /etc and /boot (or leave --root out for this machine)",
+            g.root.display()
+        );
     }
     let style = Style {
         color: match g.color {
@@ -119,7 +122,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
         Command::Man { dir } => {
             match dir {
                 Some(dir) => {
-                    fs_err::create_dir_all(&dir)?;
+                    crate::install::create_dirs(&dir)?;
                     clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
                         anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
                     })?;

@@ -48,6 +48,16 @@ pub fn iommu_text(pci: &Pci) -> String {
             let _ = writeln!(out, "IOMMU Group {g}: {}", device_line(d));
         }
     }
+    for d in pci.devices.iter() {
+        if let Some(why) = &d.iommu_group_problem {
+            let _ = writeln!(
+                out,
+                "IOMMU Group unknown: {}\n  {why}: look at /sys/bus/pci/devices/{}/iommu_group; vfio-gen will not bind this device",
+                device_line(d),
+                d.bdf
+            );
+        }
+    }
     out
 }
 
@@ -126,8 +136,23 @@ fn initramfs_toml(i: Initramfs) -> &'static str {
     }
 }
 
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    let quoted: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
     format!("[{}]", quoted.join(", "))
 }
 
@@ -259,6 +284,15 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
             Some(_) => d.module.iter().cloned().collect(),
         };
         for module in modules {
+            // A name sysfs gives that is no module name (control characters, blanks) would
+            // make the profile invalid: it is named in a note instead.
+            if crate::profile::check_module(&module).is_err() {
+                notes.push(format!(
+                    "{} uses the driver {module:?}, which is not a module name, so it is not in softdep: check the device's driver by hand.",
+                    d.bdf
+                ));
+                continue;
+            }
             if !matches!(module.as_str(), "vfio_pci" | "pci_stub") && !softdep.contains(&module) {
                 softdep.push(module);
             }

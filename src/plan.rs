@@ -657,11 +657,16 @@ impl Builder<'_> {
                     Some(content.into_bytes()),
                 )?;
                 for s in &after_ours {
-                    if grub::GrubConfig::parse(vec![s.clone()])
-                        .ok()
-                        .and_then(|c| c.last_assignment(variable))
-                        .is_some()
-                    {
+                    // A later file whose assignment vfio-gen cannot follow ($(...), a
+                    // condition) decides the line after the drop-in: refused, not passed over.
+                    let later = grub::GrubConfig::parse(vec![s.clone()]).map_err(|e| {
+                        let e = e.to_string();
+                        anyhow::anyhow!(
+                            "{}; it is read after {drop_in_path}, so what it computes replaces the drop-in's options: make it a plain assignment that keeps the value (\"${variable} ...\"), or move or remove it",
+                            e.split(". vfio-gen cannot edit").next().unwrap_or(&e)
+                        )
+                    })?;
+                    if later.last_assignment(variable).is_some() {
                         self.plan.warnings.push(format!(
                             "{} is read after vfio-gen.cfg and assigns {variable}: check that it keeps the value (\"${variable} ...\")",
                             s.path

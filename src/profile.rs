@@ -253,11 +253,25 @@ pub const GRUB_VARIABLES: [&str; 2] = ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
-        // Capped: `-p /dev/zero` must not eat the machine's memory. A FIFO (`-p /dev/stdin`)
-        // is the user's choice and is read.
+        // Capped: `-p /dev/zero` must not eat the machine's memory. A pipe (`-p /dev/stdin`,
+        // `-p <(...)`) is the user's choice and is read; a FIFO nobody writes to reads as
+        // empty instead of blocking: it is opened without blocking, then read blocking, and
+        // read(2) on a FIFO without a writer returns end of file.
         const MAX: u64 = 16 << 20;
         let mut text = Vec::new();
-        std::fs::File::open(path)
+        let open = |p: &Path| -> std::io::Result<std::fs::File> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(p)?;
+            nix::fcntl::fcntl(
+                &f,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+            )?;
+            Ok(f)
+        };
+        open(path)
             .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX + 1), &mut text))
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -384,6 +398,8 @@ fn explain_toml(message: &str, key: Option<String>) -> String {
         "it is set twice; keep one"
     } else if message.contains("unknown variant") {
         "use one of the values listed"
+    } else if message.contains("recursion") {
+        "a profile nests tables and lists one or two deep: check the brackets"
     } else {
         ""
     };
@@ -706,7 +722,8 @@ pub fn check_id(id: &str) -> Result<(), String> {
             "{id:?} is a PCI address, not an ID; write the device's vendor:device (`lspci -nn -s {id}` shows it in brackets)"
         )),
         _ => Err(format!(
-            "{id:?} is not a PCI ID; write vendor:device as four hex digits each, like \"10de:2204\" (`lspci -nn` shows them in brackets)"
+            "{} is not a PCI ID; write vendor:device as four hex digits each, like \"10de:2204\" (`lspci -nn` shows them in brackets)",
+            quoted(id)
         )),
     }
 }
@@ -757,6 +774,15 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A value quoted for a message, cut after 80 characters: an error line stays readable when
+/// the value is a megabyte.
+pub fn quoted(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{:?}… ({} bytes)", &s[..i], s.len()),
+        None => format!("{s:?}"),
+    }
+}
+
 /// Checks a kernel module name.
 pub fn check_module(name: &str) -> Result<(), String> {
     if !name.is_empty()
@@ -767,7 +793,8 @@ pub fn check_module(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} is not a module name; use letters, digits, '_' and '-' only, like \"nouveau\""
+            "{} is not a module name; use letters, digits, '_' and '-' only, like \"nouveau\"",
+            quoted(name)
         ))
     }
 }

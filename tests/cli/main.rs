@@ -1028,6 +1028,7 @@ mod fake_host;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod safety;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
 /// hook, which in a chroot could not probe the disk, and a note saying why; once grub.cfg
