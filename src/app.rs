@@ -44,7 +44,10 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
     let g = &cli.global;
     let root = Root::new(&g.root);
     if !g.root.is_dir() {
-        bail!("--root {}: no such directory", g.root.display());
+        bail!(
+            "--root {}: no such directory; pass the directory that holds the system's /etc and /boot (or leave --root out for this machine)",
+            g.root.display()
+        );
     }
     let style = Style {
         color: match g.color {
@@ -119,7 +122,7 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
         Command::Man { dir } => {
             match dir {
                 Some(dir) => {
-                    fs_err::create_dir_all(&dir)?;
+                    crate::install::create_dirs(&dir)?;
                     clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
                         anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
                     })?;
@@ -256,8 +259,23 @@ fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
 }
 
 fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     plan_for(root, &profile, revert)
+}
+
+/// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
+/// PCI devices (docs/binding-at-boot.md).
+fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+    let mut profile = Profile::load(path)?;
+    if profile.devices.iter().any(|d| d.id.is_empty()) {
+        let pci = if root.exists("/sys/bus/pci/devices") {
+            Some(Pci::read(root)?)
+        } else {
+            None
+        };
+        crate::targets::address_bind::record_ids(&mut profile, pci.as_ref(), revert)?;
+    }
+    Ok(profile)
 }
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
@@ -276,6 +294,9 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
         }
+        let (warnings, notes) = crate::targets::address_bind::host_findings(&pci, profile);
+        plan.warnings.extend(warnings);
+        plan.notes.extend(notes);
         for id in &profile.ids {
             if !pci.devices.iter().any(|d| &d.id() == id) {
                 plan.warnings.push(format!(
@@ -492,7 +513,7 @@ fn apply(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let json = format == Format::Json;
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     if !yes && !env.stdin_is_terminal {
         bail!(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
@@ -598,7 +619,10 @@ fn apply(
         .map(|c| install::Op {
             path: c.path.clone(),
             new: c.new.clone(),
-            meta: None,
+            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
             action: Some(diff::action_word(c.action()).to_string()),
         })
         .collect();
@@ -899,8 +923,16 @@ fn bind_cmd(
     let pci = Pci::read(root)?;
     let mut set = Vec::new();
     if bdfs.is_empty() {
-        let profile = Profile::load(&profile_path(root, arg)?)?;
-        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        let profile = load_profile(root, &profile_path(root, arg)?, false)?;
+        // Addresses first: one that no longer holds its recorded IDs refuses the whole bind.
+        if let Some(why) = crate::targets::address_bind::mismatches(&pci, &profile).first() {
+            bail!("{why}; nothing was bound: fix vfio.devices (`vfio-gen detect` writes them)");
+        }
+        set.extend(
+            pci.devices
+                .iter()
+                .filter(|d| profile.covers(&d.bdf, &d.id())),
+        );
         if set.is_empty() {
             bail!(
                 "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",
@@ -1106,7 +1138,8 @@ fn check_cmd(
 ) -> Result<u8> {
     let path = profile_path(root, arg)?;
     let profile = if arg.profile.is_some() || path.exists() {
-        Some(Profile::load(&path)?)
+        // Lenient: an address alone with no device there is check's `address` fail, not an error.
+        Some(load_profile(root, &path, true)?)
     } else {
         None
     };

@@ -214,6 +214,16 @@ pub fn natives(sys: &dyn Sysfs, set: &[&Device]) -> Result<Vec<Native>> {
 pub fn refusals(pci: &Pci, set: &[&Device]) -> Vec<String> {
     let mut out = Vec::new();
     for d in set {
+        for m in std::iter::once(*d).chain(pci.slot_mates(d)) {
+            if let Some(why) = &m.iommu_group_problem
+                && !out.iter().any(|o: &String| o.starts_with(&m.bdf))
+            {
+                out.push(format!(
+                    "{}: {why}, so the devices that must go with it are unknown",
+                    m.bdf
+                ));
+            }
+        }
         if d.boot_vga {
             out.push(format!(
                 "{} is the boot display: the host would lose its console",
@@ -484,6 +494,7 @@ mod tests {
             native_modules: native.iter().map(|m| m.to_string()).collect(),
             boot_vga: false,
             iommu_group: Some(14),
+            iommu_group_problem: None,
             class_name: "VGA compatible controller".into(),
             vendor_name: "NVIDIA".into(),
             device_name: "GA102".into(),

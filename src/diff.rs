@@ -37,8 +37,13 @@ impl Style {
 
 /// A plain unified diff of two versions of a file at a system path.
 pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    // Shown, never written: a file's control characters are escaped so it cannot drive the
+    // terminal.
     let old_text = String::from_utf8_lossy(old.unwrap_or_default());
+    let old_text = crate::escape::text(&old_text);
     let new_text = String::from_utf8_lossy(new.unwrap_or_default());
+    let new_text = crate::escape::text(&new_text);
+    let path = crate::escape::one_line(path);
     let rel = path.trim_start_matches('/');
     let a = if old.is_some() {
         format!("a/{rel}")
@@ -148,10 +153,18 @@ pub fn text(plan: &Plan, style: Style, quiet: bool, verbose: bool) -> String {
     }
     if !quiet {
         for w in &plan.warnings {
-            out.push_str(&format!("{} {w}\n", style.yellow("warning:")));
+            out.push_str(&format!(
+                "{} {}\n",
+                style.yellow("warning:"),
+                crate::escape::text(w)
+            ));
         }
         for n in &plan.notes {
-            out.push_str(&format!("{} {n}\n", style.cyan("note:")));
+            out.push_str(&format!(
+                "{} {}\n",
+                style.cyan("note:"),
+                crate::escape::text(n)
+            ));
         }
         if !plan.warnings.is_empty() || !plan.notes.is_empty() {
             out.push('\n');

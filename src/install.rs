@@ -51,6 +51,22 @@ fn unsupported(e: &nix::Error) -> bool {
     )
 }
 
+/// `mkdir -p`, with the remedy when something is in the way (a file where a directory must be).
+pub fn create_dirs(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                "a file stands where a directory must be: move it aside"
+            }
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                "run as root, or choose a writable place"
+            }
+            _ => "check the path and the file system",
+        };
+        anyhow::anyhow!("cannot create the directory {}: {e}; {fix}", dir.display())
+    })
+}
+
 /// Writes bytes to a path atomically, with a mode and owner when the file system keeps them.
 ///
 /// Hand-written rather than `atomic-write-file`: the transaction needs a temporary name it can
@@ -61,7 +77,7 @@ pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Resul
         .parent()
         .context("a file path has a parent directory")?;
     if !dir.is_dir() {
-        fs_err::create_dir_all(dir)?;
+        create_dirs(dir)?;
     }
     let tmp = tmp_path(target);
     let result = (|| -> Result<()> {
@@ -122,7 +138,11 @@ pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         let target = root.resolve(path)?;
         let meta = match std::fs::metadata(&target) {
             Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
-            Err(_) => (0o644, uid, gid),
+            Err(_) => (
+                crate::targets::address_bind::mode(path).unwrap_or(0o644),
+                uid,
+                gid,
+            ),
         };
         write_atomic(&target, bytes, meta)
             .with_context(|| format!("writing {}", target.display()))?;
@@ -184,7 +204,7 @@ pub struct Lock {
 pub fn lock(root: &Root, no_wait: bool, tell: &mut dyn FnMut(&str)) -> Result<Lock> {
     let path = root.resolve(LOCK)?;
     if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
+        create_dirs(dir)?;
     }
     let file = fs_err::OpenOptions::new()
         .create(true)
@@ -396,7 +416,7 @@ pub fn set_pending_hooks(root: &Root, hooks: &[crate::plan::Hook]) -> Result<()>
         return Ok(());
     }
     if let Some(parent) = root.resolve(PENDING_HOOKS)?.parent() {
-        fs_err::create_dir_all(parent)?;
+        create_dirs(parent)?;
     }
     write_json(root, PENDING_HOOKS, &hooks)
 }

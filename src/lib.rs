@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod completions;
 pub mod diff;
+pub mod escape;
 pub mod history;
 pub mod hooks;
 pub mod host;

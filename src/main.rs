@@ -2,11 +2,15 @@
 //! 0 success, 1 a result worth noticing (drift, pending changes, a failed check), 2 an error
 //! (nothing written), 3 files installed but a hook failed.
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = vfio_gen::cli::Cli::parse();
+    let cli = match vfio_gen::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let mut stdout = std::io::stdout().lock();
     match vfio_gen::app::run(cli, &mut stdout) {
         Ok(code) => ExitCode::from(code),
@@ -20,7 +24,10 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("vfio-gen: error: {err:#}");
+            eprintln!(
+                "vfio-gen: error: {}",
+                vfio_gen::escape::text(&format!("{err:#}"))
+            );
             if err.downcast_ref::<vfio_gen::app::HookFailed>().is_some() {
                 ExitCode::from(3)
             } else {
@@ -28,4 +35,61 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A usage error as one `vfio-gen: error:` line, like every other error, with clap's tips and
+/// where to read more; `--help` and `--version` print as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let command = vfio_gen::cli::Cli::command();
+    let sub = std::env::args()
+        .skip(1)
+        .find(|a| command.get_subcommands().any(|s| s.get_name() == a));
+    let help = match &sub {
+        Some(s) => format!("vfio-gen {s} --help"),
+        None => "vfio-gen --help".to_string(),
+    };
+    let text = e.to_string();
+    let mut what = String::new();
+    let mut tips = Vec::new();
+    let mut list: Option<Vec<String>> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("error: ") {
+            what = rest.to_string();
+            if what.ends_with(':') {
+                list = Some(Vec::new());
+            }
+        } else if line.starts_with("Usage:") || line.starts_with("For more information") {
+            continue;
+        } else if list.is_some() && !line.is_empty() && !line.starts_with("tip: ") {
+            // "the following required arguments were not provided:" and the list under it.
+            list.get_or_insert_with(Vec::new).push(line.to_string());
+        } else if let Some(tip) = line.strip_prefix("tip: ") {
+            tips.push(tip.to_string());
+        } else if let Some(values) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            tips.push(values.to_string());
+        }
+    }
+    if let Some(items) = list.filter(|l| !l.is_empty()) {
+        what = format!("{} {}", what, items.join(", "));
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand || what.is_empty() {
+        what = match &sub {
+            Some(s) => format!("`vfio-gen {s}` needs more arguments"),
+            None => "no subcommand given".to_string(),
+        };
+    }
+    let tips = if tips.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tips.join("; "))
+    };
+    eprintln!(
+        "vfio-gen: error: {}{tips}; run `{help}` to see what it takes",
+        vfio_gen::escape::text(&what)
+    );
+    ExitCode::from(2)
 }

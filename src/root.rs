@@ -55,7 +55,7 @@ pub fn check_system_path(path: &str) -> Result<()> {
         bail!("{path:?} is not an absolute path; write it from the root, like /etc/default/grub");
     }
     if path.contains('\0') {
-        bail!("{path:?} contains a NUL byte");
+        bail!("{path:?} contains a NUL byte; write the path without it");
     }
     for part in path.split('/').skip(1) {
         if part == ".." {
@@ -115,7 +115,7 @@ impl Root {
             if part == ".." {
                 if done.pop().is_none() {
                     bail!(
-                        "{path}: a symbolic link under {} leads outside it",
+                        "{path}: a symbolic link under {} leads outside it; vfio-gen never follows a link out of the root: point the link at a path inside the root, or replace it with the file",
                         self.dir.display()
                     );
                 }
@@ -131,7 +131,10 @@ impl Root {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     hops += 1;
                     if hops > 40 {
-                        bail!("{}: too many levels of symbolic links", here.display());
+                        bail!(
+                            "{}: too many levels of symbolic links (a link loop); replace the link with the file it should lead to",
+                            here.display()
+                        );
                     }
                     let target = std::fs::read_link(&here)
                         .with_context(|| format!("reading the link {}", here.display()))?;
@@ -164,11 +167,18 @@ impl Files for Root {
         }
         match std::fs::read(&real) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.kind() == std::io::ErrorKind::NotADirectory =>
-            {
-                Ok(None)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // `/etc/modprobe.d` a plain file: nothing can be read or written under it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                let blocker = real
+                    .ancestors()
+                    .skip(1)
+                    .find(|a| a.exists() && !a.is_dir())
+                    .unwrap_or(&real);
+                bail!(
+                    "{path}: {} is a file, where a directory must be; move it aside (or make it the directory it should be)",
+                    blocker.display()
+                )
             }
             Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
                 bail!("{} is a directory, expected a file", real.display())

@@ -1,6 +1,7 @@
 //! PCI devices and IOMMU groups, read from `ROOT/sys/bus/pci/devices` and
 //! `ROOT/sys/kernel/iommu_groups`, with names from `pci.ids` when the root has one.
 
+use crate::escape::one_line;
 use crate::root::{Files, Root};
 use anyhow::Result;
 use serde::Serialize;
@@ -54,6 +55,10 @@ pub struct Device {
     pub native_modules: Vec<String>,
     pub boot_vga: bool,
     pub iommu_group: Option<u32>,
+    /// Why the device's `iommu_group` link names no group (a link loop, a group directory that
+    /// is not a number); `None` when it is fine or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iommu_group_problem: Option<String>,
     pub class_name: String,
     pub vendor_name: String,
     pub device_name: String,
@@ -95,7 +100,9 @@ pub fn driver_module(root: &Root, driver: &str) -> Option<String> {
         .resolve(&format!("/sys/bus/pci/drivers/{driver}"))
         .ok()?;
     if let Ok(target) = std::fs::read_link(dir.join("module")) {
-        return target.file_name().map(|n| n.to_string_lossy().into_owned());
+        return target
+            .file_name()
+            .map(|n| one_line(&n.to_string_lossy()).into_owned());
     }
     let known = [
         ("xhci_hcd", "xhci_pci"),
@@ -146,12 +153,15 @@ impl Pci {
         let ids = PciIds::load(root)?;
         let aliases = crate::host::modalias::Aliases::load(root)?;
         let mut devices = Vec::new();
-        for bdf in root.list("/sys/bus/pci/devices")? {
-            let dir = format!("/sys/bus/pci/devices/{bdf}");
+        for entry in root.list("/sys/bus/pci/devices")? {
+            let dir = format!("/sys/bus/pci/devices/{entry}");
+            // Every string from sysfs and pci.ids is kept with its control characters escaped
+            // (src/escape.rs): they are shown, and none is valid with one.
+            let bdf = one_line(&entry).into_owned();
             let attr = |name: &str| -> Result<Option<String>> {
                 Ok(root
                     .read(&format!("{dir}/{name}"))?
-                    .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
+                    .map(|b| one_line(String::from_utf8_lossy(&b).trim()).into_owned()))
             };
             let hex =
                 |v: Option<String>| v.map(|v| v.trim_start_matches("0x").to_ascii_lowercase());
@@ -161,14 +171,28 @@ impl Pci {
             let real_dir = root.resolve(&dir)?;
             let link_name = |name: &str| -> Option<String> {
                 let target = std::fs::read_link(real_dir.join(name)).ok()?;
-                target.file_name().map(|n| n.to_string_lossy().into_owned())
+                target
+                    .file_name()
+                    .map(|n| one_line(&n.to_string_lossy()).into_owned())
             };
             let driver = link_name("driver");
             let module = match &driver {
                 Some(drv) => driver_module(root, drv),
                 None => None,
             };
-            let iommu_group = link_name("iommu_group").and_then(|g| g.parse().ok());
+            let group_link = link_name("iommu_group");
+            let iommu_group = group_link.as_deref().and_then(|g| g.parse().ok());
+            // A link that names no group (a loop, `two`) is reported, never dropped in silence.
+            let iommu_group_problem = match (&group_link, iommu_group) {
+                (Some(g), None) => Some(format!(
+                    "its iommu_group link leads to {g:?}, not to a numbered group under /sys/kernel/iommu_groups"
+                )),
+                (Some(_), Some(_)) if real_dir.join("iommu_group").read_dir().is_err() => Some(
+                    "its iommu_group link leads nowhere (a link loop or a missing group directory)"
+                        .into(),
+                ),
+                _ => None,
+            };
             let driver_override =
                 attr("driver_override")?.filter(|v| v != "(null)" && !v.is_empty());
             let boot_vga = attr("boot_vga")?.as_deref() == Some("1");
@@ -193,6 +217,7 @@ impl Pci {
                 native_modules,
                 boot_vga,
                 iommu_group,
+                iommu_group_problem,
                 vendor_name,
                 device_name,
             });
@@ -353,11 +378,12 @@ impl PciIds {
 
     fn names(&self, vendor: &str, device: &str) -> (String, String) {
         let v = self.vendors.get(vendor);
+        let (vendor, device) = (one_line(vendor), one_line(device));
         (
-            v.map(|(n, _)| n.clone())
+            v.map(|(n, _)| one_line(n).into_owned())
                 .unwrap_or_else(|| format!("Vendor {vendor}")),
-            v.and_then(|(_, d)| d.get(device))
-                .cloned()
+            v.and_then(|(_, d)| d.get(device.as_ref()))
+                .map(|n| one_line(n).into_owned())
                 .unwrap_or_else(|| format!("Device {device}")),
         )
     }
@@ -368,7 +394,8 @@ impl PciIds {
             class.get(2..4).unwrap_or("00"),
         );
         if let Some((name, subs)) = self.classes.get(cc) {
-            return subs.get(sc).cloned().unwrap_or_else(|| name.clone());
+            let name = subs.get(sc).unwrap_or(name);
+            return one_line(name).into_owned();
         }
         let key = format!("{cc}{sc}");
         CLASSES

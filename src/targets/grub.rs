@@ -339,6 +339,10 @@ fn assignment_word(w: &[u8]) -> Option<(&[u8], usize, bool)> {
 /// that runs only sometimes (inside `if`, `case`, a loop, a function, after `&&`), or does not
 /// stay (a subshell, before a command), is marked unsafe, unless it only appends to the variable
 /// (`X="$X more"`), which then counts as text vfio-gen never edits.
+/// The longest assignment text of a command-line variable that is evaluated (bytes): many
+/// times the kernel's limit, so quoting and comments never reach it.
+const VALUE_MAX: usize = 64 * 1024;
+
 fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Vec<Assign>> {
     syntax(src, path)?;
     let words = words(src, path)?;
@@ -491,6 +495,16 @@ fn assignments(src: &[u8], file: usize, path: &str, names: &[&str]) -> Result<Ve
             }
             let name = String::from_utf8_lossy(name).into_owned();
             let value_start = w.start + offset;
+            // The kernel keeps 2047 bytes of command line (docs/kernel-cmdline.md): a value
+            // far beyond that is refused before it is evaluated byte by byte.
+            if w.end - value_start > VALUE_MAX {
+                bail!(
+                    "{path}: line {}: {name} is {} bytes long; the x86 kernel keeps at most {} bytes of command line (COMMAND_LINE_SIZE 2048): shorten the value by hand",
+                    line_of(src, w.start),
+                    w.end - value_start,
+                    cmdline::COMMAND_LINE_MAX
+                );
+            }
             let (segs, end, mut reason) = value(src, value_start, path)?;
             if appends {
                 reason = Some(format!("'{name}+=' is not POSIX sh"));

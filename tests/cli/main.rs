@@ -1018,6 +1018,7 @@ mod plan_output {
     }
 }
 
+mod address;
 mod apply;
 mod completions;
 mod grub_mutants;
@@ -1028,6 +1029,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod safety;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
 /// hook, which in a chroot could not probe the disk, and a note saying why; once grub.cfg
