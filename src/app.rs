@@ -190,6 +190,12 @@ pub fn run_with(cli: Cli, env: Env, out: &mut dyn Write) -> Result<u8> {
         Command::Check { profile, format } => {
             check_cmd(&root, &profile, format, style, g.quiet, out)
         }
+        Command::Rom {
+            profile,
+            bdf,
+            file,
+            format,
+        } => rom_cmd(&root, &profile, &bdf, &file, format, g.quiet, out),
         Command::Bind {
             profile,
             bdf,
@@ -253,8 +259,23 @@ fn profile_path(root: &Root, arg: &ProfileArg) -> Result<PathBuf> {
 }
 
 fn load_plan(root: &Root, arg: &ProfileArg, revert: bool) -> Result<Plan> {
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     plan_for(root, &profile, revert)
+}
+
+/// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
+/// PCI devices (docs/binding-at-boot.md).
+fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+    let mut profile = Profile::load(path)?;
+    if profile.devices.iter().any(|d| d.id.is_empty()) {
+        let pci = if root.exists("/sys/bus/pci/devices") {
+            Some(Pci::read(root)?)
+        } else {
+            None
+        };
+        crate::targets::address_bind::record_ids(&mut profile, pci.as_ref(), revert)?;
+    }
+    Ok(profile)
 }
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
@@ -273,6 +294,9 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
         }
+        let (warnings, notes) = crate::targets::address_bind::host_findings(&pci, profile);
+        plan.warnings.extend(warnings);
+        plan.notes.extend(notes);
         for id in &profile.ids {
             if !pci.devices.iter().any(|d| &d.id() == id) {
                 plan.warnings.push(format!(
@@ -489,7 +513,7 @@ fn apply(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let json = format == Format::Json;
-    let profile = Profile::load(&profile_path(root, arg)?)?;
+    let profile = load_profile(root, &profile_path(root, arg)?, revert)?;
     if !yes && !env.stdin_is_terminal {
         bail!(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
@@ -595,7 +619,10 @@ fn apply(
         .map(|c| install::Op {
             path: c.path.clone(),
             new: c.new.clone(),
-            meta: None,
+            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
             action: Some(diff::action_word(c.action()).to_string()),
         })
         .collect();
@@ -896,8 +923,16 @@ fn bind_cmd(
     let pci = Pci::read(root)?;
     let mut set = Vec::new();
     if bdfs.is_empty() {
-        let profile = Profile::load(&profile_path(root, arg)?)?;
-        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        let profile = load_profile(root, &profile_path(root, arg)?, false)?;
+        // Addresses first: one that no longer holds its recorded IDs refuses the whole bind.
+        if let Some(why) = crate::targets::address_bind::mismatches(&pci, &profile).first() {
+            bail!("{why}; nothing was bound: fix vfio.devices (`vfio-gen detect` writes them)");
+        }
+        set.extend(
+            pci.devices
+                .iter()
+                .filter(|d| profile.covers(&d.bdf, &d.id())),
+        );
         if set.is_empty() {
             bail!(
                 "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",
@@ -1103,7 +1138,8 @@ fn check_cmd(
 ) -> Result<u8> {
     let path = profile_path(root, arg)?;
     let profile = if arg.profile.is_some() || path.exists() {
-        Some(Profile::load(&path)?)
+        // Lenient: an address alone with no device there is check's `address` fail, not an error.
+        Some(load_profile(root, &path, true)?)
     } else {
         None
     };
@@ -1160,6 +1196,14 @@ fn check_cmd(
         Some(p) => Some(check_outcome(root, p, arg, &mut items)?),
         None => None,
     };
+    // The hardware checks of docs/rom.md and docs/kernel-log.md.
+    if let Some(p) = &profile {
+        items.extend(crate::rom_check::items(root, &pci, &p.ids));
+    }
+    items.extend(crate::host::kmsg::items(
+        &crate::host::kmsg::read(root),
+        pci.iommu_active,
+    ));
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     match format {
         Format::Text => {
@@ -1194,6 +1238,69 @@ fn check_cmd(
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+fn rom_cmd(
+    root: &Root,
+    arg: &ProfileArg,
+    bdfs: &[String],
+    files: &[PathBuf],
+    format: Format,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    use crate::rom_check;
+    let mut all = Vec::new();
+    if !files.is_empty() {
+        for f in files {
+            all.push(rom_check::check_file(f)?);
+        }
+    } else {
+        let pci = Pci::read(root)?;
+        let devices: Vec<&crate::host::pci::Device> = if bdfs.is_empty() {
+            let path = profile_path(root, arg)?;
+            if arg.profile.is_none() && !path.exists() {
+                bail!(
+                    "no profile at {}: name the devices (`vfio-gen rom 0000:01:00.0`), give -p PROFILE, or check a file with --file",
+                    path.display()
+                );
+            }
+            let profile = Profile::load(&path)?;
+            let found = rom_check::profile_displays(&pci, &profile.ids);
+            if found.is_empty() {
+                bail!(
+                    "{}: no display function on this host has an ID in vfio.ids ({}); name the devices: `vfio-gen rom ADDRESS`",
+                    path.display(),
+                    profile.ids.join(", ")
+                );
+            }
+            found
+        } else {
+            let mut v = Vec::new();
+            for b in bdfs {
+                let Some(n) = crate::host::pci::normalize_bdf(b) else {
+                    bail!("{b:?} is not a PCI address (like 0000:01:00.0)");
+                };
+                let Some(d) = pci.device(&n) else {
+                    bail!("no device {n} on this host; `vfio-gen iommu` lists them");
+                };
+                v.push(d);
+            }
+            v
+        };
+        for d in devices {
+            all.push(rom_check::check_device(root, d)?);
+        }
+    }
+    match format {
+        Format::Text => write!(out, "{}", rom_check::text(&all, quiet))?,
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rom_check::json(&all))?
+        )?,
+    }
+    Ok(rom_check::exit_status(&all))
 }
 
 /// Whether vfio-gen's files are in place for the profile, and so the state `check` reports

@@ -21,6 +21,8 @@ pub mod install;
 pub mod plan;
 pub mod profile;
 pub mod rollback;
+pub mod rom;
+pub mod rom_check;
 pub mod root;
 pub mod shell;
 pub mod targets;

@@ -8,7 +8,7 @@ use crate::host;
 use crate::profile::{Bootloader, Cpu, GrubMode, Initramfs, OnOff, Profile};
 use crate::root::Files;
 use crate::shell::{Shell, Verdict};
-use crate::targets::{self, grub, initramfs, lines, modprobe};
+use crate::targets::{self, address_bind, grub, initramfs, lines, modprobe};
 use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 
@@ -118,7 +118,7 @@ pub fn managed_options(profile: &Profile, vfio_builtin: bool) -> Vec<Opt> {
     if profile.wants_driver_pre() {
         out.push(Opt::parse("rd.driver.pre=vfio-pci"));
     }
-    if vfio_builtin {
+    if vfio_builtin && !profile.ids.is_empty() {
         out.push(Opt::parse(&format!(
             "vfio-pci.ids={}",
             profile.ids.join(",")
@@ -158,6 +158,10 @@ pub fn build_with(
     };
     b.profile_warnings(profile, &facts);
 
+    if !revert && let Some(why) = address_bind::refusal(profile, facts.vfio_pci_builtin.as_deref())
+    {
+        bail!("{why}; nothing was written");
+    }
     let builtin = facts.vfio_pci_builtin.is_some();
     if let Some(release) = &facts.vfio_pci_builtin {
         b.plan.notes.push(format!(
@@ -178,6 +182,21 @@ pub fn build_with(
     }
     b.modprobe_conflicts(&owned_modprobe)?;
 
+    // The bind-by-address script ([vfio] devices), which the install line runs.
+    // A revert removes the script: its bytes do not matter (an address may be unrecorded).
+    let script = if revert && !profile.devices.is_empty() {
+        Some(String::new())
+    } else {
+        address_bind::script(profile)?
+    };
+    let in_image: Vec<String> = script
+        .iter()
+        .map(|_| address_bind::SCRIPT.to_string())
+        .collect();
+    if let Some(script) = script {
+        b.owned(address_bind::SCRIPT, Some(script.into_bytes()))?;
+    }
+
     // initramfs
     let virqfd = match profile.kernel_version {
         Some(v) => v < (6, 2),
@@ -191,12 +210,13 @@ pub fn build_with(
         Initramfs::Mkinitcpio => {
             b.owned(
                 initramfs::MKINITCPIO_DROP_IN,
-                Some(initramfs::mkinitcpio(&modules)?.into_bytes()),
+                Some(initramfs::mkinitcpio(&modules, &in_image)?.into_bytes()),
             )?;
             b.mkinitcpio_checks()?;
         }
         Initramfs::Dracut => {
-            let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
+            let mut included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
+            included.extend(in_image.iter().cloned());
             b.owned(
                 initramfs::DRACUT_DROP_IN,
                 Some(initramfs::dracut(&modules, &included)?.into_bytes()),
@@ -225,6 +245,12 @@ pub fn build_with(
             }
             let new = initramfs::initramfs_tools(cur.as_deref(), &modules, revert)?;
             b.edited(initramfs::INITRAMFS_TOOLS_MODULES, cur, new)?;
+            if !in_image.is_empty() {
+                b.owned(
+                    address_bind::INITRAMFS_TOOLS_HOOK,
+                    Some(address_bind::initramfs_tools_hook()?.into_bytes()),
+                )?;
+            }
         }
         Initramfs::Booster => {
             let cur = files.read(initramfs::BOOSTER_YAML)?;
@@ -341,6 +367,8 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
         ("/etc/mkinitcpio.conf.d", Some("vfio.conf")),
         ("/etc/dracut.conf.d", Some("vfio.conf")),
         ("/etc/default/grub.d", Some("vfio-gen.cfg")),
+        ("/etc/vfio-gen", Some("bind-by-address.sh")),
+        ("/etc/initramfs-tools/hooks", Some("vfio-gen")),
     ];
     for (dir, only) in candidates {
         for name in files.list(dir)? {
@@ -896,7 +924,13 @@ fn hooks(
         changed.iter().filter(|p| pred(p)).cloned().collect()
     };
     let mut out = Vec::new();
-    let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
+    // The bind-by-address script and its initramfs-tools hook go into the image too.
+    let modprobe_or = |p: &str, own: &str| {
+        p.starts_with("/etc/modprobe.d/")
+            || p == own
+            || p == address_bind::SCRIPT
+            || p == address_bind::INITRAMFS_TOOLS_HOOK
+    };
     let (name, command, own): (&str, &[&str], &str) = match profile.initramfs {
         Initramfs::Mkinitcpio => (
             "mkinitcpio",

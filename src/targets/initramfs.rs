@@ -38,8 +38,12 @@ fn owned(modules: &[&str]) -> Vec<String> {
     modules.iter().map(|m| m.to_string()).collect()
 }
 
-pub fn mkinitcpio(modules: &[&str]) -> Result<String> {
-    render("mkinitcpio.conf.j2", context! { modules => owned(modules) })
+/// `files`: more files for the image (`FILES+=`), the bind-by-address script.
+pub fn mkinitcpio(modules: &[&str], files: &[String]) -> Result<String> {
+    render(
+        "mkinitcpio.conf.j2",
+        context! { modules => owned(modules), files_extra => files.to_vec() },
+    )
 }
 
 pub fn dracut(modules: &[&str], files: &[String]) -> Result<String> {

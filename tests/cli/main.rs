@@ -1018,12 +1018,14 @@ mod plan_output {
     }
 }
 
+mod address;
 mod apply;
 mod completions;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
