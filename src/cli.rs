@@ -81,6 +81,12 @@ Examples:
   vfio-gen man | man -l -                          # read it now
   vfio-gen man --dir /usr/local/share/man/man1     # every page, the directory created if missing";
 
+const ROM_EXAMPLES: &str = "\
+Examples:
+  vfio-gen rom                                    # the profile's GPU, read through sysfs (root)
+  vfio-gen rom 0000:01:00.0 --format json
+  vfio-gen rom --file card.rom                    # a dump, or the vendor's ROM file";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vfio-gen",
@@ -314,6 +320,21 @@ pub enum Command {
         #[command(flatten)]
         profile: ProfileArg,
         /// Output format; json is documented in README.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check GPU ROMs for an x64 UEFI image: exit 0 all have one, 1 one lacks it, 2 unreadable
+    #[command(after_help = ROM_EXAMPLES)]
+    Rom {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// PCI addresses (default: the display functions of the profile's devices)
+        #[arg(conflicts_with = "file")]
+        bdf: Vec<String>,
+        /// Check a ROM file (a dump, or the card vendor's file) instead of a device
+        #[arg(long, value_name = "PATH")]
+        file: Vec<PathBuf>,
+        /// Output format; json is documented in docs/rom.md
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },

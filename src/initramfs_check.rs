@@ -191,6 +191,29 @@ fn one(
         ));
     }
 
+    // Binding by address: the script and the install line that runs it must be in the image.
+    if !profile.devices.is_empty() {
+        let script = crate::targets::address_bind::SCRIPT.trim_start_matches('/');
+        let has_script = contents.find(&["bind-by-address.sh"]).any(|p| p == script);
+        let has_install = contents.kept.iter().any(|(path, bytes)| {
+            boot_images::MODPROBE_DIRS
+                .iter()
+                .any(|d| path.starts_with(d))
+                && String::from_utf8_lossy(bytes)
+                    .lines()
+                    .any(|l| l.trim() == crate::targets::address_bind::install_line())
+        });
+        match (has_script, has_install) {
+            (true, true) => holds.push(format!("/{script} and its install line")),
+            (false, _) => fails.push(format!(
+                "holds no /{script}, so the devices of vfio.devices are not bound by address"
+            )),
+            (true, false) => fails.push(
+                "holds no `install vfio-pci` line, so its bind-by-address script never runs".into(),
+            ),
+        }
+    }
+
     let stale = match (&images.newest_input, image.modified) {
         (Some((input, t)), Some(m)) if m < *t => Some(input.clone()),
         _ => None,

@@ -208,13 +208,33 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .iter()
         .filter(|d| !set.iter().any(|s| s.bdf == d.bdf))
         .collect();
+    // IDs a device staying with the host shares: vfio-pci ids= would take it too, so those
+    // functions are named by address in vfio.devices (docs/binding-at-boot.md).
+    let mut shared_ids: Vec<String> = Vec::new();
     for d in &others {
         if ids.contains(&d.id()) {
             notes.push(format!(
-                "{} ({}) has the same IDs [{}] but stays with the host: vfio-pci ids= would take it too. Bind by address instead with `vfio-gen bind {}`, or keep the host GPU on another model.",
+                "{} ({}) has the same IDs [{}] but stays with the host: vfio-pci ids= would take it too, so this profile names {} by address in vfio.devices, bound at boot only while each address holds its IDs.",
                 d.bdf, d.device_name, d.id(), set.iter().filter(|s| s.id() == d.id()).map(|s| s.bdf.as_str()).collect::<Vec<_>>().join(" ")
             ));
+            if !shared_ids.contains(&d.id()) {
+                shared_ids.push(d.id());
+            }
         }
+    }
+    let by_address: Vec<&Device> = set
+        .iter()
+        .copied()
+        .filter(|d| shared_ids.contains(&d.id()))
+        .collect();
+    ids.retain(|id| !shared_ids.contains(id));
+    if !by_address.is_empty()
+        && let Ok(facts) = crate::host::Facts::read(files)
+        && let Some(release) = facts.vfio_pci_builtin
+    {
+        notes.push(format!(
+            "Kernel {release} has vfio-pci built in (modules.builtin), so the boot-time binding of vfio.devices cannot run there (its `install vfio-pci` line needs vfio-pci as a module): `vfio-gen plan` refuses it until a kernel with vfio-pci as a module is booted; until then bind after boot with `vfio-gen bind -p <this file>`."
+        ));
     }
     if !pci.iommu_active {
         notes.push("The IOMMU is off, so the IOMMU groups are unknown: after enabling it and rebooting, run `vfio-gen check` to see what else must go with the GPU.".into());
@@ -422,6 +442,23 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
     let _ = writeln!(out);
     let _ = writeln!(out, "[vfio]");
     let _ = writeln!(out, "ids = {}", list(&active));
+    if !by_address.is_empty() {
+        let _ = writeln!(
+            out,
+            "# By address: these IDs are shared with a device the host keeps (see above)."
+        );
+        let _ = writeln!(out, "devices = [");
+        for d in &by_address {
+            let _ = writeln!(
+                out,
+                "    {{ address = \"{}\", id = \"{}\" }},  # {}",
+                d.bdf,
+                d.id(),
+                d.device_name
+            );
+        }
+        let _ = writeln!(out, "]");
+    }
     if !held.is_empty() {
         let _ = writeln!(
             out,
@@ -453,30 +490,41 @@ pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
     let taken: Vec<&Device> = pci
         .devices
         .iter()
-        .filter(|d| profile.ids.contains(&d.id()))
+        .filter(|d| profile.covers(&d.bdf, &d.id()))
         .collect();
     let gpu_slots: Vec<&str> = taken
         .iter()
         .filter(|d| d.is_display())
         .map(|d| d.slot())
         .collect();
+    // The cards ids= takes (by address, each is named on purpose).
+    let id_gpu_slots: Vec<&str> = taken
+        .iter()
+        .filter(|d| d.is_display() && profile.ids.contains(&d.id()))
+        .map(|d| d.slot())
+        .collect();
     let mut out = Vec::new();
     for d in &taken {
         for why in host_needs(d, gpu_slots.contains(&d.slot())) {
             let drv = d.driver.as_deref().unwrap_or("no driver");
+            let key = if profile.ids.contains(&d.id()) {
+                "vfio.ids"
+            } else {
+                "vfio.devices"
+            };
             out.push((
                 d.bdf.clone(),
-                format!("vfio.ids takes {} ({}, {drv}), {why}", d.bdf, d.device_name),
+                format!("{key} takes {} ({}, {drv}), {why}", d.bdf, d.device_name),
             ));
         }
     }
-    let mut slots = gpu_slots.clone();
+    let mut slots = id_gpu_slots.clone();
     slots.sort();
     slots.dedup();
     if slots.len() > 1 {
         out.push((
             slots.join(","),
-            format!("vfio.ids matches {} GPUs ({}): ids= binds them all; bind the guest's by address (`vfio-gen bind`) and keep shared IDs out of vfio.ids", slots.len(), slots.join(", ")),
+            format!("vfio.ids matches {} GPUs ({}): ids= binds them all; name the guest's functions by address in vfio.devices (`vfio-gen detect --gpu <address>` writes them) and keep the shared IDs out of vfio.ids", slots.len(), slots.join(", ")),
         ));
     }
     // A blacklist keeps a module off every device it would drive, not only the guest's card.
@@ -485,7 +533,7 @@ pub fn profile_risks(pci: &Pci, profile: &Profile) -> Vec<(String, String)> {
         for d in pci
             .devices
             .iter()
-            .filter(|d| !profile.ids.contains(&d.id()))
+            .filter(|d| !profile.covers(&d.bdf, &d.id()))
         {
             let uses = d.module.as_deref().map(normalize).as_deref() == Some(m.as_str())
                 || d.driver.as_deref().map(normalize).as_deref() == Some(m.as_str());
@@ -702,12 +750,25 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
         }
     }
 
-    // Profile devices.
+    // Profile devices: by ID, and by address holding the recorded ID.
     let targets: Vec<&Device> = pci
         .devices
         .iter()
-        .filter(|d| profile.ids.contains(&d.id()))
+        .filter(|d| profile.covers(&d.bdf, &d.id()))
         .collect();
+    if !profile.devices.is_empty()
+        && let Some(release) = vfio_pci_builtin
+    {
+        items.push(item("address-binding", Fail, format!("vfio-pci is built into the kernel ({release}): the `install vfio-pci` line that binds vfio.devices by address never runs"), Some("boot a kernel with vfio-pci as a module, or bind after boot with `vfio-gen bind -p <profile>` (docs/binding-at-boot.md)")));
+    }
+    let mismatched = crate::targets::address_bind::mismatches(pci, profile);
+    for d in &profile.devices {
+        let why = mismatched.iter().find(|m| m.contains(&d.address));
+        items.push(match why {
+            Some(why) => item("address", Fail, why.clone(), Some("check the card's slot with `vfio-gen iommu`; if it moved on purpose, write vfio.devices again (`vfio-gen detect --gpu <address>`) and apply")).at(&d.address),
+            None => item("address", Pass, format!("{} holds [{}], as vfio.devices records", d.address, d.id), None).at(&d.address),
+        });
+    }
     for id in &profile.ids {
         if !targets.iter().any(|d| d.id() == *id) {
             items.push(item(
@@ -746,15 +807,39 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
             let reported = items
                 .iter()
                 .any(|i| i.id == "functions" && i.bdf.as_deref() == Some(m.bdf.as_str()));
-            if !profile.ids.contains(&m.id()) && !reported {
-                items.push(item("functions", Fail, format!("{} [{}] is a function of the same card as {} but its ID is not in vfio.ids", m.bdf, m.id(), d.bdf), Some("add it to vfio.ids: a GPU goes to the guest with all its functions")).at(&m.bdf));
+            if !profile.covers(&m.bdf, &m.id()) && !reported {
+                let (key, remedy) = if profile.device_at(&d.bdf).is_some() {
+                    (
+                        "vfio.devices",
+                        "add it to vfio.devices: a GPU goes to the guest with all its functions",
+                    )
+                } else {
+                    (
+                        "vfio.ids",
+                        "add it to vfio.ids: a GPU goes to the guest with all its functions",
+                    )
+                };
+                items.push(
+                    item(
+                        "functions",
+                        Fail,
+                        format!(
+                            "{} [{}] is a function of the same card as {} but is not in {key}",
+                            m.bdf,
+                            m.id(),
+                            d.bdf
+                        ),
+                        Some(remedy),
+                    )
+                    .at(&m.bdf),
+                );
             }
         }
         for m in pci.group_mates(d).filter(|m| !m.is_bridge()) {
             let reported = items
                 .iter()
                 .any(|i| i.id == "group" && i.bdf.as_deref() == Some(m.bdf.as_str()));
-            if !profile.ids.contains(&m.id())
+            if !profile.covers(&m.bdf, &m.id())
                 && m.driver.as_deref() != Some("vfio-pci")
                 && !reported
             {
@@ -766,13 +851,14 @@ pub fn check(input: &CheckInput) -> Vec<Item> {
         }
     }
     // Identical IDs on a host device: the ids line would grab both.
-    let gpu_slots: Vec<&str> = targets
+    let mut gpu_slots: Vec<&str> = targets
         .iter()
-        .filter(|d| d.is_display())
+        .filter(|d| d.is_display() && profile.ids.contains(&d.id()))
         .map(|d| d.slot())
         .collect();
+    gpu_slots.dedup();
     if gpu_slots.len() > 1 {
-        items.push(item("identical-ids", Fail, format!("vfio.ids matches {} GPUs ({}); ids= binds them all, the host keeps none of them", gpu_slots.len(), gpu_slots.join(", ")), Some("bind the guest GPU by address (`vfio-gen bind <address>`, driver_override) and drop the shared IDs from vfio.ids")));
+        items.push(item("identical-ids", Fail, format!("vfio.ids matches {} GPUs ({}); ids= binds them all, the host keeps none of them", gpu_slots.len(), gpu_slots.join(", ")), Some("name the guest GPU's functions by address in vfio.devices (`vfio-gen detect --gpu <address>` writes them), drop the shared IDs from vfio.ids, and apply")));
     }
     for (bdf, risk) in profile_risks(pci, profile) {
         if !bdf.contains(',') {

@@ -138,7 +138,11 @@ pub fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         let target = root.resolve(path)?;
         let meta = match std::fs::metadata(&target) {
             Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
-            Err(_) => (0o644, uid, gid),
+            Err(_) => (
+                crate::targets::address_bind::mode(path).unwrap_or(0o644),
+                uid,
+                gid,
+            ),
         };
         write_atomic(&target, bytes, meta)
             .with_context(|| format!("writing {}", target.display()))?;

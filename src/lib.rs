@@ -14,7 +14,7 @@
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
 //!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application),
-//!    [`escape`] (host text made safe to print).
+//!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -23,7 +23,8 @@
 //! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
 //!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
-//!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows).
+//!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows),
+//!    [`rom_check`] (the ROM verdicts of `rom` and `check`).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
 
@@ -49,6 +50,8 @@ pub mod kernel;
 pub mod plan;
 pub mod profile;
 pub mod rollback;
+pub mod rom;
+pub mod rom_check;
 pub mod root;
 pub mod shell;
 pub mod splice;

@@ -105,7 +105,7 @@ impl<'de> Deserialize<'de> for DriverPre {
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     host: RawHost,
-    vfio: RawVfio,
+    vfio: Spanned<RawVfio>,
     #[serde(default)]
     kernel: RawKernel,
     grub: Option<Spanned<RawGrub>>,
@@ -124,11 +124,56 @@ struct RawHost {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVfio {
-    ids: Spanned<Vec<Spanned<String>>>,
+    ids: Option<Spanned<Vec<Spanned<String>>>>,
+    devices: Option<Spanned<Vec<Spanned<RawDevice>>>>,
     blacklist: Option<Vec<Spanned<String>>>,
     softdep: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     disable_vga: bool,
+}
+
+/// One `[vfio] devices` entry: a function named by its PCI address, as a table with the ID it
+/// must hold (`{ address = "0000:0b:00.0", id = "10de:1b80" }`), or as the address alone (SPEC's
+/// form; the ID is then read from the host when the plan is made).
+enum RawDevice {
+    Address(String),
+    Table {
+        address: Spanned<String>,
+        id: Option<Spanned<String>>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawDevice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawDevice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like \"0000:0b:00.0\" or a table like { address = \"0000:0b:00.0\", id = \"10de:1b80\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawDevice, E> {
+                Ok(RawDevice::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawDevice, A::Error> {
+                use serde::de::Error;
+                let (mut address, mut id) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" if address.is_none() => address = Some(map.next_value()?),
+                        "id" if id.is_none() => id = Some(map.next_value()?),
+                        "address" | "id" => return Err(A::Error::duplicate_field("address or id")),
+                        other => return Err(A::Error::unknown_field(other, &["address", "id"])),
+                    }
+                }
+                let address = address.ok_or_else(|| A::Error::missing_field("address"))?;
+                Ok(RawDevice::Table { address, id })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +210,8 @@ pub struct Profile {
     pub bootloader: Bootloader,
     pub initramfs: Initramfs,
     pub ids: Vec<String>,
+    /// Functions bound by address at boot (`[vfio] devices`), each with the ID it must hold.
+    pub devices: Vec<AddressedDevice>,
     pub blacklist: Vec<String>,
     pub softdep: Vec<String>,
     pub disable_vga: bool,
@@ -180,6 +227,18 @@ pub struct Profile {
     pub entries: Vec<String>,
     /// Tables present for another boot loader, which this profile does not use.
     pub ignored_tables: Vec<String>,
+}
+
+/// A PCI function named by address (`0000:0b:00.0`) and the `vendor:device` it must hold; the
+/// boot script binds it only while both match (docs/binding-at-boot.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressedDevice {
+    pub address: String,
+    /// Empty until recorded from the host when the profile names the address alone
+    /// (`crate::targets::address_bind::record_ids`).
+    pub id: String,
+    /// `file:line:column` of the entry, for messages after parsing.
+    pub place: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +265,7 @@ impl Profile {
         if self.wants_driver_pre() {
             out.push(Opt::parse("rd.driver.pre=vfio-pci"));
         }
-        if vfio_builtin {
+        if vfio_builtin && !self.ids.is_empty() {
             out.push(Opt::parse(&format!("vfio-pci.ids={}", self.ids.join(","))));
         }
         let extra: Vec<Opt> = self.extra.iter().map(|e| Opt::parse(e)).collect();
@@ -262,6 +321,21 @@ impl Profile {
             }
         })?;
         Ok(parse(&text, &path.display().to_string())?)
+    }
+
+    /// Whether the profile passes this device: its ID is in `ids`, or its address (holding the
+    /// recorded ID) is in `devices`.
+    pub fn covers(&self, bdf: &str, id: &str) -> bool {
+        self.ids.iter().any(|i| i == id)
+            || self
+                .devices
+                .iter()
+                .any(|d| d.address == bdf && !d.id.is_empty() && d.id == id)
+    }
+
+    /// The `devices` entry for an address.
+    pub fn device_at(&self, bdf: &str) -> Option<&AddressedDevice> {
+        self.devices.iter().find(|d| d.address == bdf)
     }
 
     /// Whether `rd.driver.pre=vfio-pci` goes on the command line.
@@ -338,7 +412,7 @@ fn explain_toml(message: &str, key: Option<String>) -> String {
     let hint = if message.starts_with("unknown field") {
         "remove the key or fix its spelling (see the profile reference in README.md)"
     } else if message.starts_with("missing field") {
-        "the profile needs host.cpu, host.bootloader and vfio.ids"
+        "the profile needs host.cpu, host.bootloader and vfio.ids (or vfio.devices)"
     } else if message.contains("expected a sequence") {
         list_example(key.as_deref())
     } else if message.contains("expected a boolean") {
@@ -382,14 +456,28 @@ type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> ProfileError + 'a;
 fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     let bootloader = *raw.host.bootloader.get_ref();
 
+    let vfio_span = raw.vfio.span();
+    let vfio = raw.vfio.into_inner();
     let mut ids = Vec::new();
-    if raw.vfio.ids.get_ref().is_empty() {
-        return Err(at(
-            raw.vfio.ids.span(),
-            "vfio.ids is empty; list the vendor:device ID of every function of the GPU (`vfio-gen detect` prints them)".into(),
-        ));
+    let raw_ids = vfio.ids.map(|i| (i.span(), i.into_inner()));
+    let raw_devices = vfio.devices.map(|d| (d.span(), d.into_inner()));
+    let no_devices = raw_devices.as_ref().is_none_or(|(_, d)| d.is_empty());
+    match &raw_ids {
+        Some((span, list)) if list.is_empty() && no_devices => {
+            return Err(at(
+                span.clone(),
+                "vfio.ids is empty; list the vendor:device ID of every function of the GPU, or name the functions by address in vfio.devices (`vfio-gen detect` prints them)".into(),
+            ));
+        }
+        None if no_devices => {
+            return Err(at(
+                vfio_span,
+                "[vfio] has neither ids nor devices; list the vendor:device ID of every function of the GPU in ids, or name the functions by address in devices (`vfio-gen detect` prints them)".into(),
+            ));
+        }
+        _ => {}
     }
-    for id in raw.vfio.ids.get_ref() {
+    for id in raw_ids.iter().flat_map(|(_, l)| l) {
         check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.ids: {m}")))?;
         if ids.contains(id.get_ref()) {
             return Err(at(
@@ -401,6 +489,34 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
             ));
         }
         ids.push(id.get_ref().clone());
+    }
+    let mut devices: Vec<AddressedDevice> = Vec::new();
+    for entry in raw_devices.into_iter().flat_map(|(_, l)| l) {
+        let span = entry.span();
+        let (address, id) = match entry.into_inner() {
+            RawDevice::Address(a) => (Spanned::new(span.clone(), a), None),
+            RawDevice::Table { address, id } => (address, id),
+        };
+        check_address(address.get_ref())
+            .map_err(|m| at(address.span(), format!("vfio.devices: address {m}")))?;
+        if let Some(id) = &id {
+            check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.devices: id {m}")))?;
+        }
+        if devices.iter().any(|e| e.address == *address.get_ref()) {
+            return Err(at(
+                address.span(),
+                format!(
+                    "vfio.devices: the address {:?} is listed twice; list each function once",
+                    address.get_ref()
+                ),
+            ));
+        }
+        let e = at(span, String::new());
+        devices.push(AddressedDevice {
+            address: address.into_inner(),
+            id: id.map(Spanned::into_inner).unwrap_or_default(),
+            place: format!("{}:{}:{}", e.file, e.line, e.column),
+        });
     }
 
     let modules = |list: Option<Vec<Spanned<String>>>, key: &str, default: &[&str]| {
@@ -416,8 +532,8 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         }
         Ok(out)
     };
-    let blacklist = modules(raw.vfio.blacklist, "vfio.blacklist", &["nouveau"])?;
-    let softdep = modules(raw.vfio.softdep, "vfio.softdep", &["nvidia"])?;
+    let blacklist = modules(vfio.blacklist, "vfio.blacklist", &["nouveau"])?;
+    let softdep = modules(vfio.softdep, "vfio.softdep", &["nvidia"])?;
     for m in blacklist.iter().chain(&softdep) {
         if matches!(
             m.replace('-', "_").as_str(),
@@ -520,9 +636,10 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         bootloader,
         initramfs: raw.host.initramfs.unwrap_or(Initramfs::Mkinitcpio),
         ids,
+        devices,
         blacklist,
         softdep,
-        disable_vga: raw.vfio.disable_vga,
+        disable_vga: vfio.disable_vga,
         iommu: raw.kernel.iommu.unwrap_or(OnOff::On),
         iommu_pt: raw.kernel.iommu_pt.unwrap_or(true),
         driver_pre: raw.kernel.driver_pre.unwrap_or(DriverPre::Auto),
@@ -634,6 +751,52 @@ pub fn check_id(id: &str) -> Result<(), String> {
             quoted(id)
         )),
     }
+}
+
+/// Checks a PCI address as sysfs names it: `domain:bus:device.function`, four, two and two
+/// lowercase hex digits, device 00-1f, function 0-7 (docs/binding-at-boot.md).
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts = addr
+        .split_once(':')
+        .and_then(|(dom, rest)| rest.split_once(':').map(|(bus, r)| (dom, bus, r)))
+        .and_then(|(dom, bus, r)| r.split_once('.').map(|(dev, f)| (dom, bus, dev, f)));
+    let Some((_, _, dev, func)) = parts
+        .filter(|(dom, bus, dev, f)| hex(dom, 4) && hex(bus, 2) && hex(dev, 2) && f.len() == 1)
+    else {
+        let short = addr.split_once(':').is_some_and(|(b, r)| {
+            hex(b, 2)
+                && r.split_once('.')
+                    .is_some_and(|(d, f)| hex(d, 2) && f.len() == 1)
+        });
+        return Err(if short {
+            format!(
+                "{addr:?} lacks the PCI domain; write it in full, like \"0000:{}\" (`vfio-gen iommu` lists the addresses)",
+                addr.to_ascii_lowercase()
+            )
+        } else {
+            format!(
+                "{addr:?} is not a PCI address; write domain:bus:device.function, like \"0000:0b:00.0\" (`vfio-gen iommu` lists them)"
+            )
+        });
+    };
+    if addr.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "{addr:?} has uppercase hex; write it in lowercase, as sysfs does: {:?}",
+            addr.to_ascii_lowercase()
+        ));
+    }
+    if u8::from_str_radix(dev, 16).is_ok_and(|d| d > 0x1f) {
+        return Err(format!(
+            "{addr:?}: device {dev} is out of range; a PCI device number is 00 to 1f"
+        ));
+    }
+    if !matches!(func, "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7") {
+        return Err(format!(
+            "{addr:?}: function {func} is out of range; a PCI function is 0 to 7"
+        ));
+    }
+    Ok(())
 }
 
 /// A value quoted for a message, cut after 80 characters: an error line stays readable when

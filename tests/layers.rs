@@ -13,7 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaves",
         &[
             "root", "digest", "kernel", "shell", "cmdline", "splice", "style", "check", "json",
-            "escape",
+            "escape", "rom",
         ],
     ),
     ("profile/host", &["profile", "host", "history"]),
@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "inspect",
             "check_state",
             "rollback",
+            "rom_check",
         ],
     ),
     ("app", &["app", "cli", "completions"]),

@@ -2,8 +2,8 @@
 //! then runs the hooks.
 
 use super::{
-    Ctx, Io, hooks_outcome, lock, plan_for, profile_path, remember_failed, run_hooks, say_recovery,
-    settle,
+    Ctx, Io, hooks_outcome, load_profile, lock, plan_for, profile_path, remember_failed, run_hooks,
+    say_recovery, settle,
 };
 use crate::cli::Format;
 use crate::diff;
@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         (opts.revert, opts.yes, opts.force, opts.hooks, opts.no_wait);
     let (env, style, quiet) = (ctx.env, ctx.style, ctx.quiet);
     let json = opts.format == Format::Json;
-    let profile = Profile::load(&profile_path(root, &opts.profile)?)?;
+    let profile = load_profile(root, &profile_path(root, &opts.profile)?, revert)?;
     if !yes && !env.stdin_is_terminal {
         bail!(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
@@ -130,7 +130,10 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         .map(|c| install::Op {
             path: c.path.clone(),
             new: c.new.clone(),
-            meta: None,
+            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
             action: Some(c.action()),
         })
         .collect();

@@ -1,10 +1,9 @@
 //! `vfio-gen bind` and `vfio-gen unbind`: move devices to vfio-pci now, or give them back,
 //! through sysfs (docs/binding.md); `--dry-run` prints the writes.
 
-use super::{Ctx, profile_path};
+use super::{Ctx, load_profile, profile_path};
 use crate::bind;
 use crate::host::pci::Pci;
-use crate::profile::Profile;
 use crate::root::Files;
 use anyhow::{Result, bail};
 use std::io::Write;
@@ -27,8 +26,16 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     let pci = Pci::read(root)?;
     let mut set = Vec::new();
     if opts.bdfs.is_empty() {
-        let profile = Profile::load(&profile_path(root, &opts.profile)?)?;
-        set.extend(pci.devices.iter().filter(|d| profile.ids.contains(&d.id())));
+        let profile = load_profile(root, &profile_path(root, &opts.profile)?, false)?;
+        // Addresses first: one that no longer holds its recorded IDs refuses the whole bind.
+        if let Some(why) = crate::targets::address_bind::mismatches(&pci, &profile).first() {
+            bail!("{why}; nothing was bound: fix vfio.devices (`vfio-gen detect` writes them)");
+        }
+        set.extend(
+            pci.devices
+                .iter()
+                .filter(|d| profile.covers(&d.bdf, &d.id())),
+        );
         if set.is_empty() {
             bail!(
                 "no device on this host has an ID from the profile's vfio.ids ({}); `vfio-gen iommu` lists the devices",

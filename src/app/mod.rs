@@ -12,6 +12,7 @@ mod man;
 mod plan;
 mod render;
 mod rollback;
+mod rom;
 
 use crate::cli::{Cli, ColorChoice, Command, Hooks};
 use crate::hooks;
@@ -24,7 +25,7 @@ use crate::root::{Files, Root};
 use crate::style::Style;
 use anyhow::{Result, bail};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What the process knows about where it runs.
 #[derive(Debug, Clone, Copy)]
@@ -199,6 +200,21 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             },
             io.out,
         ),
+        Command::Rom {
+            profile,
+            bdf,
+            file,
+            format,
+        } => rom::run(
+            &ctx,
+            &rom::Options {
+                profile: profile.profile,
+                bdfs: bdf,
+                files: file,
+                format,
+            },
+            io.out,
+        ),
         Command::Bind {
             profile,
             bdf,
@@ -242,8 +258,23 @@ fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn load_plan(root: &Root, profile: &Option<PathBuf>, revert: bool) -> Result<Plan> {
-    let profile = Profile::load(&profile_path(root, profile)?)?;
+    let profile = load_profile(root, &profile_path(root, profile)?, revert)?;
     plan_for(root, &profile, revert)
+}
+
+/// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
+/// PCI devices (docs/binding-at-boot.md).
+fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+    let mut profile = Profile::load(path)?;
+    if profile.devices.iter().any(|d| d.id.is_empty()) {
+        let pci = if root.exists("/sys/bus/pci/devices") {
+            Some(Pci::read(root)?)
+        } else {
+            None
+        };
+        crate::targets::address_bind::record_ids(&mut profile, pci.as_ref(), revert)?;
+    }
+    Ok(profile)
 }
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
@@ -262,6 +293,9 @@ fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
         }
+        let (warnings, notes) = crate::targets::address_bind::host_findings(&pci, profile);
+        plan.warnings.extend(warnings);
+        plan.notes.extend(notes);
         for id in &profile.ids {
             if !pci.devices.iter().any(|d| &d.id() == id) {
                 plan.warnings.push(format!(

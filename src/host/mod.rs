@@ -3,8 +3,10 @@
 
 pub mod cpu;
 pub mod initramfs_image;
+pub mod kmsg;
 pub mod modalias;
 pub mod pci;
+pub mod rom;
 pub mod vfio_users;
 pub mod virt;
 

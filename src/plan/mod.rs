@@ -8,7 +8,7 @@ use crate::kernel;
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
 use crate::shell::Shell;
-use crate::targets::{self, initramfs, lines, modprobe};
+use crate::targets::{self, address_bind, initramfs, lines, modprobe};
 use anyhow::{Result, bail};
 
 /// Whether vfio-gen owns the whole file or edits a part of it.
@@ -131,6 +131,10 @@ pub fn build_with(
     };
     b.profile_warnings(profile, &facts);
 
+    if !revert && let Some(why) = address_bind::refusal(profile, facts.vfio_pci_builtin.as_deref())
+    {
+        bail!("{why}; nothing was written");
+    }
     let builtin = facts.vfio_pci_builtin.is_some();
     if let Some(release) = &facts.vfio_pci_builtin {
         b.plan.notes.push(format!(
@@ -151,6 +155,21 @@ pub fn build_with(
     }
     b.modprobe_conflicts(&owned_modprobe)?;
 
+    // The bind-by-address script ([vfio] devices), which the install line runs.
+    // A revert removes the script: its bytes do not matter (an address may be unrecorded).
+    let script = if revert && !profile.devices.is_empty() {
+        Some(String::new())
+    } else {
+        address_bind::script(profile)?
+    };
+    let in_image: Vec<String> = script
+        .iter()
+        .map(|_| address_bind::SCRIPT.to_string())
+        .collect();
+    if let Some(script) = script {
+        b.owned(address_bind::SCRIPT, Some(script.into_bytes()))?;
+    }
+
     // initramfs
     let virqfd = match profile.kernel_version {
         Some(v) => kernel::has_virqfd_module(v),
@@ -165,7 +184,14 @@ pub fn build_with(
     let modules = initramfs::modules(virqfd);
     if let Some(g) = initramfs::generator(profile.initramfs) {
         let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
-        g.plan(&mut b, &modules, &included)?;
+        g.plan(
+            &mut b,
+            &initramfs::Input {
+                modules: &modules,
+                modprobe_files: &included,
+                in_image: &in_image,
+            },
+        )?;
     }
 
     // boot loader
@@ -264,6 +290,12 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
         }
     }
     candidates.push(("/etc/default/grub.d", Some("vfio-gen.cfg")));
+    // The bind-by-address script and initramfs-tools' hook for it.
+    for path in [address_bind::SCRIPT, address_bind::INITRAMFS_TOOLS_HOOK] {
+        if let Some((dir, name)) = path.rsplit_once('/') {
+            candidates.push((dir, Some(name)));
+        }
+    }
     for (dir, only) in candidates {
         for name in files.list(dir)? {
             let ours_by_name = match only {
@@ -322,7 +354,13 @@ fn hooks(
         changed.iter().filter(|p| pred(p)).cloned().collect()
     };
     let mut out = Vec::new();
-    let modprobe_or = |p: &str, own: &str| p.starts_with("/etc/modprobe.d/") || p == own;
+    // The bind-by-address script and its initramfs-tools hook go into the image too.
+    let modprobe_or = |p: &str, own: &str| {
+        p.starts_with("/etc/modprobe.d/")
+            || p == own
+            || p == address_bind::SCRIPT
+            || p == address_bind::INITRAMFS_TOOLS_HOOK
+    };
     if let Some(g) = initramfs::generator(profile.initramfs) {
         // mkinitcpio and dracut build unified kernel images too, with /etc/kernel/cmdline inside.
         let i =

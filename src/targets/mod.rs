@@ -3,6 +3,7 @@
 //! [`Out`] (the plan's context implements it, `plan/ctx.rs`). Owned files are rendered whole
 //! from the templates in `templates/`, edited files change only vfio-gen's own options or lines.
 
+pub mod address_bind;
 pub mod grub;
 pub mod initramfs;
 pub mod lines;
@@ -62,6 +63,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "initramfs-tools-modules.j2",
         include_str!("../../templates/initramfs-tools-modules.j2"),
     ),
+    (
+        "bind-by-address.sh.j2",
+        include_str!("../../templates/bind-by-address.sh.j2"),
+    ),
+    (
+        "initramfs-tools-hook.j2",
+        include_str!("../../templates/initramfs-tools-hook.j2"),
+    ),
 ];
 
 // The templates are embedded and parsed by a unit test: no input reaches these expects.
@@ -110,9 +119,17 @@ pub fn append_line(bytes: &mut Vec<u8>, original: &[u8], line: &str) {
     bytes.extend_from_slice(eol);
 }
 
-/// Whether existing bytes were written by vfio-gen.
+/// Whether existing bytes were written by vfio-gen: the header first, or right after a
+/// `#!` line (an executable hook must start with its interpreter).
 pub fn is_ours(bytes: &[u8]) -> bool {
-    bytes.starts_with(HEADER_MARK.as_bytes())
+    let body = match bytes.strip_prefix(b"#!") {
+        Some(rest) => match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => &rest[i + 1..],
+            None => return false,
+        },
+        None => bytes,
+    };
+    body.starts_with(HEADER_MARK.as_bytes())
 }
 
 #[cfg(test)]
@@ -129,7 +146,10 @@ mod tests {
             ids => vec!["10de:2204"], disable_vga => true, softdep => vec!["nvidia"],
             module => "nouveau", modeset => true, modules => vec!["vfio_pci"],
             files => vec!["/etc/modprobe.d/vfio.conf"], variable => "GRUB_CMDLINE_LINUX_DEFAULT",
-            options => vec!["iommu=pt"],
+            options => vec!["iommu=pt"], script => "/etc/vfio-gen/bind-by-address.sh",
+            devices => vec![context! { address => "0000:0b:00.0", vendor => "10de", device => "1b80" }],
+            install => "install vfio-pci /bin/sh /etc/vfio-gen/bind-by-address.sh $CMDLINE_OPTS",
+            files_extra => Vec::<String>::new(),
         };
         for (name, _) in TEMPLATES {
             let out = render(name, ctx.clone()).unwrap();

@@ -1,4 +1,5 @@
-//! `/etc/modprobe.d`: the `vfio-pci` options and softdeps, and one blacklist file per module.
+//! `/etc/modprobe.d`: the `vfio-pci` options and softdeps (and, with `[vfio] devices`, the
+//! `install vfio-pci` line that binds by address), and one blacklist file per module.
 
 use super::render;
 use crate::profile::Profile;
@@ -20,7 +21,12 @@ pub fn files(profile: &Profile) -> Result<Vec<(String, String)>> {
         VFIO_CONF.to_string(),
         render(
             "modprobe-vfio.conf.j2",
-            context! { ids => profile.ids.clone(), disable_vga => profile.disable_vga, softdep => profile.softdep.clone() },
+            context! {
+                ids => profile.ids.clone(),
+                disable_vga => profile.disable_vga,
+                softdep => profile.softdep.clone(),
+                install => (!profile.devices.is_empty()).then(super::address_bind::install_line),
+            },
         )?,
     )];
     for module in &profile.blacklist {

@@ -640,6 +640,43 @@ fn cases() -> Vec<Case> {
             .host("intel-3090")
             .setup(|ws| link(ws, &format!("{GPU_DIR}/iommu_group"), "iommu_group"))
             .error(&["0000:01:00.0"]),
+        case("sysfs: a rom of random bytes (rom)", &["rom", "0000:01:00.0", "--root", "{root}"])
+            .host("intel-3090")
+            .setup(|ws| {
+                remove(ws, &format!("{GPU_DIR}/driver"));
+                let mut x: u32 = 0x9e37_79b9;
+                let noise: Vec<u8> = (0..65536)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                put(ws, &format!("{GPU_DIR}/rom"), noise);
+            })
+            .may_write("root/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/rom")
+            .ok(2, &["0000:01:00.0 [10de:2204]: error: not a ROM: no PCI expansion ROM image in its 65536 bytes"]),
+        case("sysfs: a 0-byte rom (rom)", &["rom", "0000:01:00.0", "--root", "{root}"])
+            .host("intel-3090")
+            .setup(|ws| {
+                remove(ws, &format!("{GPU_DIR}/driver"));
+                put(ws, &format!("{GPU_DIR}/rom"), b"");
+            })
+            .may_write("root/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/rom")
+            .ok(2, &["error: not a ROM: it is empty (0 bytes)"]),
+        case("sysfs: a FIFO as rom (rom)", &["rom", "0000:01:00.0", "--root", "{root}"])
+            .host("intel-3090")
+            .setup(|ws| {
+                remove(ws, &format!("{GPU_DIR}/driver"));
+                fifo(ws, &format!("{GPU_DIR}/rom"));
+            })
+            .may_block()
+            .error(&["rom", "FIFO"]),
+        case("kernel log: a directory at dev/kmsg (check)", &["check", "-p", "{profile}", "--root", "{root}"])
+            .host("intel-3090")
+            .setup(|ws| dir(ws, "dev/kmsg"))
+            .ok(1, &["unknown:", "dev/kmsg"]),
         case("sysfs: iommu_group two-link loop (iommu)", &["iommu", "--root", "{root}"])
             .host("intel-3090")
             .setup(|ws| {

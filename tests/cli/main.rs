@@ -1037,6 +1037,7 @@ mod plan_output {
     }
 }
 
+mod address;
 mod apply;
 mod completions;
 mod grub_mutants;
@@ -1046,6 +1047,7 @@ mod fake_host;
 #[path = "../support/vg.rs"]
 mod vg;
 use vg::Vg;
+mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;

@@ -63,6 +63,10 @@ pub struct Host {
     /// Extra files keyed by absolute path inside the root, e.g. "/etc/default/grub".
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// The kernel log, one message a line, written to `dev/kmsg` as a plain file of `/dev/kmsg`
+    /// records (`6,SEQ,USEC,-;MESSAGE`, SEQ from 0); absent: no `dev/kmsg`.
+    #[serde(default)]
+    pub kernel_log: Option<String>,
 }
 
 fn yes() -> bool {
@@ -126,6 +130,12 @@ pub struct Device {
     /// Content of `driver_override`; default "(null)".
     #[serde(default)]
     pub driver_override: Option<String>,
+    /// The expansion ROM's images, in order: "x86", "openfw", "efi-x64", "efi-aa64",
+    /// "efi-ia32" (4 KiB each, PCIR naming the device's IDs, the last one marked last), written
+    /// as the device's `rom` file (mode 0600, as sysfs makes it); `[]` writes an empty `rom`.
+    /// Absent: no `rom` file (no ROM BAR).
+    #[serde(default)]
+    pub rom: Option<Vec<String>>,
 }
 
 /// Reads the description at `description` and lays out the fake host under `root`.
@@ -277,6 +287,12 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
                 },
             )?;
         }
+        if let Some(kinds) = &d.rom {
+            let bytes = rom_image(kinds, vendor as u16, device as u16)
+                .map_err(|e| format!("device {}: {e}", d.bdf))?;
+            w.bytes(p.join("rom"), &bytes)?;
+            set_mode(&w.root.join(p.join("rom")), 0o600)?;
+        }
         w.symlink(p.join("subsystem"), Path::new("sys/bus/pci"))?;
         w.symlink(Path::new("sys/bus/pci/devices").join(&d.bdf), p)?;
         if let Some(drv) = &d.driver {
@@ -363,6 +379,16 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         let src = fixtures_dir.join("pci.ids");
         let ids = fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
         w.file("usr/share/hwdata/pci.ids", &ids)?;
+    }
+
+    // ---- the kernel log (docs/kernel-log.md: the /dev/kmsg record format) ----
+    if let Some(text) = &host.kernel_log {
+        let mut kmsg = String::new();
+        for (seq, line) in text.lines().enumerate() {
+            kmsg.push_str(&format!("6,{seq},{},-;{line}\n", seq * 1375));
+        }
+        w.file("dev/kmsg", &kmsg)?;
+        set_mode(&w.root.join("dev/kmsg"), 0o600)?;
     }
 
     // ---- extra files ----
@@ -548,11 +574,67 @@ fn parse_hex(s: &str) -> Result<u32, String> {
 }
 
 /// Writes only under `root`; symlinks are made relative, like the kernel's.
+/// A PCI expansion ROM of 4 KiB images of the given kinds, laid out as docs/rom.md says.
+pub fn rom_image(kinds: &[String], vendor: u16, device: u16) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for (n, kind) in kinds.iter().enumerate() {
+        let (code_type, machine) = match kind.as_str() {
+            "x86" => (0u8, 0u16),
+            "openfw" => (1, 0),
+            "efi-x64" => (3, 0x8664),
+            "efi-aa64" => (3, 0xAA64),
+            "efi-ia32" => (3, 0x014C),
+            other => {
+                return Err(format!(
+                    "rom image {other:?}: expected x86, openfw, efi-x64, efi-aa64 or efi-ia32"
+                ));
+            }
+        };
+        let units: u16 = 8;
+        let mut img = vec![0u8; units as usize * 512];
+        img[0] = 0x55;
+        img[1] = 0xAA;
+        img[2] = units as u8;
+        if code_type == 3 {
+            img[4..6].copy_from_slice(&0x0EF1u16.to_le_bytes());
+            img[8..10].copy_from_slice(&11u16.to_le_bytes());
+            img[0x0A..0x0C].copy_from_slice(&machine.to_le_bytes());
+        }
+        let pcir = 0x1C;
+        img[0x18..0x1A].copy_from_slice(&(pcir as u16).to_le_bytes());
+        img[pcir..pcir + 4].copy_from_slice(b"PCIR");
+        img[pcir + 4..pcir + 6].copy_from_slice(&vendor.to_le_bytes());
+        img[pcir + 6..pcir + 8].copy_from_slice(&device.to_le_bytes());
+        img[pcir + 0x0A..pcir + 0x0C].copy_from_slice(&0x18u16.to_le_bytes());
+        img[pcir + 0x0D] = 0x03;
+        img[pcir + 0x10..pcir + 0x12].copy_from_slice(&units.to_le_bytes());
+        img[pcir + 0x14] = code_type;
+        img[pcir + 0x15] = if n + 1 == kinds.len() { 0x80 } else { 0 };
+        out.extend(img);
+    }
+    Ok(out)
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
 struct Writer {
     root: PathBuf,
 }
 
 impl Writer {
+    fn bytes(&self, rel: impl AsRef<Path>, content: &[u8]) -> Result<(), String> {
+        let rel = rel.as_ref();
+        if let Some(parent) = rel.parent() {
+            self.dir(parent)?;
+        }
+        let p = self.root.join(rel);
+        fs::write(&p, content).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
     fn dir(&self, rel: impl AsRef<Path>) -> Result<(), String> {
         let p = self.root.join(rel.as_ref());
         fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))

@@ -1,7 +1,7 @@
 //! booster (Arch): the VFIO modules first in `modules_force_load` of `/etc/booster.yaml`,
 //! marked so that `--revert` takes exactly them out.
 
-use super::Generator;
+use super::{Generator, Input};
 use crate::root::Files;
 use crate::targets::Out;
 use anyhow::Result;
@@ -29,9 +29,9 @@ impl Generator for Booster {
     fn detect(&self, files: &dyn Files) -> Option<String> {
         files.exists(BOOSTER_YAML).then(|| BOOSTER_YAML.into())
     }
-    fn plan(&self, out: &mut dyn Out, modules: &[&str], _: &[String]) -> Result<()> {
+    fn plan(&self, out: &mut dyn Out, input: &Input) -> Result<()> {
         let cur = out.files().read(BOOSTER_YAML)?;
-        let new = edit(cur.as_deref(), modules, out.revert())?;
+        let new = edit(cur.as_deref(), input.modules, out.revert())?;
         out.edited(BOOSTER_YAML, cur, new)
     }
 }

@@ -2,7 +2,7 @@
 //! forces the VFIO modules and installs the modprobe.d files; the check of `force_drivers`
 //! lines read before it.
 
-use super::{GPU_DRIVERS, Generator, owned};
+use super::{GPU_DRIVERS, Generator, Input, owned};
 use crate::root::Files;
 use crate::targets::{Out, render};
 use anyhow::Result;
@@ -36,10 +36,12 @@ impl Generator for Dracut {
                 .unwrap_or(false);
         found.then(|| "/etc/dracut.conf(.d)".into())
     }
-    fn plan(&self, out: &mut dyn Out, modules: &[&str], modprobe_files: &[String]) -> Result<()> {
+    fn plan(&self, out: &mut dyn Out, input: &Input) -> Result<()> {
+        let mut included = input.modprobe_files.to_vec();
+        included.extend(input.in_image.iter().cloned());
         out.owned(
             DRACUT_DROP_IN,
-            Some(drop_in(modules, modprobe_files)?.into_bytes()),
+            Some(drop_in(input.modules, &included)?.into_bytes()),
         )?;
         checks(out)
     }

@@ -2,9 +2,9 @@
 //! `/etc/initramfs-tools/modules`, before every module line; a warning for a `vfio_pci` line
 //! of the user's whose options would be ignored.
 
-use super::{Generator, owned};
+use super::{Generator, Input, owned};
 use crate::root::Files;
-use crate::targets::{Out, render};
+use crate::targets::{Out, address_bind, render};
 use anyhow::Result;
 use minijinja::context;
 
@@ -30,7 +30,7 @@ impl Generator for InitramfsTools {
             .exists("/etc/initramfs-tools")
             .then(|| "/etc/initramfs-tools".into())
     }
-    fn plan(&self, out: &mut dyn Out, modules: &[&str], _: &[String]) -> Result<()> {
+    fn plan(&self, out: &mut dyn Out, input: &Input) -> Result<()> {
         let cur = out.files().read(INITRAMFS_TOOLS_MODULES)?;
         for (i, line) in String::from_utf8_lossy(cur.as_deref().unwrap_or_default())
             .lines()
@@ -50,8 +50,17 @@ impl Generator for InitramfsTools {
                 ));
             }
         }
-        let new = edit(cur.as_deref(), modules, out.revert())?;
-        out.edited(INITRAMFS_TOOLS_MODULES, cur, new)
+        let new = edit(cur.as_deref(), input.modules, out.revert())?;
+        out.edited(INITRAMFS_TOOLS_MODULES, cur, new)?;
+        // The hook that copies the bind-by-address script into the image
+        // (docs/binding-at-boot.md).
+        if !input.in_image.is_empty() {
+            out.owned(
+                address_bind::INITRAMFS_TOOLS_HOOK,
+                Some(address_bind::initramfs_tools_hook()?.into_bytes()),
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! the VFIO modules first in `MODULES`; the checks of mkinitcpio.conf, later drop-ins and the
 //! presets that could keep it out of the image.
 
-use super::{GPU_DRIVERS, Generator, owned};
+use super::{GPU_DRIVERS, Generator, Input, owned};
 use crate::root::Files;
 use crate::targets::{Out, render};
 use anyhow::Result;
@@ -33,14 +33,21 @@ impl Generator for Mkinitcpio {
             .exists("/etc/mkinitcpio.conf")
             .then(|| "/etc/mkinitcpio.conf".into())
     }
-    fn plan(&self, out: &mut dyn Out, modules: &[&str], _: &[String]) -> Result<()> {
-        out.owned(MKINITCPIO_DROP_IN, Some(drop_in(modules)?.into_bytes()))?;
+    fn plan(&self, out: &mut dyn Out, input: &Input) -> Result<()> {
+        out.owned(
+            MKINITCPIO_DROP_IN,
+            Some(drop_in(input.modules, input.in_image)?.into_bytes()),
+        )?;
         checks(out)
     }
 }
 
-pub fn drop_in(modules: &[&str]) -> Result<String> {
-    render("mkinitcpio.conf.j2", context! { modules => owned(modules) })
+/// `files`: more files for the image (`FILES+=`), the bind-by-address script.
+pub fn drop_in(modules: &[&str], files: &[String]) -> Result<String> {
+    render(
+        "mkinitcpio.conf.j2",
+        context! { modules => owned(modules), files_extra => files.to_vec() },
+    )
 }
 
 fn checks(out: &mut dyn Out) -> Result<()> {

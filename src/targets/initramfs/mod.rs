@@ -41,9 +41,19 @@ pub trait Generator: Sync {
     }
     /// What on the host shows this generator is in use (`detect`), if anything does.
     fn detect(&self, files: &dyn Files) -> Option<String>;
-    /// Plans its file and checks the files around it. `modules`: the VFIO modules in load
-    /// order; `modprobe_files`: the modprobe.d files vfio-gen writes.
-    fn plan(&self, out: &mut dyn Out, modules: &[&str], modprobe_files: &[String]) -> Result<()>;
+    /// Plans its file (and any other it needs) and checks the files around it.
+    fn plan(&self, out: &mut dyn Out, input: &Input) -> Result<()>;
+}
+
+/// What a generator's plan puts into the image.
+pub struct Input<'a> {
+    /// The VFIO modules, in load order.
+    pub modules: &'a [&'a str],
+    /// The modprobe.d files vfio-gen writes.
+    pub modprobe_files: &'a [String],
+    /// More files vfio-gen writes that the image must hold: the bind-by-address script
+    /// (docs/binding-at-boot.md).
+    pub in_image: &'a [String],
 }
 
 /// The generator the profile names (`None` for `host.initramfs = "none"`).
