@@ -133,8 +133,9 @@ struct RawVfio {
 }
 
 /// One `[vfio] devices` entry: a function named by its PCI address, as a table with the ID it
-/// must hold (`{ address = "0000:0b:00.0", id = "10de:1b80" }`), or as the address alone (SPEC's
-/// form; the ID is then read from the host when the plan is made).
+/// must hold (`{ address = "0000:0b:00.0", id = "10de:1b80" }`), or as the address alone (the
+/// short form of README's profile reference; the ID is then read from the host when the plan is
+/// made).
 enum RawDevice {
     Address(String),
     Table {

@@ -48,7 +48,7 @@ pub fn script(profile: &Profile) -> Result<Option<String>> {
 }
 
 /// Records the ID of each `devices` entry that names its address alone, from the device at that
-/// address on the root (SPEC's `devices = ["0000:0b:00.0"]`): the script then checks that ID at
+/// address on the root (the short form `devices = ["0000:0b:00.0"]`, README's profile reference): the script then checks that ID at
 /// every boot. Without such a device that is an error naming the entry, except for `--revert`,
 /// which needs no script.
 pub fn record_ids(profile: &mut Profile, pci: Option<&Pci>, revert: bool) -> Result<()> {
