@@ -94,16 +94,8 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         write!(io.out, "{}", diff::text(&plan, style, quiet, false))?;
     }
     if !yes {
-        write!(
-            io.out,
-            "Apply these changes under {}? [y/N] ",
-            root.dir().display()
-        )?;
-        io.out.flush()?;
-        let mut answer = String::new();
-        io.input.read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            writeln!(io.out, "Nothing changed.")?;
+        let question = format!("Apply these changes under {}?", root.dir().display());
+        if !super::confirm(io, &question)? {
             return Ok(0);
         }
     }

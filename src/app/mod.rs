@@ -54,6 +54,20 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
 }
 
+/// Asks `question` with `[y/N]` on `io` and reads the answer; `false` (after saying "Nothing
+/// changed.") unless it is y or yes.
+pub fn confirm(io: &mut Io, question: &str) -> anyhow::Result<bool> {
+    write!(io.out, "{question} [y/N] ")?;
+    io.out.flush()?;
+    let mut answer = String::new();
+    io.input.read_line(&mut answer)?;
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !yes {
+        writeln!(io.out, "Nothing changed.")?;
+    }
+    Ok(yes)
+}
+
 /// What every command gets: the root, the output style and verbosity, the environment.
 pub struct Ctx {
     pub root: Root,

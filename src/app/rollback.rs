@@ -77,15 +77,8 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         writeln!(io.out, "Nothing changed (--dry-run).")?;
         return Ok(0);
     }
-    if asking {
-        write!(io.out, "Roll back under {shown}? [y/N] ")?;
-        io.out.flush()?;
-        let mut answer = String::new();
-        io.input.read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            writeln!(io.out, "Nothing changed.")?;
-            return Ok(0);
-        }
+    if asking && !super::confirm(io, &format!("Roll back under {shown}?"))? {
+        return Ok(0);
     }
     let _lock = lock(root, no_wait, io.err)?;
     say_recovery(install::recover(root)?, io.out)?;
