@@ -706,15 +706,7 @@ fn apply_asks_on_a_terminal() {
             "{BIN} apply -p profiles/amd-grub.toml --root {} -q",
             tmp.path().display()
         );
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
-            ))
-            .arg(&cmd)
-            .current_dir(repo())
-            .output()
-            .unwrap();
+        let o = on_terminal(&cmd, answer);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
             stdout(&o).contains("Apply these changes under"),
@@ -1211,15 +1203,7 @@ fn rollback_shows_asks_and_names_the_generators() {
                 "{BIN} rollback --no-hooks {args} --root {}",
                 t.path().display()
             );
-            let o = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
-                ))
-                .arg(&cmd)
-                .current_dir(repo())
-                .output()
-                .unwrap();
+            let o = on_terminal(&cmd, answer);
             assert!(o.status.success(), "{}", stderr(&o));
             let asked = stdout(&o).contains("Roll back under ");
             assert_eq!(asked, args.is_empty(), "{}", stdout(&o));
@@ -1245,4 +1229,17 @@ fn rollback_shows_asks_and_names_the_generators() {
         user_tree(tmp.path()) == tree(&fixture_root("amd-grub")),
         "every file as before the apply"
     );
+}
+
+/// Runs `cmd` under `script`, so its stdin is a terminal, and types `answer` and Enter.
+fn on_terminal(cmd: &str, answer: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '{answer}\\n' | script -qec \"$0\" /dev/null"
+        ))
+        .arg(cmd)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
