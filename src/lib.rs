@@ -27,6 +27,8 @@
 //!    [`rom_check`] (the ROM verdicts of `rom` and `check`).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
+// No unwrap or expect on paths input can reach (tests may): a panic is not an error message.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod bind;

@@ -1,6 +1,8 @@
 //! The `vfio-gen` binary: parse arguments, run, map the outcome to an exit status.
 //! 0 success, 1 a result worth noticing (drift, pending changes, a failed check), 2 an error
 //! (nothing written), 3 files installed but a hook failed.
+// No unwrap or expect on paths input can reach (tests may): a panic is not an error message.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};

@@ -47,7 +47,14 @@ impl GrubConfig {
         for (at, text) in &edits.insert {
             match at {
                 At::Before(i) => {
-                    let loc = self.line[*i].1.expect("a token starts at a known byte");
+                    // A token starts at a byte read from a file; one that came from a
+                    // default or an expansion has no place to insert before: refuse.
+                    let Some(loc) = self.line.get(*i).and_then(|(_, l)| *l) else {
+                        anyhow::bail!(
+                            "{}: an option to change starts inside an expansion vfio-gen cannot edit in place; set {variable} to a plain quoted value",
+                            self.sources.first().map(|s| s.path.as_str()).unwrap_or("")
+                        );
+                    };
                     ops[loc.file].push(Splice::insert(loc.start, quote_for(loc.ctx, text), 1));
                 }
                 At::End => match self
