@@ -136,6 +136,12 @@ impl BootImages {
                 }
                 found
             }
+            // The initrd is inside each UKI; `check`'s uki items read their .cmdline.
+            Bootloader::Uki => {
+                out.searched = "none: the initrd is inside each unified kernel image".into();
+                out.expected = false;
+                Vec::new()
+            }
             Bootloader::Grub | Bootloader::KernelCmdline => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();

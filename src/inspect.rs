@@ -82,6 +82,14 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
             Bootloader::KernelCmdline,
             "/etc/kernel/cmdline with proxmox-boot-tool".into(),
         )
+    } else if let Some((b, why)) = crate::targets::uki::detect(files).into_iter().next() {
+        (
+            Bootloader::Uki,
+            format!(
+                "unified kernel images built by {} ({why})",
+                crate::targets::uki::name(b)
+            ),
+        )
     } else if has_entries && !files.exists("/etc/default/grub") {
         (
             Bootloader::SystemdBoot,
@@ -115,6 +123,7 @@ fn toml_name(b: Bootloader) -> &'static str {
         Bootloader::Grub => "grub",
         Bootloader::SystemdBoot => "systemd-boot",
         Bootloader::KernelCmdline => "kernel-cmdline",
+        Bootloader::Uki => "uki",
     }
 }
 

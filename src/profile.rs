@@ -45,6 +45,17 @@ pub enum Bootloader {
     Grub,
     SystemdBoot,
     KernelCmdline,
+    /// Unified kernel images (docs/uki.md); `[uki] builder` names the tool that builds them.
+    Uki,
+}
+
+/// `[uki] builder`: the tool that builds the unified kernel images (docs/uki.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UkiBuilder {
+    Mkinitcpio,
+    Dracut,
+    KernelInstall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -111,6 +122,13 @@ struct RawProfile {
     grub: Option<Spanned<RawGrub>>,
     #[serde(rename = "systemd-boot")]
     systemd_boot: Option<Spanned<RawSystemdBoot>>,
+    uki: Option<RawUki>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUki {
+    builder: Option<UkiBuilder>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +246,8 @@ pub struct Profile {
     pub entries: Vec<String>,
     /// Tables present for another boot loader, which this profile does not use.
     pub ignored_tables: Vec<String>,
+    /// `[uki] builder`; `None`: the one the root shows (docs/uki.md).
+    pub uki_builder: Option<UkiBuilder>,
 }
 
 /// A PCI function named by address (`0000:0b:00.0`) and the `vendor:device` it must hold; the
@@ -632,6 +652,16 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         None => Vec::new(),
     };
 
+    let uki_builder = match raw.uki {
+        Some(u) => {
+            if bootloader != Bootloader::Uki {
+                ignored.push("uki".to_string());
+            }
+            u.builder
+        }
+        None => None,
+    };
+
     let profile = Profile {
         cpu: raw.host.cpu,
         bootloader,
@@ -654,6 +684,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         },
         entries,
         ignored_tables: ignored,
+        uki_builder,
     };
 
     // Options that undo what passthrough needs, or that the profile sets elsewhere.

@@ -59,6 +59,15 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         boot_images: boot_images.as_ref(),
     };
     let mut items = inspect::check(&input);
+    // Unified kernel images: the .cmdline inside each (docs/uki.md).
+    if let Some(p) = &profile
+        && p.bootloader == crate::profile::Bootloader::Uki
+    {
+        items.extend(crate::targets::uki::check_items(
+            root,
+            &p.kernel_options(builtin.is_some()),
+        )?);
+    }
     // A generator that failed after an apply leaves the boot images stale.
     for h in install::pending_hooks(root)? {
         items.push(inspect::Item {

@@ -216,6 +216,7 @@ pub fn build_with(
                 b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             }
         }
+        Bootloader::Uki => {}
         Bootloader::KernelCmdline => {
             b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             if !files.exists("/usr/sbin/proxmox-boot-tool") {
@@ -224,6 +225,10 @@ pub fn build_with(
                 ));
             }
         }
+    }
+
+    if profile.bootloader == Bootloader::Uki {
+        targets::uki::plan(&mut b, profile, &wanted)?;
     }
 
     // Files an earlier profile had vfio-gen write and this one does not produce go away.
@@ -290,6 +295,9 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
         }
     }
     candidates.push(("/etc/default/grub.d", Some("vfio-gen.cfg")));
+    if let Some((dir, name)) = targets::uki::DRACUT_CMDLINE.rsplit_once('/') {
+        candidates.push((dir, Some(name)));
+    }
     // The bind-by-address script and initramfs-tools' hook for it.
     for path in [address_bind::SCRIPT, address_bind::INITRAMFS_TOOLS_HOOK] {
         if let Some((dir, name)) = path.rsplit_once('/') {
@@ -375,6 +383,24 @@ fn hooks(
     }
     if profile.bootloader == Bootloader::Grub {
         out.extend(grub::hook(profile, changed, facts, files));
+    }
+    if profile.bootloader == Bootloader::Uki {
+        let config = initramfs::generator(profile.initramfs).map(|g| g.config());
+        let initramfs_input = |p: &str| modprobe_or(p, config.unwrap_or(""));
+        let kernels: Vec<String> = facts.kernels.iter().map(|(r, _)| r.clone()).collect();
+        for h in targets::uki::hooks(profile, files, changed, &initramfs_input, &kernels) {
+            // The initramfs generator's own hook may be the same command: one run, both inputs.
+            match out.iter_mut().find(|o| o.command == h.command) {
+                Some(o) => {
+                    for i in h.inputs {
+                        if !o.inputs.contains(&i) {
+                            o.inputs.push(i);
+                        }
+                    }
+                }
+                None => out.push(h),
+            }
+        }
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
     if !cmdline_inputs.is_empty()

@@ -9,6 +9,7 @@ pub mod initramfs;
 pub mod lines;
 pub mod modprobe;
 pub mod sh;
+pub mod uki;
 
 use crate::root::Files;
 use anyhow::{Context, Result};
@@ -66,6 +67,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "bind-by-address.sh.j2",
         include_str!("../../templates/bind-by-address.sh.j2"),
+    ),
+    (
+        "dracut-uki-cmdline.conf.j2",
+        include_str!("../../templates/dracut-uki-cmdline.conf.j2"),
     ),
     (
         "initramfs-tools-hook.j2",
