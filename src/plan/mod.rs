@@ -398,7 +398,11 @@ fn hooks(
                         }
                     }
                 }
-                None => out.push(h),
+                None => out.push(Hook {
+                    name: h.name,
+                    command: h.command,
+                    inputs: h.inputs,
+                }),
             }
         }
     }

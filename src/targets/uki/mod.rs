@@ -20,7 +20,6 @@ pub mod pe;
 use super::{Out, render};
 use crate::check::{Item, Status};
 use crate::cmdline::{self, Opt};
-use crate::plan::Hook;
 use crate::profile::{Profile, UkiBuilder};
 use crate::root::Files;
 use crate::targets::lines::{self, Shape};
@@ -608,6 +607,15 @@ fn uki_conf_cmdline(text: &str) -> Option<(usize, String)> {
 }
 
 // ---------------------------------------------------------------- hooks
+
+/// A command that rebuilds the UKIs, and the changed files that make it run (the plan turns
+/// it into one of its hooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub name: String,
+    pub command: Vec<String>,
+    pub inputs: Vec<String>,
+}
 
 /// The hooks that rebuild the UKIs after `changed` were installed. With kernel-install the
 /// initrd inside each UKI is rebuilt by `kernel-install add` too, so the generator's inputs
