@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         write!(io.out, "{}", diff::text(&plan, style, quiet, false))?;
     }
     if !yes {
-        let question = format!("Apply these changes under {}?", root.dir().display());
+        let question = format!("Apply these changes {}?", super::place(root));
         if !super::confirm(io, &question)? {
             return Ok(0);
         }
