@@ -137,12 +137,14 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             profile,
             out,
             check,
+            format,
         } => render::run(
             &ctx,
             &render::Options {
                 profile: profile.profile,
                 out,
                 check,
+                nix: format == crate::cli::RenderFormat::Nix,
             },
             io.out,
         ),
@@ -264,7 +266,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
 }
 
 /// `-p PROFILE`, or the root's `/etc/vfio-gen/profile.toml`.
-fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
     match profile {
         Some(p) => Ok(p.clone()),
         None => root.join("/etc/vfio-gen/profile.toml"),
@@ -278,7 +280,7 @@ fn load_plan(root: &Root, profile: &Option<PathBuf>, revert: bool) -> Result<Pla
 
 /// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
 /// PCI devices (docs/binding-at-boot.md).
-fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+pub(crate) fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
     let mut profile = Profile::load(path)?;
     if profile.devices.iter().any(|d| d.id.is_empty()) {
         let pci = if root.exists("/sys/bus/pci/devices") {

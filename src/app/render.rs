@@ -14,10 +14,19 @@ pub struct Options {
     pub profile: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub check: Option<PathBuf>,
+    /// `--format nix`: print a NixOS module instead (docs/distributions.md, "NixOS").
+    pub nix: bool,
 }
 
 pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     let root = &ctx.root;
+    if opts.nix {
+        let path = super::profile_path(root, &opts.profile)?;
+        let profile = super::load_profile(root, &path, false)?;
+        let module = plan::nix_module(&profile, root, &path.display().to_string())?;
+        write!(out, "{module}")?;
+        return Ok(0);
+    }
     let plan = load_plan(root, &opts.profile, false)?;
     let files = desired_files(&plan);
     if let Some(dir) = &opts.out {
