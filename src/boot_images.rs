@@ -139,7 +139,8 @@ impl BootImages {
             Bootloader::Grub
             | Bootloader::GrubBls
             | Bootloader::KernelCmdline
-            | Bootloader::Nixos => {
+            | Bootloader::Nixos
+            | Bootloader::RpmOstree => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
                 let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;

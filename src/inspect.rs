@@ -77,6 +77,7 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
     // The distribution's own tool first: it decides what the boot entries hold
     // (docs/distributions.md).
     if let Some(found) = targets::nixos::detect(files)
+        .or_else(|| targets::ostree::detect(files))
         .or_else(|| targets::kernelstub::detect(files))
         .or_else(|| targets::proxmox::detect(files))
         .or_else(|| targets::bls::detect(files))
@@ -340,7 +341,15 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .cloned()
         .collect();
     let (bootloader, why_boot) = infer_bootloader(files);
-    let (initramfs, why_initramfs) = infer_initramfs(files);
+    let (initramfs, why_initramfs) = if bootloader == Bootloader::RpmOstree {
+        // The image brings its initramfs; rpm-ostree initramfs-etc adds the files.
+        (
+            Initramfs::None,
+            "the image's own, extended by rpm-ostree initramfs-etc".to_string(),
+        )
+    } else {
+        infer_initramfs(files)
+    };
     let cpu_name = if cpu.is_amd() { "amd" } else { "intel" };
     let mut out = String::new();
     let _ = writeln!(
@@ -1013,6 +1022,8 @@ mod tests {
             .with("/etc/default/grub", "GRUB_ENABLE_BLSCFG=true\n")
             .with("/boot/loader/entries/a-6.11.conf", "options ro\n");
         assert_eq!(infer_bootloader(&fedora).0, Bootloader::GrubBls);
+        let silverblue = fedora.clone().with("/run/ostree-booted", "");
+        assert_eq!(infer_bootloader(&silverblue).0, Bootloader::RpmOstree);
         let nixos = fedora.clone().with("/etc/NIXOS", "");
         assert_eq!(infer_bootloader(&nixos).0, Bootloader::Nixos);
         assert!(infer_bootloader(&MemFiles::new()).1.contains("a guess"));

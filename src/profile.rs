@@ -51,6 +51,8 @@ pub enum Bootloader {
     Kernelstub,
     /// NixOS: `/etc` is generated, so plan refuses and `render --format nix` prints a module.
     Nixos,
+    /// Image-based Fedora: `rpm-ostree kargs` and `rpm-ostree initramfs-etc`.
+    RpmOstree,
 }
 
 impl Bootloader {
@@ -63,6 +65,7 @@ impl Bootloader {
             Bootloader::GrubBls => "grub-bls",
             Bootloader::Kernelstub => "kernelstub",
             Bootloader::Nixos => "nixos",
+            Bootloader::RpmOstree => "rpm-ostree",
         }
     }
 }

@@ -295,7 +295,7 @@ pub(crate) fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Pro
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
 /// a sysfs to read): devices the host likely needs that `ids` would take.
-fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
+pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
     let mut plan = crate::plan::build(profile, root, revert)?;
     for h in install::pending_hooks(root)? {
         plan.warnings.push(format!(

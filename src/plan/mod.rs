@@ -9,7 +9,7 @@ use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
 use crate::shell::Shell;
 use crate::targets::{
-    self, address_bind, bls, initramfs, kernelstub, lines, modprobe, nixos, proxmox,
+    self, address_bind, bls, initramfs, kernelstub, lines, modprobe, nixos, ostree, proxmox,
 };
 use anyhow::{Result, bail};
 
@@ -275,6 +275,16 @@ pub fn build_with(
             b.cmdline_ids_warning(path, &kernelstub::options(&old).join(" "), &wanted);
             b.edited(path, Some(old), Some(new))?;
         }
+        Bootloader::RpmOstree => {
+            if !revert && profile.initramfs != Initramfs::None {
+                bail!(
+                    "host.initramfs = \"{}\" with bootloader = \"rpm-ostree\": the initramfs comes with the image, and vfio-gen adds its modprobe.d files to it with `rpm-ostree initramfs-etc`; write initramfs = \"none\" in the profile",
+                    initramfs::name(profile.initramfs)
+                );
+            }
+            let kargs = ostree::kargs(profile, &wanted);
+            b.owned(ostree::STATE, Some(ostree::state(&kargs)))?;
+        }
         Bootloader::Nixos => {
             // Refused above on every root; kept for the match.
             bail!("host.bootloader = \"nixos\": use `vfio-gen render --format nix`");
@@ -303,6 +313,10 @@ pub fn build_with(
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     plan.hooks = hooks(profile, &changed, &facts, files);
+    if profile.bootloader == Bootloader::RpmOstree {
+        let more = ostree_hooks(&plan, files)?;
+        plan.hooks.extend(more);
+    }
     if matches!(profile.bootloader, Bootloader::Grub | Bootloader::GrubBls) {
         plan.notes
             .extend(grub::not_installed_note(profile, &changed, files));
@@ -331,6 +345,61 @@ pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<
     )
 }
 
+/// On an image-based system: `rpm-ostree kargs` from the state file's old and new options,
+/// and `rpm-ostree initramfs-etc` for the files the initramfs must carry (docs/distributions.md).
+fn ostree_hooks(plan: &Plan, files: &dyn Files) -> Result<Vec<Hook>> {
+    let mut out = Vec::new();
+    if let Some(c) = plan.pending().find(|c| c.path == ostree::STATE) {
+        let old = c.old.as_deref().map(ostree::listed).unwrap_or_default();
+        let new = c.new.as_deref().map(ostree::listed).unwrap_or_default();
+        let booted = files
+            .read("/proc/cmdline")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        for command in ostree::kargs_commands(&old, &new, &booted) {
+            out.push(Hook {
+                name: "rpm-ostree-kargs".into(),
+                command,
+                inputs: vec![ostree::STATE.into()],
+            });
+        }
+    }
+    let in_image = |p: &str| p.starts_with("/etc/modprobe.d/") || p == address_bind::SCRIPT;
+    let (mut track, mut untrack, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
+    for c in plan.pending().filter(|c| in_image(&c.path)) {
+        inputs.push(c.path.clone());
+        match c.new {
+            Some(_) => track.push(c.path.clone()),
+            None => untrack.push(c.path.clone()),
+        }
+    }
+    if let Some(command) = ostree::initramfs_etc(&track, &untrack) {
+        out.push(Hook {
+            name: "rpm-ostree-initramfs-etc".into(),
+            command,
+            inputs,
+        });
+    }
+    Ok(out)
+}
+
+/// `render`'s `/usr/lib/bootc/kargs.d/vfio-gen.toml` for a `rpm-ostree` profile, which an
+/// image build (bootc) copies into the image: (path, bytes).
+pub fn bootc_kargs(profile: &Profile, files: &dyn Files) -> Result<Option<(String, Vec<u8>)>> {
+    if profile.bootloader != Bootloader::RpmOstree {
+        return Ok(None);
+    }
+    let facts = host::Facts::read(files)?;
+    let kargs = ostree::kargs(
+        profile,
+        &profile.kernel_options(facts.vfio_pci_builtin.is_some()),
+    );
+    Ok(Some((
+        ostree::BOOTC_KARGS.to_string(),
+        ostree::bootc_kargs(&kargs)?,
+    )))
+}
+
 /// Why a profile's boot loader cannot be right on this root, naming the value to write. On
 /// NixOS every plan is refused, `--revert` included; the others only when adding options.
 fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<String> {
@@ -340,7 +409,8 @@ fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<St
     if revert {
         return None;
     }
-    kernelstub::refusal(bootloader, files)
+    ostree::refusal(bootloader, files)
+        .or_else(|| kernelstub::refusal(bootloader, files))
         .or_else(|| proxmox::refusal(bootloader, files))
         .or_else(|| bls::refusal(bootloader, files))
 }

@@ -11,6 +11,7 @@ pub mod kernelstub;
 pub mod lines;
 pub mod modprobe;
 pub mod nixos;
+pub mod ostree;
 pub mod proxmox;
 pub mod sh;
 

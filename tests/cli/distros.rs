@@ -413,3 +413,127 @@ fn grub_booted_proxmox_runs_update_grub_and_esp_synced_grub_refreshes() {
         "{h:?}"
     );
 }
+
+fn hook_commands(o: &Output) -> Vec<Vec<String>> {
+    json(o)["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| serde_json::from_value(h["command"].clone()).unwrap())
+        .collect()
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn rpm_ostree_kargs_is_the_hook_and_revert_runs_the_inverse() {
+    let tmp = copy_root("silverblue-rpm-ostree");
+    let root = tmp.path().to_str().unwrap();
+    let profile = "profiles/silverblue-rpm-ostree.toml";
+    let o = run(&["plan", "-p", profile, "--root", root, "--format", "json"]);
+    status(&o, 0);
+    let delete = strs(&["rpm-ostree", "kargs", "--delete-if-present=iommu=soft"]);
+    let kargs = strs(&[
+        "rpm-ostree",
+        "kargs",
+        "--append-if-missing=intel_iommu=on",
+        "--append-if-missing=iommu=pt",
+        "--append-if-missing=vfio-pci.ids=10de:2504,10de:228e",
+    ]);
+    let etc = strs(&[
+        "rpm-ostree",
+        "initramfs-etc",
+        "--track=/etc/modprobe.d/blacklist-nouveau.conf",
+        "--track=/etc/modprobe.d/vfio.conf",
+    ]);
+    assert_eq!(hook_commands(&o), vec![delete, kargs.clone(), etc]);
+    // No file under /boot is touched: ostree owns the entries.
+    assert!(
+        json(&o)["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c["path"].as_str().unwrap().starts_with("/boot"))
+    );
+
+    // Under --root apply prints the commands to run by hand and runs nothing here.
+    let o = run(&["apply", "-p", profile, "--root", root, "--yes"]);
+    status(&o, 0);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains(&kargs.join(" ")), "{said}");
+
+    let o = run(&[
+        "plan", "-p", profile, "--root", root, "--revert", "--format", "json",
+    ]);
+    status(&o, 0);
+    assert_eq!(
+        hook_commands(&o),
+        vec![
+            strs(&[
+                "rpm-ostree",
+                "kargs",
+                "--delete-if-present=intel_iommu=on",
+                "--delete-if-present=iommu=pt",
+                "--delete-if-present=vfio-pci.ids=10de:2504,10de:228e",
+            ]),
+            strs(&[
+                "rpm-ostree",
+                "initramfs-etc",
+                "--untrack=/etc/modprobe.d/blacklist-nouveau.conf",
+                "--untrack=/etc/modprobe.d/vfio.conf",
+            ]),
+        ]
+    );
+}
+
+#[test]
+fn rpm_ostree_roots_refuse_file_editing_paths() {
+    refused(
+        "profiles/fedora-bls.toml",
+        "silverblue-rpm-ostree",
+        "write bootloader = \"rpm-ostree\"",
+    );
+    refused(
+        "profiles/silverblue-rpm-ostree.toml",
+        "fedora-bls",
+        "not an ostree system",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("p.toml");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(repo().join("profiles/silverblue-rpm-ostree.toml"))
+            .unwrap()
+            .replace("initramfs = \"none\"", "initramfs = \"dracut\""),
+    )
+    .unwrap();
+    refused(
+        p.to_str().unwrap(),
+        "silverblue-rpm-ostree",
+        "write initramfs = \"none\"",
+    );
+}
+
+#[test]
+fn bootc_images_get_a_kargs_drop_in_from_render() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = render(
+        "silverblue-rpm-ostree",
+        &fixture_root("silverblue-rpm-ostree"),
+        tmp.path(),
+    );
+    status(&o, 0);
+    let text =
+        std::fs::read_to_string(tmp.path().join("usr/lib/bootc/kargs.d/vfio-gen.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(
+        v["kargs"],
+        toml::Value::Array(vec![
+            "intel_iommu=on".into(),
+            "iommu=pt".into(),
+            "vfio-pci.ids=10de:2504,10de:228e".into()
+        ])
+    );
+}
