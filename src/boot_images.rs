@@ -110,7 +110,7 @@ impl BootImages {
             .find(|h| h.name != "grub" && h.name != "proxmox-boot-tool")
             .map(|h| h.command.join(" "));
         let found = match profile.bootloader {
-            Bootloader::SystemdBoot => {
+            Bootloader::SystemdBoot | Bootloader::Kernelstub => {
                 let entries = if profile.entries.is_empty() {
                     plan::discover_entries(files)?
                 } else {
@@ -142,7 +142,11 @@ impl BootImages {
                 out.expected = false;
                 Vec::new()
             }
-            Bootloader::Grub | Bootloader::KernelCmdline => {
+            Bootloader::Grub
+            | Bootloader::GrubBls
+            | Bootloader::KernelCmdline
+            | Bootloader::Nixos
+            | Bootloader::RpmOstree => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
                 let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;

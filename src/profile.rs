@@ -45,8 +45,32 @@ pub enum Bootloader {
     Grub,
     SystemdBoot,
     KernelCmdline,
+    /// GRUB with BootLoaderSpec entries (Fedora, RHEL, CentOS Stream; docs/distributions.md).
+    GrubBls,
+    /// systemd-boot entries written by kernelstub (Pop!_OS; docs/distributions.md).
+    Kernelstub,
+    /// NixOS: `/etc` is generated, so plan refuses and `render --format nix` prints a module.
+    Nixos,
+    /// Image-based Fedora: `rpm-ostree kargs` and `rpm-ostree initramfs-etc`.
+    RpmOstree,
     /// Unified kernel images (docs/uki.md); `[uki] builder` names the tool that builds them.
     Uki,
+}
+
+impl Bootloader {
+    /// The profile's spelling (`host.bootloader`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bootloader::Grub => "grub",
+            Bootloader::SystemdBoot => "systemd-boot",
+            Bootloader::KernelCmdline => "kernel-cmdline",
+            Bootloader::GrubBls => "grub-bls",
+            Bootloader::Kernelstub => "kernelstub",
+            Bootloader::Nixos => "nixos",
+            Bootloader::RpmOstree => "rpm-ostree",
+            Bootloader::Uki => "uki",
+        }
+    }
 }
 
 /// `[uki] builder`: the tool that builds the unified kernel images (docs/uki.md).
@@ -600,7 +624,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         None => (RawGrub::default(), None),
     };
     let mut ignored = Vec::new();
-    if grub_span.is_some() && bootloader != Bootloader::Grub {
+    if grub_span.is_some() && !matches!(bootloader, Bootloader::Grub | Bootloader::GrubBls) {
         ignored.push("grub".to_string());
     }
     let file = match grub.file {

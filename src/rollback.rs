@@ -79,12 +79,7 @@ pub fn hooks_without_profile(files: &dyn Files, paths: &[String]) -> Result<Vec<
     };
     let text = format!(
         "[host]\ncpu = \"intel\"\nbootloader = \"{}\"\ninitramfs = \"{}\"\n[vfio]\nids = [\"ffff:ffff\"]\n",
-        match bootloader {
-            Bootloader::Grub => "grub",
-            Bootloader::SystemdBoot => "systemd-boot",
-            Bootloader::KernelCmdline => "kernel-cmdline",
-            Bootloader::Uki => "uki",
-        },
+        bootloader.name(),
         initramfs::generator(initramfs).map_or("none", |g| g.name())
     );
     let profile = crate::profile::parse(&text, "(the files of the backup)")

@@ -4,10 +4,15 @@
 //! from the templates in `templates/`, edited files change only vfio-gen's own options or lines.
 
 pub mod address_bind;
+pub mod bls;
 pub mod grub;
 pub mod initramfs;
+pub mod kernelstub;
 pub mod lines;
 pub mod modprobe;
+pub mod nixos;
+pub mod ostree;
+pub mod proxmox;
 pub mod sh;
 pub mod uki;
 

@@ -1040,6 +1040,7 @@ mod plan_output {
 mod address;
 mod apply;
 mod completions;
+mod distros;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
