@@ -136,7 +136,7 @@ impl BootImages {
                 }
                 found
             }
-            Bootloader::Grub | Bootloader::KernelCmdline => {
+            Bootloader::Grub | Bootloader::KernelCmdline | Bootloader::Refind => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
                 let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;
@@ -318,6 +318,15 @@ fn grub_initrd_cmdlines(
     bootloader: Bootloader,
 ) -> Result<Vec<(String, String, String)>> {
     let mut out: Vec<(String, String, String)> = Vec::new();
+    if bootloader == Bootloader::Refind {
+        // rEFInd boots a kernel in /boot with the first line of refind_linux.conf there.
+        if let Some((place, line)) = crate::targets::refind::default_options(files)? {
+            for name in files.list("/boot")? {
+                out.push((name, place.clone(), line.clone()));
+            }
+        }
+        return Ok(out);
+    }
     if bootloader == Bootloader::KernelCmdline {
         if let Some(text) = files.read(plan::KERNEL_CMDLINE)? {
             let line = lines::line(&text, Shape::KernelCmdline);

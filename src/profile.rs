@@ -45,6 +45,8 @@ pub enum Bootloader {
     Grub,
     SystemdBoot,
     KernelCmdline,
+    /// rEFInd: refind_linux.conf and refind.conf stanzas (docs/refind.md).
+    Refind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -82,6 +82,7 @@ pub fn hooks_without_profile(files: &dyn Files, paths: &[String]) -> Result<Vec<
             Bootloader::Grub => "grub",
             Bootloader::SystemdBoot => "systemd-boot",
             Bootloader::KernelCmdline => "kernel-cmdline",
+            Bootloader::Refind => "refind",
         },
         initramfs::generator(initramfs).map_or("none", |g| g.name())
     );

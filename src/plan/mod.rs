@@ -216,6 +216,7 @@ pub fn build_with(
                 b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             }
         }
+        Bootloader::Refind => targets::refind::plan(&mut b, &wanted)?,
         Bootloader::KernelCmdline => {
             b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             if !files.exists("/usr/sbin/proxmox-boot-tool") {

@@ -8,6 +8,7 @@ pub mod grub;
 pub mod initramfs;
 pub mod lines;
 pub mod modprobe;
+pub mod refind;
 pub mod sh;
 
 use crate::root::Files;

@@ -1051,6 +1051,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod refind;
 mod safety;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
