@@ -136,7 +136,10 @@ impl BootImages {
                 }
                 found
             }
-            Bootloader::Grub | Bootloader::KernelCmdline | Bootloader::Refind => {
+            Bootloader::Grub
+            | Bootloader::KernelCmdline
+            | Bootloader::Refind
+            | Bootloader::Limine => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
                 let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;

@@ -82,6 +82,9 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
             Bootloader::KernelCmdline,
             "/etc/kernel/cmdline with proxmox-boot-tool".into(),
         )
+    } else if let Some(conf) = crate::targets::limine::detect(files) {
+        // Limine reads limine.conf from the partition it boots from (docs/limine.md).
+        (Bootloader::Limine, conf)
     } else if let Some((why, true)) = crate::targets::refind::detect(files) {
         // rEFInd's config on the ESP and the options file it reads beside the kernel
         // (docs/refind.md, "Detection"), even with GRUB's files still installed.
@@ -122,6 +125,7 @@ fn toml_name(b: Bootloader) -> &'static str {
         Bootloader::SystemdBoot => "systemd-boot",
         Bootloader::KernelCmdline => "kernel-cmdline",
         Bootloader::Refind => "refind",
+        Bootloader::Limine => "limine",
     }
 }
 
@@ -1008,6 +1012,20 @@ mod tests {
         let alone = MemFiles::new().with("/efi/EFI/BOOT/refind.conf", "timeout 5\n");
         assert_eq!(infer_bootloader(&alone).0, Bootloader::Refind);
         assert_eq!(toml_name(Bootloader::Refind), "refind");
+    }
+
+    #[test]
+    fn limine_is_read_off_limine_conf() {
+        let cachy = MemFiles::new()
+            .with("/boot/limine.conf", "timeout: 5\n")
+            .with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        assert_eq!(
+            infer_bootloader(&cachy),
+            (Bootloader::Limine, "/boot/limine.conf".to_string())
+        );
+        let esp = MemFiles::new().with("/efi/EFI/BOOT/limine.conf", "timeout: 5\n");
+        assert_eq!(infer_bootloader(&esp).0, Bootloader::Limine);
+        assert_eq!(toml_name(Bootloader::Limine), "limine");
     }
 
     #[test]

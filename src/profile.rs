@@ -47,6 +47,8 @@ pub enum Bootloader {
     KernelCmdline,
     /// rEFInd: refind_linux.conf and refind.conf stanzas (docs/refind.md).
     Refind,
+    /// Limine: limine.conf entries, /etc/default/limine (docs/limine.md).
+    Limine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

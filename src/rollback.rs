@@ -83,6 +83,7 @@ pub fn hooks_without_profile(files: &dyn Files, paths: &[String]) -> Result<Vec<
             Bootloader::SystemdBoot => "systemd-boot",
             Bootloader::KernelCmdline => "kernel-cmdline",
             Bootloader::Refind => "refind",
+            Bootloader::Limine => "limine",
         },
         initramfs::generator(initramfs).map_or("none", |g| g.name())
     );

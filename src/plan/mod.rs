@@ -217,6 +217,7 @@ pub fn build_with(
             }
         }
         Bootloader::Refind => targets::refind::plan(&mut b, &wanted)?,
+        Bootloader::Limine => targets::limine::plan(&mut b, &wanted)?,
         Bootloader::KernelCmdline => {
             b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             if !files.exists("/usr/sbin/proxmox-boot-tool") {
@@ -376,6 +377,14 @@ fn hooks(
     }
     if profile.bootloader == Bootloader::Grub {
         out.extend(grub::hook(profile, changed, facts, files));
+    }
+    let limine_inputs = inputs(&|p| p == targets::limine::DEFAULTS);
+    if profile.bootloader == Bootloader::Limine && !limine_inputs.is_empty() {
+        out.push(Hook {
+            name: "limine".into(),
+            command: targets::limine::hook(files),
+            inputs: limine_inputs,
+        });
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
     if !cmdline_inputs.is_empty()

@@ -6,6 +6,7 @@
 pub mod address_bind;
 pub mod grub;
 pub mod initramfs;
+pub mod limine;
 pub mod lines;
 pub mod modprobe;
 pub mod refind;

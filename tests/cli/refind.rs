@@ -177,3 +177,74 @@ fn rollback_puts_the_refind_files_back() {
         "not back byte for byte"
     );
 }
+
+/// Limine (docs/limine.md), on the `cachyos-limine` fixture.
+mod limine {
+    use super::*;
+
+    const PROFILE: &str = "profiles/cachyos-limine.toml";
+
+    #[test]
+    fn an_enrolled_config_hash_is_warned_about() {
+        let tmp = copy_root("cachyos-limine");
+        let root = tmp.path().to_str().unwrap();
+        let bin = tmp.path().join("boot/EFI/limine/limine_x64.efi");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        let mut bytes = b"MZ\0\0limine.conf\0++CONFIG_B2SUM_SIGNATURE++".to_vec();
+        bytes.extend_from_slice(&[b'0'; 128]);
+        std::fs::write(&bin, &bytes).unwrap();
+        let o = run(&["plan", "-p", PROFILE, "--root", root]);
+        status(&o, 0);
+        assert!(!stderr(&o).contains("enrolled") && !stdout(&o).contains("enrolled"));
+        let at = bytes.len() - 100;
+        bytes[at] = b'c';
+        std::fs::write(&bin, &bytes).unwrap();
+        let o = run(&["plan", "-p", PROFILE, "--root", root]);
+        status(&o, 0);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            all.contains("/boot/EFI/limine/limine_x64.efi has the BLAKE2B of limine.conf enrolled")
+                && all.contains("CHECKSUM MISMATCH FOR CONFIG FILE")
+                && all.contains("limine enroll-config"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_root_without_limine_is_refused() {
+        let tmp = copy_root("ubuntu-grub-dropin");
+        let o = run(&[
+            "plan",
+            "-p",
+            PROFILE,
+            "--root",
+            tmp.path().to_str().unwrap(),
+        ]);
+        refused(
+            &o,
+            &[
+                "host.bootloader = \"limine\"",
+                "no limine.conf",
+                "vfio-gen detect",
+            ],
+        );
+        let tmp = copy_root("cachyos-limine");
+        std::fs::write(
+            tmp.path().join("boot/limine.conf"),
+            "timeout: 5\n/CachyOS\n    protocol: linux\n    kernel_cmdline: root=UUID=9e2c \"quiet\n",
+        )
+        .unwrap();
+        let before = tree(tmp.path());
+        let o = run(&[
+            "apply",
+            "-p",
+            PROFILE,
+            "--root",
+            tmp.path().to_str().unwrap(),
+            "--yes",
+            "--no-hooks",
+        ]);
+        refused(&o, &["/boot/limine.conf:4:", "never closed"]);
+        assert_eq!(tree(tmp.path()), before);
+    }
+}
