@@ -110,7 +110,7 @@ impl BootImages {
             .find(|h| h.name != "grub" && h.name != "proxmox-boot-tool")
             .map(|h| h.command.join(" "));
         let found = match profile.bootloader {
-            Bootloader::SystemdBoot => {
+            Bootloader::SystemdBoot | Bootloader::Kernelstub => {
                 let entries = if profile.entries.is_empty() {
                     plan::discover_entries(files)?
                 } else {
@@ -137,7 +137,10 @@ impl BootImages {
                 found
             }
             Bootloader::Grub
+            | Bootloader::GrubBls
             | Bootloader::KernelCmdline
+            | Bootloader::Nixos
+            | Bootloader::RpmOstree
             | Bootloader::Refind
             | Bootloader::Limine => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();

@@ -133,6 +133,13 @@ pub enum Format {
     Json,
 }
 
+/// What `render` produces: the files under a directory, or a NixOS module on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    Files,
+    Nix,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Hooks {
     Auto,
@@ -232,12 +239,15 @@ pub enum Command {
             long,
             value_name = "DIR",
             conflicts_with = "check",
-            required_unless_present = "check"
+            required_unless_present_any = ["check", "format"]
         )]
         out: Option<PathBuf>,
         /// Compare with the files under DIR; exit 1 on drift
         #[arg(long, value_name = "DIR")]
         check: Option<PathBuf>,
+        /// `nix`: print a NixOS module (boot.kernelParams, ...) to import, instead of files
+        #[arg(long, value_enum, default_value_t = RenderFormat::Files, conflicts_with_all = ["out", "check"])]
+        format: RenderFormat,
     },
     /// Restore the files of the last (or the given) apply from its backup
     #[command(

@@ -6,7 +6,7 @@ use crate::host::cpu::Cpu;
 use crate::host::pci::{Device, HostRole, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
-use crate::targets::initramfs;
+use crate::targets::{self, initramfs};
 use anyhow::Result;
 use std::fmt::Write as _;
 
@@ -74,15 +74,20 @@ pub fn iommu_json(pci: &Pci) -> serde_json::Value {
 
 /// What the files under the root say about the boot loader and initramfs generator.
 pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
+    // The distribution's own tool first: it decides what the boot entries hold
+    // (docs/distributions.md).
+    if let Some(found) = targets::nixos::detect(files)
+        .or_else(|| targets::ostree::detect(files))
+        .or_else(|| targets::kernelstub::detect(files))
+        .or_else(|| targets::proxmox::detect(files))
+        .or_else(|| targets::bls::detect(files))
+    {
+        return found;
+    }
     let has_entries = crate::plan::discover_entries(files)
         .map(|e| !e.is_empty())
         .unwrap_or(false);
-    if files.exists("/etc/kernel/cmdline") && files.exists("/usr/sbin/proxmox-boot-tool") {
-        (
-            Bootloader::KernelCmdline,
-            "/etc/kernel/cmdline with proxmox-boot-tool".into(),
-        )
-    } else if let Some(conf) = crate::targets::limine::detect(files) {
+    if let Some(conf) = crate::targets::limine::detect(files) {
         // Limine reads limine.conf from the partition it boots from (docs/limine.md).
         (Bootloader::Limine, conf)
     } else if let Some((why, true)) = crate::targets::refind::detect(files) {
@@ -120,13 +125,7 @@ pub fn infer_initramfs(files: &dyn Files) -> (Initramfs, String) {
 }
 
 fn toml_name(b: Bootloader) -> &'static str {
-    match b {
-        Bootloader::Grub => "grub",
-        Bootloader::SystemdBoot => "systemd-boot",
-        Bootloader::KernelCmdline => "kernel-cmdline",
-        Bootloader::Refind => "refind",
-        Bootloader::Limine => "limine",
-    }
+    b.name()
 }
 
 fn initramfs_toml(i: Initramfs) -> &'static str {
@@ -351,7 +350,15 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .cloned()
         .collect();
     let (bootloader, why_boot) = infer_bootloader(files);
-    let (initramfs, why_initramfs) = infer_initramfs(files);
+    let (initramfs, why_initramfs) = if bootloader == Bootloader::RpmOstree {
+        // The image brings its initramfs; rpm-ostree initramfs-etc adds the files.
+        (
+            Initramfs::None,
+            "the image's own, extended by rpm-ostree initramfs-etc".to_string(),
+        )
+    } else {
+        infer_initramfs(files)
+    };
     let cpu_name = if cpu.is_amd() { "amd" } else { "intel" };
     let mut out = String::new();
     let _ = writeln!(
@@ -1041,8 +1048,30 @@ mod tests {
         );
         let proxmox = MemFiles::new()
             .with("/etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1\n")
+            .with("/etc/kernel/proxmox-boot-uuids", "5A1B-0C2D\n")
             .with("/usr/sbin/proxmox-boot-tool", "#!/bin/sh\n");
         assert_eq!(infer_bootloader(&proxmox).0, Bootloader::KernelCmdline);
+        // Without the ESP list proxmox-boot-tool syncs nothing: GRUB boots from /boot.
+        let mut pve_grub = proxmox
+            .clone()
+            .with("/etc/default/grub", "GRUB_CMDLINE_LINUX=\"\"\n");
+        pve_grub.remove("/etc/kernel/proxmox-boot-uuids");
+        assert_eq!(infer_bootloader(&pve_grub).0, Bootloader::Grub);
+        let pop = MemFiles::new()
+            .with("/etc/kernelstub/configuration", "{}")
+            .with(
+                "/boot/efi/loader/entries/Pop_OS-current.conf",
+                "options rw\n",
+            );
+        assert_eq!(infer_bootloader(&pop).0, Bootloader::Kernelstub);
+        let fedora = MemFiles::new()
+            .with("/etc/default/grub", "GRUB_ENABLE_BLSCFG=true\n")
+            .with("/boot/loader/entries/a-6.11.conf", "options ro\n");
+        assert_eq!(infer_bootloader(&fedora).0, Bootloader::GrubBls);
+        let silverblue = fedora.clone().with("/run/ostree-booted", "");
+        assert_eq!(infer_bootloader(&silverblue).0, Bootloader::RpmOstree);
+        let nixos = fedora.clone().with("/etc/NIXOS", "");
+        assert_eq!(infer_bootloader(&nixos).0, Bootloader::Nixos);
         assert!(infer_bootloader(&MemFiles::new()).1.contains("a guess"));
     }
 }

@@ -49,6 +49,31 @@ pub enum Bootloader {
     Refind,
     /// Limine: limine.conf entries, /etc/default/limine (docs/limine.md).
     Limine,
+    /// GRUB with BootLoaderSpec entries (Fedora, RHEL, CentOS Stream; docs/distributions.md).
+    GrubBls,
+    /// systemd-boot entries written by kernelstub (Pop!_OS; docs/distributions.md).
+    Kernelstub,
+    /// NixOS: `/etc` is generated, so plan refuses and `render --format nix` prints a module.
+    Nixos,
+    /// Image-based Fedora: `rpm-ostree kargs` and `rpm-ostree initramfs-etc`.
+    RpmOstree,
+}
+
+impl Bootloader {
+    /// The profile's spelling (`host.bootloader`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bootloader::Grub => "grub",
+            Bootloader::SystemdBoot => "systemd-boot",
+            Bootloader::KernelCmdline => "kernel-cmdline",
+            Bootloader::GrubBls => "grub-bls",
+            Bootloader::Kernelstub => "kernelstub",
+            Bootloader::Nixos => "nixos",
+            Bootloader::RpmOstree => "rpm-ostree",
+            Bootloader::Refind => "refind",
+            Bootloader::Limine => "limine",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -584,7 +609,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         None => (RawGrub::default(), None),
     };
     let mut ignored = Vec::new();
-    if grub_span.is_some() && bootloader != Bootloader::Grub {
+    if grub_span.is_some() && !matches!(bootloader, Bootloader::Grub | Bootloader::GrubBls) {
         ignored.push("grub".to_string());
     }
     let file = match grub.file {

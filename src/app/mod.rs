@@ -54,6 +54,15 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
 }
 
+/// Where a command acts, for a question: "on this host" for `/`, "under DIR" for a `--root`.
+pub fn place(root: &Root) -> String {
+    if root.dir() == std::path::Path::new("/") {
+        "on this host".to_string()
+    } else {
+        format!("under {}", root.dir().display())
+    }
+}
+
 /// Asks `question` with `[y/N]` on `io` and reads the answer; `false` (after saying "Nothing
 /// changed.") unless it is y or yes.
 pub fn confirm(io: &mut Io, question: &str) -> anyhow::Result<bool> {
@@ -137,12 +146,14 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             profile,
             out,
             check,
+            format,
         } => render::run(
             &ctx,
             &render::Options {
                 profile: profile.profile,
                 out,
                 check,
+                nix: format == crate::cli::RenderFormat::Nix,
             },
             io.out,
         ),
@@ -264,7 +275,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
 }
 
 /// `-p PROFILE`, or the root's `/etc/vfio-gen/profile.toml`.
-fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn profile_path(root: &Root, profile: &Option<PathBuf>) -> Result<PathBuf> {
     match profile {
         Some(p) => Ok(p.clone()),
         None => root.join("/etc/vfio-gen/profile.toml"),
@@ -278,7 +289,7 @@ fn load_plan(root: &Root, profile: &Option<PathBuf>, revert: bool) -> Result<Pla
 
 /// Loads a profile, with the IDs of `devices` named by address alone recorded from the root's
 /// PCI devices (docs/binding-at-boot.md).
-fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
+pub(crate) fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
     let mut profile = Profile::load(path)?;
     if profile.devices.iter().any(|d| d.id.is_empty()) {
         let pci = if root.exists("/sys/bus/pci/devices") {
@@ -293,7 +304,7 @@ fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Profile> {
 
 /// The plan, plus what the host's PCI devices say about the profile's ids (when the root has
 /// a sysfs to read): devices the host likely needs that `ids` would take.
-fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
+pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<Plan> {
     let mut plan = crate::plan::build(profile, root, revert)?;
     for h in install::pending_hooks(root)? {
         plan.warnings.push(format!(
@@ -423,4 +434,17 @@ fn lock(root: &Root, no_wait: bool, err: &mut dyn Write) -> Result<install::Lock
         // A notice only: a closed stderr must not stop the command.
         let _ = writeln!(err, "{m}");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place;
+    use crate::root::Root;
+
+    /// A question about the live host does not read "under /?".
+    #[test]
+    fn place_names_the_host_or_the_root() {
+        assert_eq!(place(&Root::new("/")), "on this host");
+        assert_eq!(place(&Root::new("/mnt/image")), "under /mnt/image");
+    }
 }

@@ -1,7 +1,7 @@
 //! `vfio-gen render`: the files apply would install, written under a staging directory
 //! (`--out`) or compared with one (`--check`, exit 1 on drift).
 
-use super::{Ctx, load_plan};
+use super::Ctx;
 use crate::diff;
 use crate::plan::{self, Plan};
 use crate::root::{Files, Root};
@@ -14,12 +14,28 @@ pub struct Options {
     pub profile: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub check: Option<PathBuf>,
+    /// `--format nix`: print a NixOS module instead (docs/distributions.md, "NixOS").
+    pub nix: bool,
 }
 
 pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     let root = &ctx.root;
-    let plan = load_plan(root, &opts.profile, false)?;
-    let files = desired_files(&plan);
+    if opts.nix {
+        let path = super::profile_path(root, &opts.profile)?;
+        let profile = super::load_profile(root, &path, false)?;
+        let module = plan::nix_module(&profile, root, &path.display().to_string())?;
+        write!(out, "{module}")?;
+        return Ok(0);
+    }
+    let path = super::profile_path(root, &opts.profile)?;
+    let profile = super::load_profile(root, &path, false)?;
+    let plan = super::plan_for(root, &profile, false)?;
+    let mut files = desired_files(&plan);
+    // For a bootc image build, the options also go into the image (docs/distributions.md).
+    if let Some(extra) = plan::bootc_kargs(&profile, root)? {
+        files.push(extra);
+        files.sort();
+    }
     if let Some(dir) = &opts.out {
         refuse_live_tree(root, dir, &files)?;
         crate::install::write_tree(dir, &files)?;

@@ -10,7 +10,7 @@ use crate::profile::{GrubMode, Profile};
 use crate::root::Files;
 use crate::shell::Verdict;
 use crate::targets::grub::GRUB_CFGS;
-use crate::targets::{self, grub};
+use crate::targets::{self, bls, grub, proxmox};
 use anyhow::{Result, bail};
 
 /// The grub.cfg that exists under the root, if GRUB has been installed there.
@@ -42,7 +42,10 @@ pub(super) fn hook(
     if inputs.is_empty() {
         return None;
     }
-    let command: Vec<String> = if facts.debian_like() {
+    let command: Vec<String> = if let Some(refresh) = proxmox::grub_refresh(files) {
+        // proxmox-boot-tool runs update-grub on each ESP it keeps (docs/distributions.md).
+        refresh
+    } else if facts.debian_like() {
         vec!["update-grub".into()]
     } else if facts.fedora_like() {
         [
@@ -59,6 +62,25 @@ pub(super) fn hook(
     Some(Hook {
         name: "grub".into(),
         command,
+        inputs,
+    })
+}
+
+/// For BLS roots: vfio-gen edits the entries itself, so grub2-mkconfig is needed only where
+/// an entry's options are `$kernelopts`, which it writes into grubenv from the defaults file.
+pub(super) fn bls_hook(profile: &Profile, changed: &[String], files: &dyn Files) -> Option<Hook> {
+    let inputs: Vec<String> = changed
+        .iter()
+        .filter(|p| grub_input(profile, p))
+        .cloned()
+        .collect();
+    let cfg = grub_cfg(files)?;
+    if inputs.is_empty() || bls::kernelopts_entries(files).ok()?.is_empty() {
+        return None;
+    }
+    Some(Hook {
+        name: "grub".into(),
+        command: vec!["grub2-mkconfig".into(), "-o".into(), cfg.into()],
         inputs,
     })
 }

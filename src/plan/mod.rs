@@ -8,7 +8,9 @@ use crate::kernel;
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
 use crate::shell::Shell;
-use crate::targets::{self, address_bind, initramfs, lines, modprobe};
+use crate::targets::{
+    self, address_bind, bls, initramfs, kernelstub, lines, modprobe, nixos, ostree, proxmox,
+};
 use anyhow::{Result, bail};
 
 /// Whether vfio-gen owns the whole file or edits a part of it.
@@ -129,6 +131,11 @@ pub fn build_with(
         plan: &mut plan,
         shell,
     };
+    // A boot loader the root plainly does not use is refused, naming the one to write; on
+    // NixOS nothing is edited at all, --revert included (docs/distributions.md).
+    if let Some(why) = refusal(profile.bootloader, files, revert) {
+        bail!("{why}");
+    }
     b.profile_warnings(profile, &facts);
 
     if !revert && let Some(why) = address_bind::refusal(profile, facts.vfio_pci_builtin.as_deref())
@@ -216,6 +223,72 @@ pub fn build_with(
                 b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             }
         }
+        Bootloader::GrubBls => {
+            // GRUB_CMDLINE_LINUX* first: grub2-mkconfig --update-bls-cmdline and new kernels
+            // take the options from there; then every entry, as grubby edits them.
+            b.grub(profile, &wanted, &facts)?;
+            let entries = bls::entries(files)?;
+            if entries.is_empty() {
+                bail!(
+                    "no BLS entries in {} under the root; is /boot mounted? A GRUB without BootLoaderSpec entries is bootloader = \"grub\"",
+                    bls::ENTRIES
+                );
+            }
+            let mut from_env = Vec::new();
+            for path in entries {
+                match files.read(&path)? {
+                    Some(bytes) if bls::uses_kernelopts(&bytes) => from_env.push(path),
+                    Some(_) => b.line_file(&path, lines::Shape::Entry, &wanted, true)?,
+                    None => {}
+                }
+            }
+            b.plan.notes.push(format!(
+                "GRUB reads the entries in {} at boot (blscfg): vfio-gen edits their options lines as `grubby --update-kernel=ALL` does, and {} so that `grub2-mkconfig --update-bls-cmdline` keeps them",
+                bls::ENTRIES,
+                profile.grub.file
+            ));
+            if !from_env.is_empty() {
+                b.plan.notes.push(format!(
+                    "{} take their options from $kernelopts, which grub2-mkconfig writes into grubenv from {}: vfio-gen leaves them and the hook regenerates it",
+                    from_env.join(", "),
+                    profile.grub.file
+                ));
+            }
+            if files.read(KERNEL_CMDLINE)?.is_some() {
+                b.plan.notes.push(format!("{KERNEL_CMDLINE} exists: kernel-install writes the entries of new kernels from it, so it is edited too"));
+                b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
+            }
+        }
+        Bootloader::Kernelstub => {
+            let path = kernelstub::CONFIG;
+            let Some(old) = files.read(path)? else {
+                bail!(
+                    "{path} does not exist under the root; kernelstub writes it the first time it runs (`kernelstub`), or set host.bootloader to what the root boots with"
+                );
+            };
+            let new = kernelstub::edit(&old, &wanted, revert, path)?;
+            if !revert {
+                let line = kernelstub::options(&new).join(" ");
+                let warn = crate::cmdline::length_check(path, &line).map_err(anyhow::Error::msg)?;
+                b.plan.warnings.extend(warn);
+            }
+            b.cmdline_ids_warning(path, &kernelstub::options(&old).join(" "), &wanted);
+            b.edited(path, Some(old), Some(new))?;
+        }
+        Bootloader::RpmOstree => {
+            if !revert && profile.initramfs != Initramfs::None {
+                bail!(
+                    "host.initramfs = \"{}\" with bootloader = \"rpm-ostree\": the initramfs comes with the image, and vfio-gen adds its modprobe.d files to it with `rpm-ostree initramfs-etc`; write initramfs = \"none\" in the profile",
+                    initramfs::name(profile.initramfs)
+                );
+            }
+            let kargs = ostree::kargs(profile, &wanted);
+            b.owned(ostree::STATE, Some(ostree::state(&kargs)))?;
+        }
+        Bootloader::Nixos => {
+            // Refused above on every root; kept for the match.
+            bail!("host.bootloader = \"nixos\": use `vfio-gen render --format nix`");
+        }
         Bootloader::Refind => targets::refind::plan(&mut b, &wanted)?,
         Bootloader::Limine => targets::limine::plan(&mut b, &wanted)?,
         Bootloader::KernelCmdline => {
@@ -242,11 +315,106 @@ pub fn build_with(
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     plan.hooks = hooks(profile, &changed, &facts, files);
-    if profile.bootloader == Bootloader::Grub {
+    if profile.bootloader == Bootloader::RpmOstree {
+        let more = ostree_hooks(&plan, files)?;
+        plan.hooks.extend(more);
+    }
+    if matches!(profile.bootloader, Bootloader::Grub | Bootloader::GrubBls) {
         plan.notes
             .extend(grub::not_installed_note(profile, &changed, files));
     }
     Ok(plan)
+}
+
+/// The NixOS module for a profile (`render --format nix`): the same kernel options, VFIO
+/// modules and modprobe.d lines the files would carry, for the host tree's kernels.
+pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<String> {
+    let facts = host::Facts::read(files)?;
+    let options = profile.kernel_options(facts.vfio_pci_builtin.is_some());
+    let virqfd = match profile.kernel_version {
+        Some(v) => kernel::has_virqfd_module(v),
+        None => facts
+            .kernels
+            .iter()
+            .any(|(_, v)| kernel::has_virqfd_module(*v)),
+    };
+    nixos::module(
+        profile,
+        &options,
+        &initramfs::modules(virqfd),
+        &modprobe::files(profile)?,
+        source,
+    )
+}
+
+/// On an image-based system: `rpm-ostree kargs` from the state file's old and new options,
+/// and `rpm-ostree initramfs-etc` for the files the initramfs must carry (docs/distributions.md).
+fn ostree_hooks(plan: &Plan, files: &dyn Files) -> Result<Vec<Hook>> {
+    let mut out = Vec::new();
+    if let Some(c) = plan.pending().find(|c| c.path == ostree::STATE) {
+        let old = c.old.as_deref().map(ostree::listed).unwrap_or_default();
+        let new = c.new.as_deref().map(ostree::listed).unwrap_or_default();
+        let booted = files
+            .read("/proc/cmdline")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        for command in ostree::kargs_commands(&old, &new, &booted) {
+            out.push(Hook {
+                name: "rpm-ostree-kargs".into(),
+                command,
+                inputs: vec![ostree::STATE.into()],
+            });
+        }
+    }
+    let in_image = |p: &str| p.starts_with("/etc/modprobe.d/") || p == address_bind::SCRIPT;
+    let (mut track, mut untrack, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
+    for c in plan.pending().filter(|c| in_image(&c.path)) {
+        inputs.push(c.path.clone());
+        match c.new {
+            Some(_) => track.push(c.path.clone()),
+            None => untrack.push(c.path.clone()),
+        }
+    }
+    if let Some(command) = ostree::initramfs_etc(&track, &untrack) {
+        out.push(Hook {
+            name: "rpm-ostree-initramfs-etc".into(),
+            command,
+            inputs,
+        });
+    }
+    Ok(out)
+}
+
+/// `render`'s `/usr/lib/bootc/kargs.d/vfio-gen.toml` for a `rpm-ostree` profile, which an
+/// image build (bootc) copies into the image: (path, bytes).
+pub fn bootc_kargs(profile: &Profile, files: &dyn Files) -> Result<Option<(String, Vec<u8>)>> {
+    if profile.bootloader != Bootloader::RpmOstree {
+        return Ok(None);
+    }
+    let facts = host::Facts::read(files)?;
+    let kargs = ostree::kargs(
+        profile,
+        &profile.kernel_options(facts.vfio_pci_builtin.is_some()),
+    );
+    Ok(Some((
+        ostree::BOOTC_KARGS.to_string(),
+        ostree::bootc_kargs(&kargs)?,
+    )))
+}
+
+/// Why a profile's boot loader cannot be right on this root, naming the value to write. On
+/// NixOS every plan is refused, `--revert` included; the others only when adding options.
+fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<String> {
+    if let Some(why) = nixos::refusal(bootloader, files) {
+        return Some(why);
+    }
+    if revert {
+        return None;
+    }
+    ostree::refusal(bootloader, files)
+        .or_else(|| kernelstub::refusal(bootloader, files))
+        .or_else(|| proxmox::refusal(bootloader, files))
+        .or_else(|| bls::refusal(bootloader, files))
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
@@ -378,6 +546,17 @@ fn hooks(
     if profile.bootloader == Bootloader::Grub {
         out.extend(grub::hook(profile, changed, facts, files));
     }
+    if profile.bootloader == Bootloader::GrubBls {
+        out.extend(grub::bls_hook(profile, changed, files));
+    }
+    let stub_inputs = inputs(&|p| p == kernelstub::CONFIG);
+    if profile.bootloader == Bootloader::Kernelstub && !stub_inputs.is_empty() {
+        out.push(Hook {
+            name: "kernelstub".into(),
+            command: kernelstub::hook(),
+            inputs: stub_inputs,
+        });
+    }
     let limine_inputs = inputs(&|p| p == targets::limine::DEFAULTS);
     if profile.bootloader == Bootloader::Limine && !limine_inputs.is_empty() {
         out.push(Hook {
@@ -388,7 +567,7 @@ fn hooks(
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
     if !cmdline_inputs.is_empty()
-        && files.exists("/usr/sbin/proxmox-boot-tool")
+        && proxmox::syncs_esps(files)
         && profile.bootloader == Bootloader::KernelCmdline
     {
         out.push(Hook {

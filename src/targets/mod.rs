@@ -4,11 +4,16 @@
 //! from the templates in `templates/`, edited files change only vfio-gen's own options or lines.
 
 pub mod address_bind;
+pub mod bls;
 pub mod grub;
 pub mod initramfs;
+pub mod kernelstub;
 pub mod limine;
 pub mod lines;
 pub mod modprobe;
+pub mod nixos;
+pub mod ostree;
+pub mod proxmox;
 pub mod refind;
 pub mod sh;
 
