@@ -146,7 +146,9 @@ impl BootImages {
             | Bootloader::GrubBls
             | Bootloader::KernelCmdline
             | Bootloader::Nixos
-            | Bootloader::RpmOstree => {
+            | Bootloader::RpmOstree
+            | Bootloader::Refind
+            | Bootloader::Limine => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
                 let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;
@@ -328,6 +330,15 @@ fn grub_initrd_cmdlines(
     bootloader: Bootloader,
 ) -> Result<Vec<(String, String, String)>> {
     let mut out: Vec<(String, String, String)> = Vec::new();
+    if bootloader == Bootloader::Refind {
+        // rEFInd boots a kernel in /boot with the first line of refind_linux.conf there.
+        if let Some((place, line)) = crate::targets::refind::default_options(files)? {
+            for name in files.list("/boot")? {
+                out.push((name, place.clone(), line.clone()));
+            }
+        }
+        return Ok(out);
+    }
     if bootloader == Bootloader::KernelCmdline {
         if let Some(text) = files.read(plan::KERNEL_CMDLINE)? {
             let line = lines::line(&text, Shape::KernelCmdline);

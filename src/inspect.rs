@@ -95,6 +95,13 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
                 crate::targets::uki::name(b)
             ),
         )
+    } else if let Some(conf) = crate::targets::limine::detect(files) {
+        // Limine reads limine.conf from the partition it boots from (docs/limine.md).
+        (Bootloader::Limine, conf)
+    } else if let Some((why, true)) = crate::targets::refind::detect(files) {
+        // rEFInd's config on the ESP and the options file it reads beside the kernel
+        // (docs/refind.md, "Detection"), even with GRUB's files still installed.
+        (Bootloader::Refind, why)
     } else if has_entries && !files.exists("/etc/default/grub") {
         (
             Bootloader::SystemdBoot,
@@ -106,6 +113,8 @@ pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
         (Bootloader::SystemdBoot, "loader entries found".into())
     } else if files.exists("/etc/kernel/cmdline") {
         (Bootloader::KernelCmdline, "/etc/kernel/cmdline".into())
+    } else if let Some((why, _)) = crate::targets::refind::detect(files) {
+        (Bootloader::Refind, why)
     } else {
         (
             Bootloader::Grub,
@@ -995,6 +1004,43 @@ mod tests {
         assert_eq!(infer_initramfs(&MemFiles::new()).0, Initramfs::None);
         assert_eq!(initramfs_toml(Initramfs::InitramfsTools), "initramfs-tools");
         assert_eq!(initramfs_toml(Initramfs::None), "none");
+    }
+
+    #[test]
+    fn refind_is_read_off_its_config_and_options_file() {
+        let grub = MemFiles::new().with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        let refind = grub
+            .clone()
+            .with("/boot/efi/EFI/refind/refind.conf", "timeout 20\n")
+            .with("/boot/refind_linux.conf", "\"Boot\" \"ro\"\n");
+        assert_eq!(
+            infer_bootloader(&refind),
+            (
+                Bootloader::Refind,
+                "/boot/efi/EFI/refind/refind.conf on the ESP and /boot/refind_linux.conf"
+                    .to_string()
+            )
+        );
+        // rEFInd's config alone does not outweigh GRUB's; alone on the root it is named.
+        let conf_only = grub.with("/efi/EFI/BOOT/refind.conf", "timeout 5\n");
+        assert_eq!(infer_bootloader(&conf_only).0, Bootloader::Grub);
+        let alone = MemFiles::new().with("/efi/EFI/BOOT/refind.conf", "timeout 5\n");
+        assert_eq!(infer_bootloader(&alone).0, Bootloader::Refind);
+        assert_eq!(toml_name(Bootloader::Refind), "refind");
+    }
+
+    #[test]
+    fn limine_is_read_off_limine_conf() {
+        let cachy = MemFiles::new()
+            .with("/boot/limine.conf", "timeout: 5\n")
+            .with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        assert_eq!(
+            infer_bootloader(&cachy),
+            (Bootloader::Limine, "/boot/limine.conf".to_string())
+        );
+        let esp = MemFiles::new().with("/efi/EFI/BOOT/limine.conf", "timeout: 5\n");
+        assert_eq!(infer_bootloader(&esp).0, Bootloader::Limine);
+        assert_eq!(toml_name(Bootloader::Limine), "limine");
     }
 
     #[test]

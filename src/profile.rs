@@ -45,6 +45,10 @@ pub enum Bootloader {
     Grub,
     SystemdBoot,
     KernelCmdline,
+    /// rEFInd: refind_linux.conf and refind.conf stanzas (docs/refind.md).
+    Refind,
+    /// Limine: limine.conf entries, /etc/default/limine (docs/limine.md).
+    Limine,
     /// GRUB with BootLoaderSpec entries (Fedora, RHEL, CentOS Stream; docs/distributions.md).
     GrubBls,
     /// systemd-boot entries written by kernelstub (Pop!_OS; docs/distributions.md).
@@ -69,6 +73,8 @@ impl Bootloader {
             Bootloader::Nixos => "nixos",
             Bootloader::RpmOstree => "rpm-ostree",
             Bootloader::Uki => "uki",
+            Bootloader::Refind => "refind",
+            Bootloader::Limine => "limine",
         }
     }
 }

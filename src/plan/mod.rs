@@ -290,6 +290,8 @@ pub fn build_with(
             // Refused above on every root; kept for the match.
             bail!("host.bootloader = \"nixos\": use `vfio-gen render --format nix`");
         }
+        Bootloader::Refind => targets::refind::plan(&mut b, &wanted)?,
+        Bootloader::Limine => targets::limine::plan(&mut b, &wanted)?,
         Bootloader::KernelCmdline => {
             b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
             if !files.exists("/usr/sbin/proxmox-boot-tool") {
@@ -583,6 +585,14 @@ fn hooks(
             name: "kernelstub".into(),
             command: kernelstub::hook(),
             inputs: stub_inputs,
+        });
+    }
+    let limine_inputs = inputs(&|p| p == targets::limine::DEFAULTS);
+    if profile.bootloader == Bootloader::Limine && !limine_inputs.is_empty() {
+        out.push(Hook {
+            name: "limine".into(),
+            command: targets::limine::hook(files),
+            inputs: limine_inputs,
         });
     }
     let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);

@@ -8,11 +8,13 @@ pub mod bls;
 pub mod grub;
 pub mod initramfs;
 pub mod kernelstub;
+pub mod limine;
 pub mod lines;
 pub mod modprobe;
 pub mod nixos;
 pub mod ostree;
 pub mod proxmox;
+pub mod refind;
 pub mod sh;
 pub mod uki;
 

@@ -1052,6 +1052,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod refind;
 mod safety;
 mod uki;
 
