@@ -424,6 +424,10 @@ fn grub_files_sh_rejects_are_refused_by_the_binary() {
             "/etc/default/grub: line 1: the ' opened here is never closed",
         ),
         (
+            "export GRUB_CMDLIN}E_LINUX_DEFAULT=\"quiet splash\"\n",
+            "/etc/default/grub: line 1: the file runs `export GRUB_CMDLIN}E_LINUX_DEFAULT...`, which is not a variable name",
+        ),
+        (
             "GRUB_CMDLINE_LINUX_DEFAULT = \"quiet splash\"\n",
             "/etc/default/grub: line 1: GRUB_CMDLINE_LINUX_DEFAULT = ... has a blank before `=`, so sh runs a command named GRUB_CMDLINE_LINUX_DEFAULT",
         ),

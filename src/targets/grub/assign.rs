@@ -95,6 +95,12 @@ pub(super) fn assignments(
                     && !words[i].first
                     && assignment_word(&src[words[i].start..words[i].end]).is_none()
                 {
+                    let arg = &src[words[i].start..words[i].end];
+                    if let Some(bad) = bad_export_name(arg) {
+                        let what = String::from_utf8_lossy(text).into_owned();
+                        let bad = String::from_utf8_lossy(bad).into_owned();
+                        out.push(hidden(src, file, &words[i], b"the file", &format!("runs `{what} {bad}...`, which is not a variable name: sh stops reading the file there (dash: bad variable name), so grub-mkconfig fails before any later line; fix the name")));
+                    }
                     i += 1;
                 }
                 lead = i < words.len() && !words[i].first;
@@ -296,6 +302,18 @@ pub(super) fn mismatched_quotes(raw: &[u8]) -> Option<String> {
 /// line there is not a command.
 pub(super) fn in_heredoc_or_string(words: &[Word], pos: usize) -> bool {
     words.iter().any(|w| w.start < pos && pos < w.end)
+}
+
+/// The literal name part of an `export`/`readonly` argument that sh rejects as a variable name
+/// (`GRUB_CMDLIN}E_LINUX="..."`), or `None` when it is a name or holds an expansion or quote
+/// (its value is not known here).
+fn bad_export_name(arg: &[u8]) -> Option<&[u8]> {
+    let name = arg.split(|&b| b == b'=').next().unwrap_or(arg);
+    if name.is_empty() || name.iter().any(|b| b"$`\\\"'".contains(b)) {
+        return None;
+    }
+    let good = is_name_start(name[0]) && name.iter().all(|&b| is_name(b));
+    (!good).then_some(name)
 }
 
 pub(super) fn hidden(src: &[u8], file: usize, w: &Word, name: &[u8], why: &str) -> Assign {

@@ -267,6 +267,25 @@ mod tests {
                 && err.contains("no blank before or after `=`"),
             "{err}"
         );
+        // dash -n accepts it, but sourcing stops at the bad name with "bad variable name":
+        // an assignment appended after it would never run.
+        let err = parse_err("export GRUB_CMDLIN}E_LINUX_DEFAULT=\"quiet splash\"\n");
+        assert!(
+            err.contains("line 1")
+                && err.contains("GRUB_CMDLIN}E_LINUX_DEFAULT")
+                && err.contains("not a variable name"),
+            "{err}"
+        );
+        for fine in [
+            "export GRUB_CMDLINE_LINUX_DEFAULT\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+            "export \"$X\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+        ] {
+            let ok = GrubConfig::parse(vec![Source {
+                path: "/etc/default/grub".into(),
+                bytes: fine.as_bytes().to_vec(),
+            }]);
+            assert!(ok.is_ok(), "{fine:?}");
+        }
         let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT =\"quiet\"\n");
         assert!(err.contains("runs a command named"), "{err}");
         let err = parse_err("GRUB_CMDLINE_LINUX_DEFAULT= \"quiet splash\"\n");
