@@ -331,7 +331,8 @@ pub fn discover_entries(files: &dyn Files) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for dir in ENTRY_DIRS {
         for name in files.list(dir)? {
-            if name.ends_with(".conf") {
+            // The trial entry is vfio-gen's own (docs/trial.md), never one to edit.
+            if name.ends_with(".conf") && name != crate::trial::ENTRY_NAME {
                 out.push(format!("{dir}/{name}"));
             }
         }

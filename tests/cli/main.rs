@@ -1052,6 +1052,7 @@ mod hostile;
 mod initramfs;
 mod inspect;
 mod safety;
+mod trial;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
 /// hook, which in a chroot could not probe the disk, and a note saying why; once grub.cfg
