@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const STATE: &str = "/var/lib/vfio-gen/trial.json";
 /// The trial entry's file name: systemd-boot's entry id is the file name, lowercased
 /// (docs/trial.md), so the name is lowercase and carries no boot counter.
-pub const ENTRY_NAME: &str = "vfio-gen-trial.conf";
+pub const ENTRY_NAME: &str = crate::plan::TRIAL_ENTRY;
 /// The health unit and the drop-in that pulls it into the boot.
 pub const UNIT: &str = "/etc/systemd/system/vfio-gen-trial.service";
 pub const UNIT_WANTS: &str = "/etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf";
