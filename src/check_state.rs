@@ -7,7 +7,10 @@
 //!   the devices' drivers are not yet what they give: next, regenerate a boot image that lacks
 //!   them, or reboot;
 //! - **done**: the running system holds the profile's options and every device of the profile
-//!   is on vfio-pci.
+//!   is on vfio-pci;
+//! - **reverted, not rebooted** / **reverted**: the last transaction was `apply --revert` and
+//!   nothing of the profile is left in the files; the running system still has passthrough, or
+//!   no longer has it. Next: reboot, or `apply` to set it up again.
 //!
 //! Pure: the plan's outcome and the items come in, the state and the step go out, and the
 //! remedies of the command-line and driver items are worded for the state.
@@ -21,6 +24,8 @@ pub enum State {
     NotApplied,
     AppliedNotRebooted,
     Done,
+    RevertedNotRebooted,
+    Reverted,
     /// The plan could not be computed (a file vfio-gen cannot read or would refuse).
     Unknown,
 }
@@ -31,6 +36,8 @@ impl State {
             State::NotApplied => "not applied",
             State::AppliedNotRebooted => "applied, not rebooted",
             State::Done => "done",
+            State::RevertedNotRebooted => "reverted, not rebooted",
+            State::Reverted => "reverted",
             State::Unknown => "unknown",
         }
     }
@@ -42,6 +49,8 @@ pub enum Files<'a> {
     InPlace,
     /// These files differ (paths).
     Pending(Vec<String>),
+    /// The last transaction in effect is a revert, and the files hold nothing of the profile.
+    Reverted,
     /// A generator failed after an apply: its command.
     HookPending(String),
     /// The plan failed: the error.
@@ -96,6 +105,18 @@ pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
                 "`{cmd}` failed after the last apply, so the boot images lack the files: fix its cause, then `sudo vfio-gen apply{profile_arg}` runs it again"
             ),
         },
+        Files::Reverted if took => Outcome {
+            state: State::RevertedNotRebooted,
+            next: format!(
+                "reboot to boot without passthrough (the running system still has it); `sudo vfio-gen apply{profile_arg}` sets it up again"
+            ),
+        },
+        Files::Reverted => Outcome {
+            state: State::Reverted,
+            next: format!(
+                "nothing: vfio-gen's changes are out and the devices are back on their drivers; `sudo vfio-gen apply{profile_arg}` sets passthrough up again"
+            ),
+        },
         Files::Pending(paths) if took => Outcome {
             state: State::Done,
             next: format!(
@@ -130,6 +151,18 @@ pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
             },
         },
     };
+    // After a revert, a device off vfio-pci, a line without the options and a boot image
+    // without vfio-pci are the point.
+    if matches!(files, Files::Reverted) {
+        for i in items
+            .iter_mut()
+            .filter(|i| (running(i) || i.id == "initramfs") && i.status == Status::Fail)
+        {
+            i.status = Status::Pass;
+            i.message = format!("{} (expected after the revert)", i.message);
+            i.remedy = None;
+        }
+    }
     // The remedies say what to do now, not "apply" after an apply.
     if matches!(files, Files::InPlace) {
         for i in items
@@ -194,5 +227,27 @@ mod tests {
         );
         assert_eq!(o.state, State::Done);
         assert!(o.next.contains("`vfio-gen plan -p h.toml`"), "{}", o.next);
+    }
+
+    /// After `apply --revert`: still running with passthrough says reboot; without it, the
+    /// failing running items are what the revert wanted and pass.
+    #[test]
+    fn reverted_states() {
+        let mut items = vec![item("cmdline", Status::Pass), item("driver", Status::Pass)];
+        let o = assess(&mut items, &Files::Reverted, "");
+        assert_eq!(o.state, State::RevertedNotRebooted);
+        assert!(o.next.starts_with("reboot"), "{}", o.next);
+        let mut items = vec![
+            item("cmdline", Status::Fail),
+            item("driver", Status::Fail),
+            item("initramfs", Status::Fail),
+        ];
+        let o = assess(&mut items, &Files::Reverted, "");
+        assert_eq!(o.state, State::Reverted);
+        assert!(
+            items
+                .iter()
+                .all(|i| i.status == Status::Pass && i.remedy.is_none())
+        );
     }
 }

@@ -12,12 +12,13 @@ use crate::targets::initramfs;
 use anyhow::Result;
 use std::fmt::Write as _;
 
-/// "Rolling back 2026...Z (apply of 2026-...) restores under ROOT:" and one line per file.
-pub fn preview(target: &Manifest, ops: &[Op], root: &str) -> String {
+/// "Rolling back 2026...Z (apply at 2026-...) puts back under ROOT:" (`place`: "under ROOT" or
+/// "on this host") and one line per file.
+pub fn preview(target: &Manifest, ops: &[Op], place: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Rolling back {} ({} at {}) puts back under {root}:",
+        "Rolling back {} ({} at {}) puts back {place}:",
         target.id, target.kind, target.time
     );
     for (e, op) in target.entries.iter().zip(ops) {

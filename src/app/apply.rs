@@ -88,11 +88,15 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         }
         return Ok(0);
     }
-    if !json {
+    // `-q --yes` asks nothing, so the diff is not shown: errors and the outcome line only.
+    // Without --yes the diff is the question's subject and is always shown.
+    let asks = !yes;
+    let show_diff = !json && (asks || !quiet);
+    if show_diff {
         write!(io.out, "{}", diff::text(&plan, style, quiet, false))?;
     }
     if !yes {
-        let question = format!("Apply these changes under {}?", root.dir().display());
+        let question = format!("Apply these changes {}?", super::place(root));
         if !super::confirm(io, &question)? {
             return Ok(0);
         }

@@ -139,6 +139,15 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     Ok(if failed { 1 } else { 0 })
 }
 
+/// Whether the last transaction in effect is `apply --revert` and a revert would change nothing.
+fn reverted(root: &Root, profile: &Profile) -> Result<bool> {
+    let all = crate::history::manifests(root)?;
+    let last_is_revert = crate::history::in_effect(&all)
+        .next()
+        .is_some_and(|m| m.kind == crate::history::Kind::Revert);
+    Ok(last_is_revert && crate::plan::build(profile, root, true).is_ok_and(|p| p.in_sync()))
+}
+
 /// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
 /// (src/check_state.rs).
 fn outcome(
@@ -162,6 +171,7 @@ fn outcome(
         }
         (Ok(_), Some(h)) => Files::HookPending(h.command.join(" ")),
         (Ok(p), None) if p.in_sync() => Files::InPlace,
+        (Ok(_), None) if reverted(root, profile)? => Files::Reverted,
         (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
     };
     Ok(assess(items, &files, &profile_arg))

@@ -10,13 +10,58 @@ pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
     match dir {
         Some(dir) => {
             crate::install::create_dirs(dir)?;
-            clap_mangen::generate_to(Cli::command(), dir).map_err(|e| {
-                anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
-            })?;
+            let write = |name: String, page: Vec<u8>| {
+                let path = dir.join(name);
+                std::fs::write(&path, page)
+                    .map_err(|e| anyhow::anyhow!("writing the man page {}: {e}", path.display()))
+            };
+            let mut main = Vec::new();
+            man_page(&mut main)?;
+            write("vfio-gen.1".into(), main)?;
+            let mut cmd = Cli::command().disable_help_subcommand(true);
+            cmd.build();
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let man = clap_mangen::Man::new(sub.clone());
+                let mut page = Vec::new();
+                command_page(&man, sub, &mut page)?;
+                write(man.get_filename(), page)?;
+            }
         }
         None => man_page(out)?,
     }
     Ok(0)
+}
+
+/// One command's page: clap's sections, then its examples as EXAMPLES, kept as written
+/// (clap_mangen would print them as a filled paragraph titled EXTRA).
+fn command_page(man: &clap_mangen::Man, cmd: &clap::Command, out: &mut dyn Write) -> Result<()> {
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    if let Some(after) = cmd.get_after_help() {
+        let text = after.to_string();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.trim_end() != "Examples:")
+            .map(roff_line)
+            .collect();
+        write!(out, ".SH EXAMPLES\n.nf\n{}\n.fi\n", lines.join("\n"))?;
+    }
+    writeln!(out, ".SH SEE ALSO\nvfio\\-gen(1)")?;
+    Ok(())
+}
+
+/// A line of literal text in roff: backslashes escaped, a leading `.` or `'` kept from being
+/// read as a request, hyphens as the minus sign commands need.
+fn roff_line(line: &str) -> String {
+    let l = line.trim_start().replace('\\', "\\e").replace('-', "\\-");
+    if l.starts_with('.') || l.starts_with('\'') {
+        format!("\\&{l}")
+    } else {
+        l
+    }
 }
 
 /// The main man page: clap's sections, then examples, exit status and files written for people.
@@ -31,7 +76,7 @@ fn man_page(out: &mut dyn Write) -> Result<()> {
     let examples = crate::cli::EXAMPLES
         .lines()
         .skip(1)
-        .map(|l| l.trim_start().replace('\\', "\\e"))
+        .map(roff_line)
         .collect::<Vec<_>>()
         .join("\n");
     write!(
@@ -41,6 +86,7 @@ fn man_page(out: &mut dyn Write) -> Result<()> {
 .TP\n0\nSuccess; in sync for plan \\-\\-exit\\-code and render \\-\\-check.\n\
 .TP\n1\nChanges pending (plan \\-\\-exit\\-code), drift (render \\-\\-check), a failed check item.\n\
 .TP\n2\nAn error: bad profile, unreadable or unsafe file, refused edit, bad arguments. Nothing was written.\n\
+.TP\n3\napply or rollback installed the files, then a hook failed; the next apply runs it again.\n\
 .SH FILES\n\
 .TP\n/etc/vfio\\-gen/profile.toml\nThe host profile (default for \\-p).\n\
 .TP\n/var/lib/vfio\\-gen/backups/\nOne directory per transaction: manifest.json and the files it replaced.\n\

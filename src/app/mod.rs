@@ -55,6 +55,15 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
 }
 
+/// Where a command acts, for a question: "on this host" for `/`, "under DIR" for a `--root`.
+pub fn place(root: &Root) -> String {
+    if root.dir() == std::path::Path::new("/") {
+        "on this host".to_string()
+    } else {
+        format!("under {}", root.dir().display())
+    }
+}
+
 /// Asks `question` with `[y/N]` on `io` and reads the answer; `false` (after saying "Nothing
 /// changed.") unless it is y or yes.
 pub fn confirm(io: &mut Io, question: &str) -> anyhow::Result<bool> {
@@ -448,4 +457,17 @@ fn lock(root: &Root, no_wait: bool, err: &mut dyn Write) -> Result<install::Lock
         // A notice only: a closed stderr must not stop the command.
         let _ = writeln!(err, "{m}");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place;
+    use crate::root::Root;
+
+    /// A question about the live host does not read "under /?".
+    #[test]
+    fn place_names_the_host_or_the_root() {
+        assert_eq!(place(&Root::new("/")), "on this host");
+        assert_eq!(place(&Root::new("/mnt/image")), "under /mnt/image");
+    }
 }

@@ -45,7 +45,6 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     }
     // Decide without the lock, so a refusal writes nothing; then again under it.
     let (target, ops) = install::rollback_ops(root, id.as_deref(), force)?;
-    let shown = root.dir().display().to_string();
     let paths: Vec<String> = target.entries.iter().map(|e| e.path.clone()).collect();
     // On a terminal it asks, as apply does. Without one it goes ahead: `rollback` in a script
     // needs no `--yes` (README.md, the command table).
@@ -54,7 +53,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         write!(
             io.out,
             "{}",
-            crate::rollback::preview(&target, &ops, &shown)
+            crate::rollback::preview(&target, &ops, &super::place(root))
         )?;
     }
     if dry_run {
@@ -77,7 +76,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         writeln!(io.out, "Nothing changed (--dry-run).")?;
         return Ok(0);
     }
-    if asking && !super::confirm(io, &format!("Roll back under {shown}?"))? {
+    if asking && !super::confirm(io, &format!("Roll back {}?", super::place(root)))? {
         return Ok(0);
     }
     let _lock = lock(root, no_wait, io.err)?;

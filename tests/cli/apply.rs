@@ -1243,3 +1243,29 @@ fn on_terminal(cmd: &str, answer: &str) -> Output {
         .output()
         .unwrap()
 }
+
+/// `-q --yes` prints the outcome line only: no diff, no warnings (issue 11); without -q the same
+/// apply shows the diff.
+#[test]
+fn quiet_apply_prints_only_the_outcome() {
+    let name = "endeavouros-systemd-boot-dracut";
+    let tmp = copy_root(name);
+    let root = tmp.path().to_str().unwrap();
+    let o = vg(&apply_args(name, root, &["--yes", "--no-hooks", "-q"]));
+    status(&o, 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    // The outcome, and the hook the user must run because --no-hooks skipped it.
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("Wrote 7 files"), "{out}");
+    assert!(lines[1].starts_with("run by hand"), "{out}");
+    assert!(!out.contains("+++") && !out.contains("create "), "{out}");
+    let loud = copy_root(name);
+    let o = vg(&apply_args(
+        name,
+        loud.path().to_str().unwrap(),
+        &["--yes", "--no-hooks"],
+    ));
+    status(&o, 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("+++"));
+}

@@ -1043,6 +1043,34 @@ fn check_tells_not_applied_applied_and_done_apart() {
         "{next}"
     );
 
+    // `apply --revert` on the booted machine: still running with passthrough, so "reverted,
+    // not rebooted" and reboot; on the unconfigured machine, "reverted", exit 0.
+    let (booted_root, unbooted) = (booted.path(), root);
+    status(&at(booted_root, &["apply", "--yes", "--no-hooks"]), 0);
+    status(
+        &at(booted_root, &["apply", "--revert", "--yes", "--no-hooks"]),
+        0,
+    );
+    let (state, next) = check_state(booted_root);
+    assert_eq!(state, "reverted-not-rebooted", "{next}");
+    assert!(
+        next.starts_with("reboot to boot without passthrough"),
+        "{next}"
+    );
+    status(
+        &at(unbooted, &["apply", "--revert", "--yes", "--no-hooks"]),
+        0,
+    );
+    let (state, next) = check_state(unbooted);
+    assert_eq!(state, "reverted", "{next}");
+    let o = at(unbooted, &["check"]);
+    assert!(
+        stdout(&o).contains("(expected after the revert)")
+            && stdout(&o).contains("State: reverted. Next: nothing"),
+        "{}",
+        stdout(&o)
+    );
+
     // Without a profile: host checks, and the step is to write one.
     std::fs::remove_file(&profile).unwrap();
     let o = at(root, &["check"]);

@@ -1301,6 +1301,38 @@ fn man_dir_is_created() {
     assert!(dir.join("vfio-gen-apply.1").is_file());
 }
 
+/// Each command's page has its examples under EXAMPLES, one per line as in --help (not a
+/// filled paragraph titled EXTRA), and the main page documents exit status 3; groff accepts
+/// every page without a warning.
+#[test]
+fn man_pages_have_examples_and_every_exit_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    status(&run(&["man", "--dir", tmp.path().to_str().unwrap()]), 0);
+    let apply = std::fs::read_to_string(tmp.path().join("vfio-gen-apply.1")).unwrap();
+    assert!(!apply.contains(".SH EXTRA"), "{apply}");
+    let examples = apply.split_once(".SH EXAMPLES\n.nf\n").unwrap().1;
+    assert!(examples.starts_with("sudo vfio\\-gen apply "), "{examples}");
+    let main = std::fs::read_to_string(tmp.path().join("vfio-gen.1")).unwrap();
+    assert!(main.contains(".TP\n3\n"), "exit status 3 is documented");
+    if !have("groff") {
+        return;
+    }
+    for page in std::fs::read_dir(tmp.path()).unwrap() {
+        let page = page.unwrap().path();
+        let g = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            g.status.success() && g.stderr.is_empty(),
+            "{}: {}",
+            page.display(),
+            stderr(&g)
+        );
+    }
+}
+
 /// Wording a newcomer reads: a PCI address in ids is named as such; a revert that only
 /// removes files says so; one warning is "1 warning".
 #[test]
@@ -1548,7 +1580,7 @@ fn every_command_describes_itself_with_examples() {
         assert!(own >= 2, "{name}: examples of {name} itself:\n{examples}");
         let page = std::fs::read_to_string(man.path().join(format!("vfio-gen-{name}.1"))).unwrap();
         assert!(
-            page.contains("Examples:") && page.contains(&format!("vfio\\-gen {name}")),
+            page.contains(".SH EXAMPLES") && page.contains(&format!("vfio\\-gen {name}")),
             "{name}.1"
         );
     }
