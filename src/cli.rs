@@ -35,6 +35,13 @@ Examples:
   sudo vfio-gen rollback --yes 20261125T031908Z
   vfio-gen rollback --list --format json";
 
+const TRIAL_EXAMPLES: &str = "\
+Examples:
+  sudo vfio-gen apply --trial                     # the next boot tries it once
+  vfio-gen trial status                           # armed, passed, or failed and why
+  sudo vfio-gen trial commit                      # a passed trial becomes the configuration
+  sudo vfio-gen trial abort                       # every file as before the trial";
+
 const RENDER_EXAMPLES: &str = "\
 Examples:
   vfio-gen render -p host.toml --out staging      # the files under staging/etc/...
@@ -221,6 +228,19 @@ pub enum Command {
         /// Fail at once when another apply or rollback runs, instead of waiting
         #[arg(long)]
         no_wait: bool,
+        /// Try the configuration on one boot that falls back by itself (docs/trial.md);
+        /// `vfio-gen trial commit` makes it permanent
+        #[arg(long, conflicts_with = "revert")]
+        trial: bool,
+        /// With --trial: the trial boot commits itself when its checks pass
+        #[arg(long, requires = "trial")]
+        auto_commit: bool,
+    },
+    /// The trial boot of `apply --trial`: its status; commit it, or abort it
+    #[command(after_help = TRIAL_EXAMPLES)]
+    Trial {
+        #[command(subcommand)]
+        action: TrialAction,
     },
     /// Write the files apply would install under DIR, or compare them with DIR
     #[command(
@@ -403,5 +423,69 @@ pub enum Command {
         /// Write vfio-gen.1 and vfio-gen-<command>.1 into DIR instead of printing vfio-gen.1
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrialAction {
+    /// Where the trial is: prepared, armed, running, passed (with its checks), failed (and why)
+    Status {
+        /// Output format; json is documented in docs/trial.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Set the one-shot boot of a prepared trial (on the booted machine)
+    Arm {
+        /// Output format; json is documented in docs/trial.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check this boot and record the outcome (run by the trial's health unit)
+    Report {
+        /// Output format; json is documented in docs/trial.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Which generators to run when --auto-commit commits
+        #[arg(long, value_enum, default_value_t = Hooks::Auto)]
+        hooks: Hooks,
+        /// Same as --hooks none
+        #[arg(long)]
+        no_hooks: bool,
+    },
+    /// Make a passed trial the permanent configuration, through an ordinary apply
+    Commit {
+        /// Output format; json is documented in docs/trial.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        /// Which generators to run after installing
+        #[arg(long, value_enum, default_value_t = Hooks::Auto)]
+        hooks: Hooks,
+        /// Same as --hooks none
+        #[arg(long)]
+        no_hooks: bool,
+        /// Fail at once when another apply or rollback runs, instead of waiting
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove the trial: every file it wrote put back as before
+    Abort {
+        /// Output format; json is documented in docs/trial.md
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also files changed by hand since the trial, and an unreadable trial record
+        #[arg(long)]
+        force: bool,
+        /// Which generators to run after restoring
+        #[arg(long, value_enum, default_value_t = Hooks::Auto)]
+        hooks: Hooks,
+        /// Same as --hooks none
+        #[arg(long)]
+        no_hooks: bool,
+        /// Fail at once when another apply or rollback runs, instead of waiting
+        #[arg(long)]
+        no_wait: bool,
     },
 }

@@ -111,7 +111,7 @@ pub fn write_atomic(target: &Path, bytes: &[u8], meta: (u32, u32, u32)) -> Resul
 }
 
 /// Removes a file and makes the removal durable.
-fn remove_durable(target: &Path) -> Result<()> {
+pub fn remove_durable(target: &Path) -> Result<()> {
     match std::fs::remove_file(target) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -24,7 +24,8 @@
 //!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
 //!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows),
-//!    [`rom_check`] (the ROM verdicts of `rom` and `check`).
+//!    [`rom_check`] (the ROM verdicts of `rom` and `check`), [`trial`] (the trial boot's
+//!    record, entry, unit and checks, docs/trial.md).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
 // No unwrap or expect on paths input can reach (tests may): a panic is not an error message.
@@ -59,3 +60,4 @@ pub mod shell;
 pub mod splice;
 pub mod style;
 pub mod targets;
+pub mod trial;

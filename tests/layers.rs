@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "check_state",
             "rollback",
             "rom_check",
+            "trial",
         ],
     ),
     ("app", &["app", "cli", "completions"]),

@@ -9,11 +9,9 @@ use crate::cli::Format;
 use crate::diff;
 use crate::history;
 use crate::hooks::{HookStatus, Hooks};
-use crate::host::pci::Pci;
-use crate::inspect;
 use crate::install;
 use crate::profile::Profile;
-use crate::root::{Files, Root};
+use crate::root::Root;
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
@@ -45,7 +43,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     settle(root, no_wait, io)?;
     let plan = plan_for(root, &profile, revert)?;
     if !revert && !force {
-        refuse_host_devices(root, &profile)?;
+        super::refuse_host_devices(root, &profile)?;
         refuse_preset_config(root, &profile)?;
     }
     if plan.in_sync() && !plan.pending_hooks.is_empty() {
@@ -202,24 +200,6 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         )?;
     }
     hooks_outcome(&runs, "the new files are installed")
-}
-
-/// Refuses a profile that takes a device the host needs (vfio-pci loads first in the
-/// initramfs: a root disk on a controller it takes means no boot), when the root has a sysfs
-/// that shows it. Nothing is written; `--force` installs anyway.
-fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
-    if !root.exists("/sys/bus/pci/devices") {
-        return Ok(());
-    }
-    let risks = inspect::profile_risks(&Pci::read(root)?, profile);
-    if risks.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
-    bail!(
-        "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
-        list.join("\n")
-    )
 }
 
 /// Refuses to install the mkinitcpio drop-in when a preset passes `-c` to mkinitcpio

@@ -85,6 +85,20 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             path: None,
         });
     }
+    // A trial boot in progress (docs/trial.md).
+    if let Some(t) = super::trial::state(root)? {
+        items.push(inspect::Item {
+            id: "trial",
+            status: inspect::Status::Warn,
+            message: format!("a trial is in progress ({}): {}", t.id, t.summary()),
+            remedy: Some(
+                "`vfio-gen trial status` says more; `vfio-gen trial commit` or `vfio-gen trial abort` ends it"
+                    .into(),
+            ),
+            bdf: None,
+            path: Some(crate::trial::STATE.into()),
+        });
+    }
     let outcome = match &profile {
         Some(p) => Some(outcome(root, p, &opts.profile, &mut items)?),
         None => None,

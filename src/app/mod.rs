@@ -13,6 +13,7 @@ mod plan;
 mod render;
 mod rollback;
 mod rom;
+mod trial;
 
 use crate::cli::{Cli, ColorChoice, Command, Hooks};
 use crate::hooks;
@@ -168,9 +169,10 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             no_hooks,
             format,
             no_wait,
-        } => apply::run(
-            &ctx,
-            &apply::Options {
+            trial,
+            auto_commit,
+        } => {
+            let opts = apply::Options {
                 profile: profile.profile,
                 revert,
                 yes,
@@ -178,9 +180,13 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
                 hooks: hooks_mode(hooks, no_hooks),
                 format,
                 no_wait,
-            },
-            io,
-        ),
+            };
+            if trial {
+                trial::apply(&ctx, &opts, auto_commit, io)
+            } else {
+                apply::run(&ctx, &opts, io)
+            }
+        }
         Command::Rollback {
             list,
             id,
@@ -207,6 +213,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             },
             io,
         ),
+        Command::Trial { action } => trial::run(&ctx, action, io),
         Command::Iommu { format } => iommu::run(&ctx, format, io.out),
         Command::Detect { gpu, output, force } => detect::run(
             &ctx,
@@ -272,6 +279,24 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             io.out,
         ),
     }
+}
+
+/// Refuses a profile that takes a device the host needs (vfio-pci loads first in the
+/// initramfs: a root disk on a controller it takes means no boot), when the root has a sysfs
+/// that shows it. Nothing is written; `--force` installs anyway.
+fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
+    if !root.exists("/sys/bus/pci/devices") {
+        return Ok(());
+    }
+    let risks = inspect::profile_risks(&Pci::read(root)?, profile);
+    if risks.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
+    bail!(
+        "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
+        list.join("\n")
+    )
 }
 
 /// `-p PROFILE`, or the root's `/etc/vfio-gen/profile.toml`.

@@ -25,6 +25,12 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             format!("an apply ({id}) was interrupted; the next `vfio-gen apply` or `vfio-gen rollback` undoes it first, and this plan may change then"),
         );
     }
+    if let Some(t) = super::trial::state(root)? {
+        plan.warnings.insert(
+            0,
+            format!("a trial is in progress ({}): {}; this plan is what an ordinary apply (or `vfio-gen trial commit`) would change", t.id, t.summary()),
+        );
+    }
     match opts.format {
         Format::Text => write!(
             out,

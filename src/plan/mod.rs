@@ -498,6 +498,8 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
 }
 
 pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
+/// The trial boot's own loader entry (docs/trial.md), which the plan never edits.
+pub const TRIAL_ENTRY: &str = "vfio-gen-trial.conf";
 const ENTRY_DIRS: [&str; 3] = [
     "/efi/loader/entries",
     "/boot/loader/entries",
@@ -509,7 +511,8 @@ pub fn discover_entries(files: &dyn Files) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for dir in ENTRY_DIRS {
         for name in files.list(dir)? {
-            if name.ends_with(".conf") {
+            // The trial entry is vfio-gen's own (docs/trial.md), never one to edit.
+            if name.ends_with(".conf") && name != TRIAL_ENTRY {
                 out.push(format!("{dir}/{name}"));
             }
         }

@@ -1054,6 +1054,7 @@ mod initramfs;
 mod inspect;
 mod refind;
 mod safety;
+mod trial;
 mod uki;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB

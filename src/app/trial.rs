@@ -1,0 +1,633 @@
+//! `vfio-gen apply --trial` and `vfio-gen trial status|arm|report|commit|abort`: the trial
+//! boot (docs/trial.md). The trial is one transaction (the harmless initramfs part, the trial
+//! entry, the health unit), a record under the state directory, and the one-shot; `abort`
+//! undoes the transaction, `commit` undoes it and applies the profile as an ordinary apply.
+
+use super::{Ctx, Io, load_profile, lock, profile_path, remember_failed, run_hooks, settle};
+use crate::cli::Format;
+use crate::diff;
+use crate::history;
+use crate::hooks::Hooks;
+use crate::install;
+use crate::plan::{Change, Ownership, Plan};
+use crate::profile::Profile;
+use crate::root::{Files, Root};
+use crate::trial::{self, Phase, State};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// The trial's record, if a trial is in progress.
+pub fn state(root: &dyn Files) -> Result<Option<State>> {
+    root.read(trial::STATE)?
+        .map(|b| State::parse(&b))
+        .transpose()
+}
+
+fn save(root: &Root, s: &State) -> Result<()> {
+    install::write_atomic(&root.join(trial::STATE)?, &s.to_bytes()?, (0o644, 0, 0))
+}
+
+fn forget(root: &Root) -> Result<()> {
+    install::remove_durable(&root.join(trial::STATE)?)
+}
+
+fn print_json(io: &mut Io, body: serde_json::Value) -> Result<()> {
+    writeln!(
+        io.out,
+        "{}",
+        serde_json::to_string_pretty(&crate::json::envelope(body))?
+    )?;
+    Ok(())
+}
+
+/// `bootctl` on PATH, when vfio-gen works on this machine.
+fn bootctl(root: &Root) -> Option<PathBuf> {
+    if !root.is_host() {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("bootctl"))
+        .find(|p| p.is_file())
+}
+
+/// Sets `LoaderEntryOneShot`: `bootctl set-oneshot` on this machine, else the efivarfs file
+/// under the root. `None`: the root has no EFI variables to set.
+fn arm(root: &Root, entry_id: &str) -> Result<Option<String>> {
+    if let Some(bootctl) = bootctl(root) {
+        let out = std::process::Command::new(&bootctl)
+            .args(["set-oneshot", entry_id])
+            .output()
+            .with_context(|| format!("running {}", bootctl.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`bootctl set-oneshot {entry_id}` failed: {}; the trial is installed but not armed: fix the cause, then run `vfio-gen trial arm`",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(Some("bootctl set-oneshot".into()));
+    }
+    if !root.exists(trial::EFIVARS) {
+        return Ok(None);
+    }
+    let var = root.join(&trial::oneshot_var())?;
+    std::fs::write(&var, trial::oneshot_bytes(entry_id)).with_context(|| {
+        format!(
+            "writing {} (efivarfs files are immutable until `chattr -i`; is efivarfs mounted read-write?)",
+            var.display()
+        )
+    })?;
+    Ok(Some(format!("efivar {}", trial::oneshot_var())))
+}
+
+/// Clears a one-shot that still names the trial entry.
+fn disarm(root: &Root, s: &State) -> Result<()> {
+    let var = trial::oneshot_var();
+    let ours = root
+        .read(&var)?
+        .as_deref()
+        .and_then(trial::efivar_string)
+        .is_some_and(|v| v == s.entry_id);
+    if !ours {
+        return Ok(());
+    }
+    if let Some(bootctl) = bootctl(root) {
+        let _ = std::process::Command::new(bootctl)
+            .args(["set-oneshot", ""])
+            .output();
+    }
+    if root.exists(&var) {
+        let _ = std::fs::remove_file(root.join(&var)?);
+    }
+    Ok(())
+}
+
+/// The trial's profile on this machine.
+fn profile_file(root: &Root, s: &State) -> Result<PathBuf> {
+    if s.profile_in_root {
+        root.join(&s.profile)
+    } else {
+        Ok(PathBuf::from(&s.profile))
+    }
+}
+
+/// `vfio-gen apply --trial`.
+/// Takes apply's options (`--trial` is apply's flag) and `--auto-commit`.
+pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let json = a.format == Format::Json;
+    if a.revert {
+        bail!(
+            "--trial tries a configuration; --revert takes one out: run `vfio-gen apply --revert` without --trial"
+        );
+    }
+    let path = profile_path(root, &a.profile)?;
+    let profile = load_profile(root, &path, false)?;
+    if let Some(why) = trial::refusal(&profile) {
+        bail!("{why}; nothing was written");
+    }
+    if let Some(s) = state(root)? {
+        bail!(
+            "a trial is already in progress ({}): `vfio-gen trial status` says where it is; `vfio-gen trial commit` or `vfio-gen trial abort` ends it; nothing was written",
+            s.phase.word()
+        );
+    }
+    if !a.yes && !ctx.env.stdin_is_terminal {
+        bail!(
+            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --trial --yes`"
+        );
+    }
+    settle(root, a.no_wait, io)?;
+    if !a.force {
+        super::refuse_host_devices(root, &profile)?;
+    }
+    let plan = trial_plan(root, &profile)?;
+    if !json {
+        write!(io.out, "{}", diff::text(&plan, ctx.style, ctx.quiet, false))?;
+    }
+    if !a.yes {
+        let question = format!(
+            "Install this trial under {} (the next boot tries it once)?",
+            root.dir().display()
+        );
+        if !super::confirm(io, &question)? {
+            return Ok(0);
+        }
+    }
+    let _lock = lock(root, a.no_wait, io.err)?;
+    install::clean_stale(root)?;
+    let again = trial_plan(root, &profile)?;
+    if again.fingerprint() != plan.fingerprint() {
+        bail!(
+            "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply --trial` again"
+        );
+    }
+    let ops: Vec<install::Op> = plan
+        .pending()
+        .map(|c| install::Op {
+            path: c.path.clone(),
+            new: c.new.clone(),
+            meta: None,
+            action: Some(c.action()),
+        })
+        .collect();
+    let manifest = install::commit(root, history::Kind::Apply, None, &ops)?;
+    // The record names the transaction; the trial line's marker names it too.
+    let entry = plan
+        .changes
+        .iter()
+        .find(|c| c.path.ends_with(trial::ENTRY_NAME))
+        .map(|c| c.path.clone())
+        .unwrap_or_default();
+    let default_entry = default_of(root, &profile)?;
+    let abs = std::fs::canonicalize(&path).unwrap_or(path.clone());
+    // A profile inside the root is recorded as the system path there: the health unit reads
+    // it on the booted machine.
+    let base = std::fs::canonicalize(root.dir()).unwrap_or(root.dir().to_path_buf());
+    let (recorded, in_root) = match abs.strip_prefix(&base) {
+        Ok(rel) if !root.is_host() => (format!("/{}", rel.display()), true),
+        _ => (abs.display().to_string(), false),
+    };
+    let mut s = State {
+        id: manifest.id.clone(),
+        bootloader: "systemd-boot".into(),
+        entry,
+        entry_id: trial::ENTRY_NAME.into(),
+        default_entry,
+        profile: recorded,
+        profile_in_root: in_root,
+        options: trial_options(&profile)
+            .iter()
+            .filter(|o| o.key() != trial::MARKER)
+            .map(|o| o.text())
+            .collect(),
+        auto_commit,
+        phase: Phase::Prepared,
+        armed_by: None,
+        reason: None,
+        checks: Vec::new(),
+    };
+    save(root, &s)?;
+    let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
+    let hooks = crate::plan::hooks_for(&trial::harmless(&profile), &changed, root)?;
+    let runs = run_hooks(&hooks, a.hooks, root, json, io)?;
+    remember_failed(root, &hooks, &runs)?;
+    if let Some(by) = arm(root, &s.entry_id)? {
+        s.phase = Phase::Armed;
+        s.armed_by = Some(by);
+        save(root, &s)?;
+    }
+    if json {
+        print_json(
+            io,
+            serde_json::json!({"changed": true, "id": manifest.id, "trial": s, "hooks": runs, "warnings": plan.warnings}),
+        )?;
+    } else {
+        writeln!(io.out, "Trial installed ({}); {}", manifest.id, s.summary())?;
+        if s.phase == Phase::Armed {
+            writeln!(
+                io.out,
+                "Reboot to try it. A failed trial boot (panic=10) comes back on {}; `vfio-gen trial status` says how it went.",
+                s.default_entry
+            )?;
+        }
+    }
+    super::hooks_outcome(&runs, "the trial files are installed")
+}
+
+/// The trial line's options; its marker is the literal `trial`: the transaction id is known
+/// only once it is written, and one trial at a time is all there is.
+fn trial_options(profile: &Profile) -> Vec<crate::cmdline::Opt> {
+    trial::options(profile, "1")
+}
+
+fn default_of(root: &Root, profile: &Profile) -> Result<String> {
+    let entries = if profile.entries.is_empty() {
+        crate::plan::discover_entries(root)?
+    } else {
+        profile.entries.clone()
+    };
+    let loader = entries
+        .first()
+        .and_then(|e| e.strip_suffix(&format!("/entries/{}", e.rsplit('/').next()?)))
+        .map(|dir| format!("{dir}/loader.conf"));
+    let conf = match &loader {
+        Some(p) => root.read(p)?,
+        None => None,
+    };
+    trial::default_entry(&entries, conf.as_deref())
+}
+
+/// The changes of a trial: the initramfs part of the profile, the trial entry, the health
+/// unit and its drop-in.
+fn trial_plan(root: &Root, profile: &Profile) -> Result<Plan> {
+    let mut plan = Plan::default();
+    if trial::installs_initramfs(profile)
+        && let Some(g) = crate::targets::initramfs::generator(profile.initramfs)
+    {
+        let full = crate::plan::build(&trial::harmless(profile), root, false)?;
+        plan.changes
+            .extend(full.changes.into_iter().filter(|c| c.path == g.config()));
+        plan.notes.extend(full.notes);
+    }
+    let default = default_of(root, profile)?;
+    let bytes = root.read(&default)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the loader entry {default} does not exist under the root; fix [systemd-boot] entries in the profile"
+        )
+    })?;
+    let (dir, _) = default
+        .rsplit_once('/')
+        .context("a loader entry path has a directory")?;
+    let entry_path = format!("{dir}/{}", trial::ENTRY_NAME);
+    let new = trial::entry(&bytes, &default, &trial_options(profile))?;
+    for (path, new) in [
+        (entry_path, new),
+        (trial::UNIT.to_string(), trial::unit().into_bytes()),
+        (
+            trial::UNIT_WANTS.to_string(),
+            trial::unit_wants().into_bytes(),
+        ),
+    ] {
+        plan.changes.push(Change {
+            old: root.read(&path)?,
+            path,
+            ownership: Ownership::Owned,
+            new: Some(new),
+        });
+    }
+    plan.notes.push(format!(
+        "the trial boots {default}'s kernel once with: {}",
+        trial_options(profile)
+            .iter()
+            .map(|o| o.text())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    if !profile.softdep.is_empty() {
+        plan.notes.push("vfio.softdep is not on the trial line (the kernel has no option for it); the VFIO modules load first from the initramfs, and `trial commit` installs the softdeps".into());
+    }
+    plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(plan)
+}
+
+/// `vfio-gen trial ...`.
+pub fn run(ctx: &Ctx, action: crate::cli::TrialAction, io: &mut Io) -> Result<u8> {
+    use crate::cli::TrialAction as T;
+    let opts = |format, yes, force, hooks, no_hooks, no_wait| Options {
+        format,
+        yes,
+        force,
+        hooks: super::hooks_mode(hooks, no_hooks),
+        no_wait,
+    };
+    let auto = crate::cli::Hooks::Auto;
+    match action {
+        T::Status { format } => status(ctx, &opts(format, false, false, auto, false, false), io),
+        T::Arm { format } => arm_cmd(ctx, &opts(format, false, false, auto, false, false), io),
+        T::Report {
+            format,
+            hooks,
+            no_hooks,
+        } => report(ctx, &opts(format, true, false, hooks, no_hooks, false), io),
+        T::Commit {
+            format,
+            yes,
+            hooks,
+            no_hooks,
+            no_wait,
+        } => commit(ctx, &opts(format, yes, false, hooks, no_hooks, no_wait), io),
+        T::Abort {
+            format,
+            force,
+            hooks,
+            no_hooks,
+            no_wait,
+        } => abort(
+            ctx,
+            &opts(format, true, force, hooks, no_hooks, no_wait),
+            io,
+        ),
+    }
+}
+
+pub struct Options {
+    pub format: Format,
+    pub yes: bool,
+    pub force: bool,
+    pub hooks: Hooks,
+    pub no_wait: bool,
+}
+
+pub fn status(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
+    let s = state(&ctx.root)?;
+    if opts.format == Format::Json {
+        print_json(io, serde_json::json!({ "trial": s }))?;
+        return Ok(0);
+    }
+    let Some(s) = s else {
+        writeln!(io.out, "No trial in progress.")?;
+        return Ok(0);
+    };
+    writeln!(io.out, "Trial {}: {}", s.id, s.summary())?;
+    writeln!(
+        io.out,
+        "  entry: {} (falls back to {})",
+        s.entry, s.default_entry
+    )?;
+    writeln!(io.out, "  trial line adds: {}", s.options.join(" "))?;
+    for c in &s.checks {
+        writeln!(
+            io.out,
+            "  {} {}: {}",
+            if c.ok { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        )?;
+    }
+    Ok(0)
+}
+
+pub fn arm_cmd(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let Some(mut s) = state(root)? else {
+        bail!("no trial to arm: `vfio-gen apply --trial` installs one");
+    };
+    if !matches!(s.phase, Phase::Prepared | Phase::Armed) {
+        bail!(
+            "the trial is {}, not prepared: `vfio-gen trial abort` removes it, then `vfio-gen apply --trial` installs a new one",
+            s.phase.word()
+        );
+    }
+    let Some(by) = arm(root, &s.entry_id)? else {
+        bail!(
+            "{} has no {}: there are no EFI variables to set the one-shot in; run `vfio-gen trial arm` on the booted machine",
+            root.dir().display(),
+            trial::EFIVARS
+        );
+    };
+    s.phase = Phase::Armed;
+    s.armed_by = Some(by);
+    save(root, &s)?;
+    if opts.format == Format::Json {
+        print_json(io, serde_json::json!({ "trial": s }))?;
+    } else {
+        writeln!(io.out, "{}", s.summary())?;
+    }
+    Ok(0)
+}
+
+/// The health unit's command: on the trial boot, check and record; on another boot after an
+/// armed trial, record that the trial boot never reported.
+pub fn report(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let Some(mut s) = state(root)? else {
+        writeln!(io.out, "No trial in progress.")?;
+        return Ok(0);
+    };
+    let cmdline = crate::host::cpu::running_cmdline(root)?.unwrap_or_default();
+    let on_trial = trial::marker_in(&cmdline).is_some();
+    match (s.phase, on_trial) {
+        (Phase::Armed | Phase::Prepared, true) => {
+            s.phase = Phase::Running;
+            save(root, &s)?;
+            let checked = (|| -> Result<Vec<trial::Check>> {
+                let profile = Profile::load(&profile_file(root, &s)?)?;
+                let pci = crate::host::pci::Pci::read(root)?;
+                Ok(trial::checks(&pci, &cmdline, &profile, &s.options))
+            })();
+            s.checks = checked.unwrap_or_else(|e| {
+                vec![trial::Check {
+                    name: "health check".into(),
+                    ok: false,
+                    detail: format!("the checks could not run: {e:#}"),
+                }]
+            });
+            s.checks.insert(
+                0,
+                trial::Check {
+                    name: "system".into(),
+                    ok: true,
+                    detail: "the trial boot mounted its root and started systemd's units".into(),
+                },
+            );
+            let failed: Vec<String> = s
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.detail.clone())
+                .collect();
+            if failed.is_empty() {
+                s.phase = Phase::Passed;
+            } else {
+                s.phase = Phase::Failed;
+                s.reason = Some(format!("a check failed: {}", failed.join("; ")));
+            }
+        }
+        (Phase::Armed, false) => {
+            if root
+                .read(&trial::oneshot_var())?
+                .as_deref()
+                .and_then(trial::efivar_string)
+                .is_some_and(|v| v == s.entry_id)
+            {
+                // Armed on this boot; the trial is the next one.
+                writeln!(io.out, "{}", s.summary())?;
+                return Ok(0);
+            }
+            s.phase = Phase::Failed;
+            s.reason = Some(format!(
+                "no report from the trial boot: it never reached its health check (a kernel panic, a root it could not mount, or a hang, after which panic={} or a reset rebooted); this boot is {} again",
+                trial::PANIC_SECONDS,
+                s.default_entry
+            ));
+        }
+        (Phase::Running, _) => {
+            s.phase = Phase::Failed;
+            s.reason = Some(
+                "no report: the trial boot started its checks but never recorded an outcome".into(),
+            );
+        }
+        _ => {
+            writeln!(io.out, "{}", s.summary())?;
+            return Ok(0);
+        }
+    }
+    save(root, &s)?;
+    writeln!(io.out, "{}", s.summary())?;
+    if s.phase == Phase::Passed && s.auto_commit {
+        writeln!(io.out, "--auto-commit: committing the trial.")?;
+        return commit(ctx, &Options { yes: true, ..*opts }, io);
+    }
+    Ok(0)
+}
+
+/// Undoes the trial's transaction (refusing files changed by hand unless `force`); returns the
+/// paths it put back.
+fn undo(root: &Root, s: &State, force: bool) -> Result<Vec<String>> {
+    let all = history::manifests(root)?;
+    if !all.iter().any(|m| m.id == s.id) || history::is_undone(&all, &s.id) {
+        return Ok(Vec::new());
+    }
+    let (_, ops) = install::rollback_ops(root, Some(&s.id), force)?;
+    install::commit(root, history::Kind::Rollback, Some(s.id.clone()), &ops)?;
+    Ok(ops.iter().map(|o| o.path.clone()).collect())
+}
+
+pub fn abort(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let json = opts.format == Format::Json;
+    let s = match root.read(trial::STATE)? {
+        None => bail!("no trial to abort: `vfio-gen trial status` says none is in progress"),
+        Some(b) => match State::parse(&b) {
+            Ok(s) => s,
+            Err(e) if opts.force => {
+                forget(root)?;
+                writeln!(io.out, "Removed an unreadable trial record ({e:#}).")?;
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    settle(root, opts.no_wait, io)?;
+    let _lock = lock(root, opts.no_wait, io.err)?;
+    disarm(root, &s)?;
+    let restored = undo(root, &s, opts.force)?;
+    forget(root)?;
+    let profile = Profile::load(&profile_file(root, &s)?).ok();
+    let hooks = match &profile {
+        Some(p) => crate::plan::hooks_for(&trial::harmless(p), &restored, root)?,
+        None => crate::rollback::hooks_without_profile(root, &restored)?,
+    };
+    let runs = run_hooks(&hooks, opts.hooks, root, json, io)?;
+    remember_failed(root, &hooks, &runs)?;
+    if json {
+        print_json(
+            io,
+            serde_json::json!({"aborted": s.id, "restored": restored, "hooks": runs}),
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "Trial {} removed: {} file{} put back as before.",
+            s.id,
+            restored.len(),
+            if restored.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    super::hooks_outcome(&runs, "the trial is removed")
+}
+
+pub fn commit(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let json = opts.format == Format::Json;
+    let Some(s) = state(root)? else {
+        bail!("no trial to commit: `vfio-gen apply --trial` installs one");
+    };
+    if s.phase != Phase::Passed {
+        bail!(
+            "the trial is {}, not passed ({}); nothing was changed",
+            s.phase.word(),
+            s.summary()
+        );
+    }
+    let profile = load_profile(root, &profile_file(root, &s)?, false)?;
+    if !opts.yes {
+        if !ctx.env.stdin_is_terminal {
+            bail!(
+                "refusing to change files without confirmation and there is no terminal to ask on; run `vfio-gen trial commit --yes`"
+            );
+        }
+        let question = format!(
+            "Commit the trial under {}: remove it, then apply {} as an ordinary apply?",
+            root.dir().display(),
+            s.profile
+        );
+        if !super::confirm(io, &question)? {
+            return Ok(0);
+        }
+    }
+    settle(root, opts.no_wait, io)?;
+    let _lock = lock(root, opts.no_wait, io.err)?;
+    // First the trial goes (every file as before it), then the profile is applied as any
+    // apply is, so `vfio-gen rollback` undoes exactly the commit.
+    let mut changed = undo(root, &s, opts.force)?;
+    forget(root)?;
+    let plan = super::plan_for(root, &profile, false)?;
+    let ops: Vec<install::Op> = plan
+        .pending()
+        .map(|c| install::Op {
+            path: c.path.clone(),
+            new: c.new.clone(),
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
+            action: Some(c.action()),
+        })
+        .collect();
+    let manifest = install::commit(root, history::Kind::Apply, None, &ops)?;
+    for o in &ops {
+        if !changed.contains(&o.path) {
+            changed.push(o.path.clone());
+        }
+    }
+    let hooks = crate::plan::hooks_for(&profile, &changed, root)?;
+    let runs = run_hooks(&hooks, opts.hooks, root, json, io)?;
+    remember_failed(root, &hooks, &runs)?;
+    if json {
+        print_json(
+            io,
+            serde_json::json!({"committed": s.id, "id": manifest.id, "changes": manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action})).collect::<Vec<_>>(), "hooks": runs}),
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "Trial {} committed as apply {}: {} file{} written; `vfio-gen rollback` undoes it.",
+            s.id,
+            manifest.id,
+            ops.len(),
+            if ops.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    super::hooks_outcome(&runs, "the configuration is installed")
+}

@@ -1,0 +1,503 @@
+//! The trial boot (docs/trial.md): the configuration tried on one boot that falls back by
+//! itself. This module is the pure part: the trial's record, the options of the trial line,
+//! the trial loader entry, the health unit, the `LoaderEntryOneShot` bytes and the checks the
+//! health unit runs. `app/trial.rs` touches the disk.
+
+use crate::cmdline::Opt;
+use crate::host::pci::Pci;
+use crate::profile::{Initramfs, Profile};
+use crate::targets::lines;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The record of the trial in progress, under vfio-gen's state directory.
+pub const STATE: &str = "/var/lib/vfio-gen/trial.json";
+/// The trial entry's file name: systemd-boot's entry id is the file name, lowercased
+/// (docs/trial.md), so the name is lowercase and carries no boot counter.
+pub const ENTRY_NAME: &str = crate::plan::TRIAL_ENTRY;
+/// The health unit and the drop-in that pulls it into the boot.
+pub const UNIT: &str = "/etc/systemd/system/vfio-gen-trial.service";
+pub const UNIT_WANTS: &str = "/etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf";
+/// The option that marks the trial boot: a dotted name, which the kernel keeps in
+/// /proc/cmdline and does not pass to init (docs/trial.md).
+pub const MARKER: &str = "vfio_gen.trial";
+/// Seconds a panicking trial kernel waits before it reboots (`panic=`).
+pub const PANIC_SECONDS: u32 = 10;
+/// systemd's boot loader interface vendor GUID (docs/trial.md).
+pub const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
+
+/// `LoaderEntryOneShot` as an efivarfs path.
+pub fn oneshot_var() -> String {
+    format!("{EFIVARS}/LoaderEntryOneShot-{LOADER_GUID}")
+}
+
+/// The bytes of an efivarfs file that sets `LoaderEntryOneShot` to `id`: the attributes as a
+/// little-endian u32 (non-volatile, boot-service and runtime access: 0x7), then the value, a
+/// NUL-terminated UTF-16LE string (docs/trial.md).
+pub fn oneshot_bytes(id: &str) -> Vec<u8> {
+    let mut out = 0x7u32.to_le_bytes().to_vec();
+    for unit in id.encode_utf16().chain(std::iter::once(0)) {
+        out.extend_from_slice(&unit.to_le_bytes());
+    }
+    out
+}
+
+/// The value of an efivarfs file holding a string (`None` when it is not one).
+pub fn efivar_string(bytes: &[u8]) -> Option<String> {
+    let body = bytes.get(4..)?;
+    if body.len() % 2 != 0 {
+        return None;
+    }
+    let units: Vec<u16> = body
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|u| *u != 0)
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+/// Where a trial is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Installed, the one-shot not set (the root has no EFI variables): `vfio-gen trial arm`.
+    Prepared,
+    /// The next boot is the trial.
+    Armed,
+    /// The trial boot runs its checks.
+    Running,
+    Passed,
+    Failed,
+}
+
+impl Phase {
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Prepared => "prepared",
+            Phase::Armed => "armed",
+            Phase::Running => "running",
+            Phase::Passed => "passed",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// One thing the health unit checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The record of a trial (`STATE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// The transaction that installed the trial (its backup undoes it).
+    pub id: String,
+    pub bootloader: String,
+    /// The trial entry (system path) and its id for the boot loader.
+    pub entry: String,
+    pub entry_id: String,
+    /// The entry it was copied from, which the machine falls back to.
+    pub default_entry: String,
+    /// The profile: a system path under the root (`profile_in_root`), else an absolute path.
+    pub profile: String,
+    pub profile_in_root: bool,
+    /// The options of the trial line that the default line lacks.
+    pub options: Vec<String>,
+    pub auto_commit: bool,
+    pub phase: Phase,
+    /// How the one-shot was set: `bootctl set-oneshot` or the efivarfs file.
+    pub armed_by: Option<String>,
+    /// Why the trial failed.
+    pub reason: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+impl State {
+    pub fn parse(bytes: &[u8]) -> Result<State> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{STATE}: not a trial record vfio-gen can read ({e}); `vfio-gen trial abort --force` removes the trial"
+            )
+        })
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut b = serde_json::to_vec_pretty(self)?;
+        b.push(b'\n');
+        Ok(b)
+    }
+
+    /// One line for people: the phase and what it means.
+    pub fn summary(&self) -> String {
+        match self.phase {
+            Phase::Prepared => format!(
+                "prepared: {} is installed but not armed; run `vfio-gen trial arm` on the machine, then reboot",
+                self.entry
+            ),
+            Phase::Armed => format!(
+                "armed: the next boot uses {} once, then the machine boots {} again",
+                self.entry_id, self.default_entry
+            ),
+            Phase::Running => {
+                "running: this is the trial boot; its checks have not finished".into()
+            }
+            Phase::Passed => "passed: `vfio-gen trial commit` makes it permanent".into(),
+            Phase::Failed => format!(
+                "failed: {}; the permanent configuration is as before; `vfio-gen trial abort` removes the trial",
+                self.reason.as_deref().unwrap_or("no reason recorded")
+            ),
+        }
+    }
+}
+
+/// Why `--trial` cannot try this profile, if it cannot.
+pub fn refusal(profile: &Profile) -> Option<String> {
+    use crate::profile::Bootloader::*;
+    match profile.bootloader {
+        SystemdBoot => {}
+        Grub => {
+            return Some(
+                "--trial with GRUB is not supported yet (docs/trial.md): it needs a menu entry used once through grub-reboot; run `vfio-gen apply` without --trial, or try on a systemd-boot host".into(),
+            );
+        }
+        KernelCmdline => {
+            return Some(
+                "--trial needs a boot loader entry to add beside the default one; with bootloader = \"kernel-cmdline\" there is none (docs/trial.md): run `vfio-gen apply` without --trial".into(),
+            );
+        }
+        other => {
+            return Some(format!(
+                "--trial is built for systemd-boot entries only so far; bootloader = \"{}\" has no trial entry yet (docs/trial.md): run `vfio-gen apply` without --trial",
+                other.name()
+            ));
+        }
+    }
+    if !profile.devices.is_empty() {
+        return Some(
+            "--trial does not carry [vfio] devices yet: binding by address runs from modprobe.d, which a trial leaves alone (docs/trial.md); run `vfio-gen apply` without --trial, or name the card by vfio.ids".into(),
+        );
+    }
+    None
+}
+
+/// The profile with everything that could hurt a boot taken out: what `apply --trial`
+/// installs permanently is its initramfs part alone (the VFIO modules; vfio-pci without ids
+/// binds nothing).
+pub fn harmless(profile: &Profile) -> Profile {
+    Profile {
+        ids: Vec::new(),
+        devices: Vec::new(),
+        blacklist: Vec::new(),
+        softdep: Vec::new(),
+        disable_vga: false,
+        iommu: crate::profile::OnOff::Off,
+        iommu_pt: false,
+        driver_pre: crate::profile::DriverPre::No,
+        extra: Vec::new(),
+        amd_iommu: None,
+        ..profile.clone()
+    }
+}
+
+/// Whether the permanent part includes the initramfs generator's file: dracut's drop-in also
+/// carries modprobe.d files into the image, so with dracut the trial line loads vfio-pci early
+/// by `rd.driver.pre=` instead and nothing of the generator is installed.
+pub fn installs_initramfs(profile: &Profile) -> bool {
+    !matches!(profile.initramfs, Initramfs::Dracut | Initramfs::None)
+}
+
+/// The options the trial line carries: the profile's kernel options, the ids and blacklists
+/// that would otherwise live in modprobe.d (`vfio-pci.ids=`, `module_blacklist=`),
+/// `rd.driver.pre=vfio-pci` with dracut, `panic=` and the marker naming the trial.
+pub fn options(profile: &Profile, trial_id: &str) -> Vec<Opt> {
+    let mut out = profile.kernel_options(true);
+    if profile.initramfs == Initramfs::Dracut && !out.iter().any(|o| o.key() == "rd.driver.pre") {
+        out.push(Opt::parse("rd.driver.pre=vfio-pci"));
+    }
+    if !profile.blacklist.is_empty() {
+        let names: Vec<String> = profile
+            .blacklist
+            .iter()
+            .map(|m| m.replace('-', "_"))
+            .collect();
+        out.push(Opt::parse(&format!("module_blacklist={}", names.join(","))));
+    }
+    if !out.iter().any(|o| o.key() == "panic") {
+        out.push(Opt::parse(&format!("panic={PANIC_SECONDS}")));
+    }
+    out.push(Opt::parse(&format!("{MARKER}={trial_id}")));
+    out
+}
+
+/// The trial entry: the default entry's lines with the trial's options on its `options`
+/// lines, its title marked, and vfio-gen's header on top.
+pub fn entry(default: &[u8], default_path: &str, opts: &[Opt]) -> Result<Vec<u8>> {
+    let text = std::str::from_utf8(default).map_err(|_| {
+        anyhow::anyhow!("{default_path}: not UTF-8 text; a loader entry is a text file (fix it, or name another in [systemd-boot] entries)")
+    })?;
+    let mut body = String::new();
+    let mut titled = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("title")
+            && (rest.starts_with([' ', '\t']) || rest.trim().is_empty())
+            && !titled
+        {
+            let title = rest.trim();
+            body.push_str(&format!(
+                "title {}(vfio-gen trial)\n",
+                if title.is_empty() {
+                    String::new()
+                } else {
+                    format!("{title} ")
+                }
+            ));
+            titled = true;
+        } else {
+            body.push_str(line);
+        }
+    }
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    if !titled {
+        body = format!("title vfio-gen trial\n{body}");
+    }
+    if lines::line(body.as_bytes(), lines::Shape::Entry).is_empty() {
+        body.push_str("options\n");
+    }
+    let (edited, _) = lines::edit(
+        body.as_bytes(),
+        lines::Shape::Entry,
+        opts,
+        false,
+        default_path,
+    )?;
+    let mut out = format!(
+        "{} from {default_path}; do not edit.\n# A trial boot, used once: `vfio-gen trial commit` makes it permanent, `vfio-gen trial abort` removes it.\n",
+        crate::targets::HEADER_MARK
+    )
+    .into_bytes();
+    out.extend(edited);
+    Ok(out)
+}
+
+/// The health unit: on each boot while a trial is recorded, `vfio-gen trial report` checks
+/// the trial boot (or records that it never came up) before `boot-complete.target`.
+pub fn unit() -> String {
+    format!(
+        "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+# The health check of a vfio-gen trial boot (docs/trial.md).
+[Unit]
+Description=vfio-gen trial boot check
+ConditionPathExists={STATE}
+After=local-fs.target systemd-udev-trigger.service systemd-modules-load.service
+Before=boot-complete.target multi-user.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=vfio-gen trial report
+",
+        crate::targets::HEADER_MARK
+    )
+}
+
+/// The drop-in that pulls the health unit into the boot.
+pub fn unit_wants() -> String {
+    format!(
+        "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+[Unit]
+Wants=vfio-gen-trial.service
+",
+        crate::targets::HEADER_MARK
+    )
+}
+
+/// The trial id the running command line names, if it is a trial boot.
+pub fn marker_in(cmdline: &str) -> Option<String> {
+    cmdline.split_whitespace().find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (crate::cmdline::normalize(k) == MARKER).then(|| v.to_string())
+    })
+}
+
+/// What the health unit checks on the trial boot: the trial's options on the running line,
+/// each passthrough function on vfio-pci, every other display on its own driver.
+pub fn checks(pci: &Pci, cmdline: &str, profile: &Profile, options: &[String]) -> Vec<Check> {
+    let mut out = Vec::new();
+    let running: Vec<Opt> = cmdline.split_whitespace().map(Opt::parse).collect();
+    let missing: Vec<&String> = options
+        .iter()
+        .filter(|o| {
+            let want = Opt::parse(o);
+            !running.iter().any(|r| crate::cmdline::holds(r, &want))
+        })
+        .collect();
+    out.push(Check {
+        name: "cmdline".into(),
+        ok: missing.is_empty(),
+        detail: if missing.is_empty() {
+            format!("the running command line holds {}", options.join(" "))
+        } else {
+            format!(
+                "the running command line lacks {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
+    });
+    let mut taken = Vec::new();
+    for d in &pci.devices {
+        if !profile.ids.contains(&d.id()) {
+            continue;
+        }
+        taken.push(d.bdf.clone());
+        let driver = d.driver.as_deref().unwrap_or("no driver");
+        out.push(Check {
+            name: format!("vfio-pci {}", d.bdf),
+            ok: driver == "vfio-pci",
+            detail: format!("{} [{}] is on {driver}", d.bdf, d.id()),
+        });
+    }
+    if taken.is_empty() {
+        out.push(Check {
+            name: "vfio-pci".into(),
+            ok: false,
+            detail: format!(
+                "no PCI device has an ID of vfio.ids ({})",
+                profile.ids.join(", ")
+            ),
+        });
+    }
+    for d in pci
+        .devices
+        .iter()
+        .filter(|d| d.boot_vga && !taken.contains(&d.bdf))
+    {
+        let driver = d.driver.as_deref();
+        out.push(Check {
+            name: format!("boot display {}", d.bdf),
+            ok: driver.is_some_and(|x| x != "vfio-pci"),
+            detail: format!(
+                "the boot display {} is on {}",
+                d.bdf,
+                driver.unwrap_or("no driver")
+            ),
+        });
+    }
+    out
+}
+
+/// The default entry a trial is copied from: the one entry there is, the profile's single
+/// entry, or loader.conf's `default` when it names an entry file exactly.
+pub fn default_entry(entries: &[String], loader_conf: Option<&[u8]>) -> Result<String> {
+    let entries: Vec<&String> = entries
+        .iter()
+        .filter(|e| !e.ends_with(&format!("/{ENTRY_NAME}")))
+        .collect();
+    if let [one] = entries.as_slice() {
+        return Ok((*one).clone());
+    }
+    if let Some(conf) = loader_conf {
+        for line in String::from_utf8_lossy(conf).lines() {
+            let mut parts = line.split_whitespace();
+            if parts.next() == Some("default")
+                && let Some(value) = parts.next()
+                && let Some(found) = entries.iter().find(|e| {
+                    e.rsplit('/')
+                        .next()
+                        .is_some_and(|n| n == value || n.strip_suffix(".conf") == Some(value))
+                })
+            {
+                return Ok((*found).clone());
+            }
+        }
+    }
+    if entries.is_empty() {
+        bail!(
+            "no systemd-boot entry to try the configuration beside; mount the ESP, or list the entry in [systemd-boot] entries"
+        );
+    }
+    bail!(
+        "{} systemd-boot entries and no `default` in loader.conf naming one of them exactly: name the entry the machine boots in [systemd-boot] entries (one entry), then run `vfio-gen apply --trial` again",
+        entries.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oneshot_variable_is_attributes_then_nul_terminated_utf16le() {
+        let b = oneshot_bytes("vfio-gen-trial.conf");
+        assert_eq!(&b[..4], &[7, 0, 0, 0]);
+        assert_eq!(&b[4..8], &[b'v', 0, b'f', 0]);
+        assert_eq!(&b[b.len() - 2..], &[0, 0]);
+        assert_eq!(b.len(), 4 + 2 * ("vfio-gen-trial.conf".len() + 1));
+        assert_eq!(efivar_string(&b).as_deref(), Some("vfio-gen-trial.conf"));
+    }
+
+    #[test]
+    fn the_marker_is_found_with_dashes_or_underscores() {
+        assert_eq!(
+            marker_in("root=/dev/sda vfio-gen.trial=X1 quiet").as_deref(),
+            Some("X1")
+        );
+        assert_eq!(marker_in("root=/dev/sda quiet"), None);
+    }
+
+    #[test]
+    fn the_default_is_the_one_entry_or_loader_conf_s_exact_name() {
+        let e = vec![
+            "/efi/loader/entries/a.conf".to_string(),
+            "/efi/loader/entries/b.conf".to_string(),
+            format!("/efi/loader/entries/{ENTRY_NAME}"),
+        ];
+        assert_eq!(
+            default_entry(&e, Some(b"timeout 3\ndefault b.conf\n")).unwrap(),
+            "/efi/loader/entries/b.conf"
+        );
+        assert_eq!(
+            default_entry(&e, Some(b"default b\n")).unwrap(),
+            "/efi/loader/entries/b.conf"
+        );
+        let err = default_entry(&e, Some(b"default *.conf\n")).unwrap_err();
+        assert!(err.to_string().contains("[systemd-boot] entries"), "{err}");
+        assert_eq!(
+            default_entry(&e[..1], None).unwrap(),
+            "/efi/loader/entries/a.conf"
+        );
+    }
+
+    #[test]
+    fn the_trial_entry_marks_the_title_and_adds_the_options() {
+        let default = b"title Debian GNU/Linux\nlinux /vmlinuz\ninitrd /initrd\noptions root=LABEL=r ro panic=10\n";
+        let opts = vec![
+            Opt::parse("intel_iommu=on"),
+            Opt::parse("panic=10"),
+            Opt::parse("vfio_gen.trial=T"),
+        ];
+        let out = String::from_utf8(entry(default, "/efi/loader/entries/d.conf", &opts).unwrap())
+            .unwrap();
+        assert!(out.starts_with(crate::targets::HEADER_MARK), "{out}");
+        assert!(
+            out.contains("title Debian GNU/Linux (vfio-gen trial)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("options root=LABEL=r ro panic=10 intel_iommu=on vfio_gen.trial=T\n"),
+            "{out}"
+        );
+        assert!(out.contains("linux /vmlinuz\ninitrd /initrd\n"), "{out}");
+    }
+}
