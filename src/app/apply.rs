@@ -119,18 +119,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply` again"
         );
     }
-    let ops: Vec<install::Op> = plan
-        .pending()
-        .map(|c| install::Op {
-            path: c.path.clone(),
-            new: c.new.clone(),
-            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
-            meta: crate::targets::address_bind::mode(&c.path)
-                .filter(|_| c.new.is_some())
-                .map(|m| (m, 0, 0)),
-            action: Some(c.action()),
-        })
-        .collect();
+    let ops = super::install_ops(&plan);
     let kind = if revert {
         history::Kind::Revert
     } else {

@@ -55,6 +55,21 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
 }
 
+/// The writes that carry out a plan's pending changes.
+pub fn install_ops(plan: &crate::plan::Plan) -> Vec<install::Op> {
+    plan.pending()
+        .map(|c| install::Op {
+            path: c.path.clone(),
+            new: c.new.clone(),
+            // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
+            meta: crate::targets::address_bind::mode(&c.path)
+                .filter(|_| c.new.is_some())
+                .map(|m| (m, 0, 0)),
+            action: Some(c.action()),
+        })
+        .collect()
+}
+
 /// Where a command acts, for a question: "on this host" for `/`, "under DIR" for a `--root`.
 pub fn place(root: &Root) -> String {
     if root.dir() == std::path::Path::new("/") {

@@ -162,15 +162,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
             "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply --trial` again"
         );
     }
-    let ops: Vec<install::Op> = plan
-        .pending()
-        .map(|c| install::Op {
-            path: c.path.clone(),
-            new: c.new.clone(),
-            meta: None,
-            action: Some(c.action()),
-        })
-        .collect();
+    let ops = super::install_ops(&plan);
     let manifest = install::commit(root, history::Kind::Apply, None, &ops)?;
     // The record names the transaction; the trial line's marker names it too.
     let entry = plan
@@ -594,17 +586,7 @@ pub fn commit(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let mut changed = undo(root, &s, opts.force)?;
     forget(root)?;
     let plan = super::plan_for(root, &profile, false)?;
-    let ops: Vec<install::Op> = plan
-        .pending()
-        .map(|c| install::Op {
-            path: c.path.clone(),
-            new: c.new.clone(),
-            meta: crate::targets::address_bind::mode(&c.path)
-                .filter(|_| c.new.is_some())
-                .map(|m| (m, 0, 0)),
-            action: Some(c.action()),
-        })
-        .collect();
+    let ops = super::install_ops(&plan);
     let manifest = install::commit(root, history::Kind::Apply, None, &ops)?;
     for o in &ops {
         if !changed.contains(&o.path) {

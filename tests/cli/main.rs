@@ -1011,16 +1011,7 @@ mod plan_output {
             let tmp = tempfile::tempdir().unwrap();
             let page = tmp.path().join("vfio-gen.1");
             std::fs::write(&page, stdout(&o)).unwrap();
-            let g = Command::new("groff")
-                .args(["-man", "-ww", "-z"])
-                .arg(&page)
-                .output()
-                .unwrap();
-            assert!(
-                g.status.success() && g.stderr.is_empty(),
-                "groff: {}",
-                stderr(&g)
-            );
+            groff_accepts(&page);
             status(&run(&["man", "--dir", tmp.path().to_str().unwrap()]), 0);
             assert!(
                 tmp.path().join("vfio-gen-plan.1").exists()
@@ -1321,19 +1312,23 @@ fn man_pages_have_examples_and_every_exit_status() {
         return;
     }
     for page in std::fs::read_dir(tmp.path()).unwrap() {
-        let page = page.unwrap().path();
-        let g = Command::new("groff")
-            .args(["-man", "-ww", "-z"])
-            .arg(&page)
-            .output()
-            .unwrap();
-        assert!(
-            g.status.success() && g.stderr.is_empty(),
-            "{}: {}",
-            page.display(),
-            stderr(&g)
-        );
+        groff_accepts(&page.unwrap().path());
     }
+}
+
+/// groff reads the man page without an error or a warning (-ww).
+fn groff_accepts(page: &Path) {
+    let g = Command::new("groff")
+        .args(["-man", "-ww", "-z"])
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(
+        g.status.success() && g.stderr.is_empty(),
+        "groff on {}: {}",
+        page.display(),
+        stderr(&g)
+    );
 }
 
 /// Wording a newcomer reads: a PCI address in ids is named as such; a revert that only
