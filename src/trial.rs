@@ -121,7 +121,7 @@ impl State {
     pub fn parse(bytes: &[u8]) -> Result<State> {
         serde_json::from_slice(bytes).map_err(|e| {
             anyhow::anyhow!(
-                "{STATE}: not a trial record vfio-gen can read ({e}); `vfio-gen trial abort --force` removes the trial"
+                "{STATE}: not a trial record vfio-gen can read ({e}); `sudo vfio-gen trial abort --force` removes the trial"
             )
         })
     }
@@ -136,7 +136,7 @@ impl State {
     pub fn summary(&self) -> String {
         match self.phase {
             Phase::Prepared => format!(
-                "prepared: {} is installed but not armed; run `vfio-gen trial arm` on the machine, then reboot",
+                "prepared: {} is installed but not armed; run `sudo vfio-gen trial arm` on the machine, then reboot",
                 self.entry
             ),
             Phase::Armed => format!(
@@ -146,9 +146,9 @@ impl State {
             Phase::Running => {
                 "running: this is the trial boot; its checks have not finished".into()
             }
-            Phase::Passed => "passed: `vfio-gen trial commit` makes it permanent".into(),
+            Phase::Passed => "passed: `sudo vfio-gen trial commit` makes it permanent".into(),
             Phase::Failed => format!(
-                "failed: {}; the permanent configuration is as before; `vfio-gen trial abort` removes the trial",
+                "failed: {}; the permanent configuration is as before; `sudo vfio-gen trial abort` removes the trial",
                 self.reason.as_deref().unwrap_or("no reason recorded")
             ),
         }

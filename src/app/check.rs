@@ -92,7 +92,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             status: inspect::Status::Warn,
             message: format!("a trial is in progress ({}): {}", t.id, t.summary()),
             remedy: Some(
-                "`vfio-gen trial status` says more; `vfio-gen trial commit` or `vfio-gen trial abort` ends it"
+                "`vfio-gen trial status` says more; `sudo vfio-gen trial commit` or `sudo vfio-gen trial abort` ends it"
                     .into(),
             ),
             bdf: None,

@@ -61,7 +61,7 @@ fn arm(root: &Root, entry_id: &str) -> Result<Option<String>> {
             .with_context(|| format!("running {}", bootctl.display()))?;
         if !out.status.success() {
             bail!(
-                "`bootctl set-oneshot {entry_id}` failed: {}; the trial is installed but not armed: fix the cause, then run `vfio-gen trial arm`",
+                "`bootctl set-oneshot {entry_id}` failed: {}; the trial is installed but not armed: fix the cause, then run `sudo vfio-gen trial arm`",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -128,7 +128,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     }
     if let Some(s) = state(root)? {
         bail!(
-            "a trial is already in progress ({}): `vfio-gen trial status` says where it is; `vfio-gen trial commit` or `vfio-gen trial abort` ends it; nothing was written",
+            "a trial is already in progress ({}): `vfio-gen trial status` says where it is; `sudo vfio-gen trial commit` or `sudo vfio-gen trial abort` ends it; nothing was written",
             s.phase.word()
         );
     }
@@ -387,13 +387,13 @@ pub fn arm_cmd(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     };
     if !matches!(s.phase, Phase::Prepared | Phase::Armed) {
         bail!(
-            "the trial is {}, not prepared: `vfio-gen trial abort` removes it, then `vfio-gen apply --trial` installs a new one",
+            "the trial is {}, not prepared: `sudo vfio-gen trial abort` removes it, then `sudo vfio-gen apply --trial` installs a new one",
             s.phase.word()
         );
     }
     let Some(by) = arm(root, &s.entry_id)? else {
         bail!(
-            "{} has no {}: there are no EFI variables to set the one-shot in; run `vfio-gen trial arm` on the booted machine",
+            "{} has no {}: there are no EFI variables to set the one-shot in; run `sudo vfio-gen trial arm` on the booted machine",
             root.dir().display(),
             trial::EFIVARS
         );
@@ -567,7 +567,7 @@ pub fn commit(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     if !opts.yes {
         if !ctx.env.stdin_is_terminal {
             bail!(
-                "refusing to change files without confirmation and there is no terminal to ask on; run `vfio-gen trial commit --yes`"
+                "refusing to change files without confirmation and there is no terminal to ask on; run `sudo vfio-gen trial commit --yes`"
             );
         }
         let question = format!(

@@ -124,58 +124,46 @@ fn apply_then_rollback_gives_the_files_back() {
     );
 }
 
+/// `apply` on a copy of `fixture` with `path` holding `text` exits 2 with `says` on stderr and
+/// leaves every file as it was.
+fn apply_refuses(fixture: &str, profile: &str, path: &str, text: &str, says: &str) {
+    let tmp = copy_root(fixture);
+    std::fs::write(tmp.path().join(path), text).unwrap();
+    let before = files(tmp.path());
+    let o = run(&[
+        "apply",
+        "-p",
+        profile,
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "--yes",
+        "--no-hooks",
+    ]);
+    status(&o, 2);
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    assert_eq!(files(tmp.path()), before);
+}
+
 #[test]
 fn dracut_refuses_what_would_lose_the_options_or_the_root() {
     let p = "profiles/fedora-uki-dracut.toml";
     // A plain kernel_cmdline= read after vfio-gen's drop-in would drop its options.
-    let tmp = copy_root("fedora-uki-dracut");
-    std::fs::write(
-        tmp.path().join("etc/dracut.conf.d/zz-zz-late.conf"),
-        "kernel_cmdline=\"quiet\"\n",
-    )
-    .unwrap();
-    let before = files(tmp.path());
-    let o = run(&[
-        "apply",
-        "-p",
+    apply_refuses(
+        "fedora-uki-dracut",
         p,
-        "--root",
-        tmp.path().to_str().unwrap(),
-        "--yes",
-        "--no-hooks",
-    ]);
-    status(&o, 2);
-    assert!(
-        stderr(&o).contains("/etc/dracut.conf.d/zz-zz-late.conf:1: kernel_cmdline= is set after"),
-        "{}",
-        stderr(&o)
+        "etc/dracut.conf.d/zz-zz-late.conf",
+        "kernel_cmdline=\"quiet\"\n",
+        "/etc/dracut.conf.d/zz-zz-late.conf:1: kernel_cmdline= is set after",
     );
-    assert_eq!(files(tmp.path()), before);
     // Without any kernel_cmdline, dracut embeds its host-only line; vfio-gen's alone would
     // replace it.
-    let tmp = copy_root("fedora-uki-dracut");
-    std::fs::write(
-        tmp.path().join("etc/dracut.conf.d/uki.conf"),
-        "uefi=\"yes\"\n",
-    )
-    .unwrap();
-    let before = files(tmp.path());
-    let o = run(&[
-        "apply",
-        "-p",
+    apply_refuses(
+        "fedora-uki-dracut",
         p,
-        "--root",
-        tmp.path().to_str().unwrap(),
-        "--yes",
-        "--no-hooks",
-    ]);
-    status(&o, 2);
-    assert!(
-        stderr(&o).contains("kernel_cmdline, which no dracut.conf file sets"),
-        "{}",
-        stderr(&o)
+        "etc/dracut.conf.d/uki.conf",
+        "uefi=\"yes\"\n",
+        "kernel_cmdline, which no dracut.conf file sets",
     );
-    assert_eq!(files(tmp.path()), before);
 }
 
 /// bash, sourcing dracut.conf and the drop-ins in dracut's order, ends with the user's
