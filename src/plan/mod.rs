@@ -420,6 +420,7 @@ fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<St
         .or_else(|| kernelstub::refusal(bootloader, files))
         .or_else(|| proxmox::refusal(bootloader, files))
         .or_else(|| bls::refusal(bootloader, files))
+        .or_else(|| targets::uki::refusal(bootloader, files))
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).

@@ -71,6 +71,58 @@ fn plan_refuses_a_builder_the_root_does_not_use() {
     );
 }
 
+/// Loader entries or /etc/kernel/cmdline edited alone on a root that boots UKIs and has no
+/// type #1 entry would never reach the running line: refused, naming `uki`.
+#[test]
+fn plan_refuses_entry_edits_on_a_uki_root() {
+    for (profile, root) in [
+        (
+            "profiles/arch-intel-systemd-boot.toml",
+            "arch-uki-mkinitcpio",
+        ),
+        (
+            "profiles/proxmox-kernel-cmdline.toml",
+            "debian-uki-kernel-install",
+        ),
+    ] {
+        let o = run(&[
+            "plan",
+            "-p",
+            profile,
+            "--root",
+            fixture_root(root).to_str().unwrap(),
+        ]);
+        status(&o, 2);
+        assert!(
+            stderr(&o).contains("boots unified kernel images built by")
+                && stderr(&o).contains("write bootloader = \"uki\""),
+            "{root}: {}",
+            stderr(&o)
+        );
+    }
+    // With a type #1 entry beside the images, systemd-boot mode has something to edit.
+    let tmp = copy_root("arch-uki-mkinitcpio");
+    let entries = tmp.path().join("efi/loader/entries");
+    std::fs::create_dir_all(&entries).unwrap();
+    std::fs::write(
+        entries.join("arch.conf"),
+        "title Arch Linux\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\noptions root=LABEL=arch rw\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "plan",
+        "-p",
+        "profiles/arch-intel-systemd-boot.toml",
+        "--root",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !stderr(&o).contains("boots unified kernel images built by"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// An option the user already has in another cmdline.d file is not repeated; another value of
 /// a managed option in any of them is refused with its file and line, and nothing is written.
 #[test]
