@@ -434,7 +434,10 @@ fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<St
         .or_else(|| kernelstub::refusal(bootloader, files))
         .or_else(|| proxmox::refusal(bootloader, files))
         .or_else(|| bls::refusal(bootloader, files))
-        .or_else(|| targets::uki::refusal(bootloader, files))
+        .or_else(|| {
+            let has_entries = discover_entries(files).is_ok_and(|e| !e.is_empty());
+            targets::uki::refusal(bootloader, files, has_entries)
+        })
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).

@@ -79,18 +79,16 @@ pub fn detect(files: &dyn Files) -> Vec<(UkiBuilder, String)> {
 /// A profile that edits loader entries or `/etc/kernel/cmdline` alone on a root that boots
 /// unified kernel images and has no type #1 entry: the running line is the one inside each
 /// image, which only its builder's hook rewrites (docs/uki.md), so the edit would never boot.
-pub fn refusal(bootloader: Bootloader, files: &dyn Files) -> Option<String> {
-    if !matches!(
+/// `has_entries`: the root has a type #1 entry (the plan's discovery says).
+pub fn refusal(bootloader: Bootloader, files: &dyn Files, has_entries: bool) -> Option<String> {
+    let edits_entries = matches!(
         bootloader,
         Bootloader::SystemdBoot | Bootloader::KernelCmdline
-    ) {
+    );
+    if has_entries || !edits_entries {
         return None;
     }
     let (b, why) = detect(files).into_iter().next()?;
-    let entries = crate::plan::discover_entries(files).unwrap_or_default();
-    if !entries.is_empty() {
-        return None;
-    }
     Some(format!(
         "host.bootloader = \"{}\", but this root boots unified kernel images built by {} ({why}) and has no loader entry to edit: the command line the machine boots is inside each image, rebuilt only by its builder; write bootloader = \"uki\" in the profile (docs/uki.md)",
         bootloader.name(),
