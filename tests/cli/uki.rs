@@ -43,26 +43,20 @@ fn detect_names_the_builder_and_why() {
 
 #[test]
 fn plan_refuses_a_builder_the_root_does_not_use() {
-    let o = run(&[
-        "plan",
-        "-p",
+    let o = plan_on(
         "profiles/fedora-uki-dracut.toml",
-        "--root",
         fixture_root("arch-uki-mkinitcpio").to_str().unwrap(),
-    ]);
+    );
     status(&o, 2);
     assert!(
         stderr(&o).contains("set [uki] builder = \"mkinitcpio\""),
         "{}",
         stderr(&o)
     );
-    let o = run(&[
-        "plan",
-        "-p",
+    let o = plan_on(
         "profiles/arch-uki-mkinitcpio.toml",
-        "--root",
         fixture_root("amd-grub").to_str().unwrap(),
-    ]);
+    );
     status(&o, 2);
     assert!(
         stderr(&o).contains("nothing under the root builds unified kernel images"),
@@ -85,13 +79,7 @@ fn plan_refuses_entry_edits_on_a_uki_root() {
             "debian-uki-kernel-install",
         ),
     ] {
-        let o = run(&[
-            "plan",
-            "-p",
-            profile,
-            "--root",
-            fixture_root(root).to_str().unwrap(),
-        ]);
+        let o = plan_on(profile, fixture_root(root).to_str().unwrap());
         status(&o, 2);
         assert!(
             stderr(&o).contains("boots unified kernel images built by")
@@ -109,13 +97,10 @@ fn plan_refuses_entry_edits_on_a_uki_root() {
         "title Arch Linux\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\noptions root=LABEL=arch rw\n",
     )
     .unwrap();
-    let o = run(&[
-        "plan",
-        "-p",
+    let o = plan_on(
         "profiles/arch-intel-systemd-boot.toml",
-        "--root",
         tmp.path().to_str().unwrap(),
-    ]);
+    );
     assert!(
         !stderr(&o).contains("boots unified kernel images built by"),
         "{}",
