@@ -113,13 +113,25 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
     build_with(profile, files, revert, &Shell::system())
 }
 
-/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]).
+/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]). A refusal of
+/// the profile's boot loader (its message starts `host.bootloader = `) names the profile's
+/// file, line and column of that key.
 pub fn build_with(
     profile: &Profile,
     files: &dyn Files,
     revert: bool,
     shell: &Shell,
 ) -> Result<Plan> {
+    build_inner(profile, files, revert, shell).map_err(|e| {
+        if e.to_string().starts_with("host.bootloader = ") {
+            anyhow::anyhow!("{}: {e:#}", profile.bootloader_place)
+        } else {
+            e
+        }
+    })
+}
+
+fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell) -> Result<Plan> {
     let facts = host::Facts::read(files)?;
     let mut plan = Plan {
         revert,

@@ -87,6 +87,18 @@ fn plan_refuses_entry_edits_on_a_uki_root() {
             "{root}: {}",
             stderr(&o)
         );
+        // The refusal names the profile's line of host.bootloader.
+        let line = std::fs::read_to_string(repo().join(profile))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("bootloader"))
+            .unwrap()
+            + 1;
+        assert!(
+            stderr(&o).contains(&format!("{profile}:{line}:14: host.bootloader = ")),
+            "{}",
+            stderr(&o)
+        );
     }
     // With a type #1 entry beside the images, systemd-boot mode has something to edit.
     let tmp = copy_root("arch-uki-mkinitcpio");
