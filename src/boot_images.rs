@@ -17,7 +17,8 @@ use crate::profile::{Bootloader, Profile};
 use crate::root::Files;
 use crate::targets::grub::GRUB_CFGS;
 use crate::targets::lines::{self, Shape};
-use crate::targets::{initramfs, modprobe};
+use crate::targets::uki::pe;
+use crate::targets::{self, initramfs, modprobe};
 use anyhow::Result;
 use std::time::SystemTime;
 
@@ -136,9 +137,15 @@ impl BootImages {
                 }
                 found
             }
-            // The initrd is inside each UKI; `check`'s uki items read their .cmdline.
+            // The initrd is the `.initrd` section of each UKI (docs/uki.md); `check`'s uki
+            // items read their `.cmdline` for the options.
             Bootloader::Uki => {
-                out.searched = "none: the initrd is inside each unified kernel image".into();
+                out.searched =
+                    "unified kernel images in EFI/Linux under /efi, /boot or /boot/efi, and where the presets write them".into();
+                for path in targets::uki::images(files)? {
+                    out.images.extend(read_uki(files, path)?);
+                }
+                // None found: the uki item of `check` says so, with what to do.
                 out.expected = false;
                 Vec::new()
             }
@@ -172,6 +179,66 @@ impl BootImages {
         Ok(out)
     }
 }
+
+/// A unified kernel image as a boot image: its `.initrd` section parsed like an initramfs file,
+/// its `.cmdline` as the line it boots with (where `vfio-pci.ids=` may be). `None` for a file
+/// that is not a PE image or has no `.initrd`: `check`'s uki item reports the first, and the
+/// initrd of the second comes from the boot loader, not from the image.
+fn read_uki(files: &dyn Files, path: String) -> Result<Option<BootImage>> {
+    let mut image = BootImage {
+        source: path.clone(),
+        files: Vec::new(),
+        missing: Vec::new(),
+        cmdline: None,
+        modified: None,
+        contents: None,
+        vfio_builtin: None,
+    };
+    let Some(meta) = files.metadata(&path)? else {
+        return Ok(None);
+    };
+    image.modified = meta.modified;
+    image.files.push(path.clone());
+    if meta.len > MAX_UKI {
+        image.contents = Some(Err(format!(
+            "{path}: {} bytes, more than the {} MiB vfio-gen reads in a unified kernel image",
+            meta.len,
+            MAX_UKI >> 20
+        )));
+        return Ok(Some(image));
+    }
+    let Some(bytes) = files.read(&path)? else {
+        return Ok(None);
+    };
+    let Ok(secs) = pe::sections(&bytes) else {
+        return Ok(None);
+    };
+    let Some(initrd) = pe::section(&bytes, &secs, ".initrd") else {
+        return Ok(None);
+    };
+    if let Ok(Some(line)) = pe::cmdline(&bytes) {
+        image.cmdline = Some((format!("{path} (.cmdline)"), line));
+    }
+    let contents =
+        initramfs_image::parse(initrd, &wanted).map_err(|e| format!("{path} (.initrd): {e:#}"));
+    if let Ok(c) = &contents {
+        image.vfio_builtin = builtin_in(c).map(|k| format!("{path}:.initrd:/{k}"));
+        if image.vfio_builtin.is_none()
+            && let Some(uname) = pe::section(&bytes, &secs, ".uname")
+        {
+            let release = String::from_utf8_lossy(uname);
+            let release = release.trim_end_matches('\0').trim();
+            if !release.is_empty() {
+                image.vfio_builtin = builtin_under_root(files, release)?;
+            }
+        }
+    }
+    image.contents = Some(contents);
+    Ok(Some(image))
+}
+
+/// The largest UKI `check` reads (as `targets::uki` does for its `.cmdline`).
+const MAX_UKI: u64 = 512 << 20;
 
 fn read_image(
     files: &dyn Files,

@@ -309,3 +309,74 @@ fn a_loader_entry_with_microcode_and_main_initrds() {
     assert_eq!(fallback.0, "fail", "{items:?}");
     assert!(fallback.3.contains("`mkinitcpio -P`"), "{fallback:?}");
 }
+
+/// A unified kernel image's initrd is its `.initrd` section (docs/uki.md): `check` reads it
+/// like an initramfs file, and `vfio-pci.ids=` on its `.cmdline` counts as the ids.
+#[test]
+fn the_initrd_inside_each_uki_is_read() {
+    let tmp = copy_root("arch-uki-mkinitcpio");
+    std::fs::create_dir_all(tmp.path().join("sys/bus/pci/devices")).unwrap();
+    let ids = "options vfio-pci ids=10de:2206,10de:1aef\n";
+    let linux = "/efi/EFI/Linux";
+    let with = |initrd: &[u8], line: &[u8]| {
+        super::uki::uki(&[
+            (".osrel", b"ID=arch\n"),
+            (".cmdline", line),
+            (".uname", b"6.12.9-arch1-1"),
+            (".initrd", initrd),
+            (".linux", b"kernel"),
+        ])
+    };
+    let line = b"root=UUID=5b0d rw intel_iommu=on iommu=pt\0";
+    write(
+        tmp.path(),
+        &format!("{linux}/arch-linux.efi"),
+        &with(
+            &cpio::zstd(&cpio::main_archive("6.12.9-arch1-1", Some(ids))),
+            line,
+        ),
+    );
+    // The fallback image lacks the modprobe.d file, but its .cmdline carries the ids.
+    write(
+        tmp.path(),
+        &format!("{linux}/arch-linux-fallback.efi"),
+        &with(
+            &cpio::gzip(&cpio::main_archive("6.12.9-arch1-1", None)),
+            b"root=UUID=5b0d rw intel_iommu=on iommu=pt vfio-pci.ids=10de:2206,10de:1aef\0",
+        ),
+    );
+    let p = repo().join("profiles/arch-uki-mkinitcpio.toml");
+    let (_, items) = images(tmp.path(), &p);
+    let of = |name: &str| {
+        items
+            .iter()
+            .find(|i| i.1 == format!("{linux}/{name}"))
+            .unwrap_or_else(|| panic!("{name}: {items:?}"))
+            .clone()
+    };
+    let (status, _, message, _) = of("arch-linux.efi");
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.contains("vfio-pci.ko") && message.contains("ids 10de:2206,10de:1aef"),
+        "{message}"
+    );
+    let (status, _, message, _) = of("arch-linux-fallback.efi");
+    assert_eq!(status, "pass", "{message}");
+    assert!(message.contains("(.cmdline)"), "{message}");
+
+    // An image whose .initrd lacks both fails, naming the image.
+    write(
+        tmp.path(),
+        &format!("{linux}/arch-linux-fallback.efi"),
+        &with(
+            &cpio::gzip(&cpio::main_archive("6.12.9-arch1-1", None)),
+            line,
+        ),
+    );
+    let (code, items) = images(tmp.path(), &p);
+    let bad = items
+        .iter()
+        .find(|i| i.1.ends_with("arch-linux-fallback.efi"))
+        .unwrap();
+    assert_eq!((code, bad.0.as_str()), (1, "fail"), "{items:?}");
+}

@@ -311,7 +311,7 @@ fn the_hooks_rebuild_the_images() {
 }
 
 /// A PE file shaped like a UKI: DOS and COFF headers, the section table, the sections' data.
-fn uki(sections: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn uki(sections: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = vec![0u8; 0x40];
     b[..2].copy_from_slice(b"MZ");
     b[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
