@@ -189,6 +189,10 @@ impl State {
     /// One line for people: the phase and what it means.
     pub fn summary(&self) -> String {
         match self.phase {
+            Phase::Prepared if self.bootloader == "grub" => format!(
+                "prepared: {} is installed but grub.cfg has no trial entry yet; run the GRUB hook (update-grub), then `sudo vfio-gen trial arm`, then reboot",
+                self.entry
+            ),
             Phase::Prepared => format!(
                 "prepared: {} is installed but not armed; run `sudo vfio-gen trial arm` on the machine, then reboot",
                 self.entry

@@ -62,12 +62,19 @@ fn grub_cfg(root: &Root) -> Result<&'static str> {
     })
 }
 
-/// Sets the one-shot: systemd-boot's `LoaderEntryOneShot`, GRUB's `next_entry`. `None`: the
-/// root has no EFI variables to set.
+/// Sets the one-shot: systemd-boot's `LoaderEntryOneShot`, GRUB's `next_entry`. `None`: not
+/// now (the root has no EFI variables; grub.cfg has no trial entry yet, and GRUB would clear a
+/// `next_entry` it cannot find on a boot that is not the trial).
 fn arm(root: &Root, loader: Loader) -> Result<Option<String>> {
     match loader {
         Loader::SystemdBoot => arm_oneshot(root, trial::ENTRY_NAME),
-        Loader::Grub => grub::arm(root, grub_cfg(root)?).map(Some),
+        Loader::Grub => {
+            let cfg = grub_cfg(root)?;
+            if !grub::has_entry(root, cfg)? {
+                return Ok(None);
+            }
+            grub::arm(root, cfg).map(Some)
+        }
     }
 }
 
@@ -500,7 +507,17 @@ pub fn arm_cmd(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             s.phase.word()
         );
     }
-    let Some(by) = arm(root, Loader::of_record(&s))? else {
+    let loader = Loader::of_record(&s);
+    let Some(by) = arm(root, loader)? else {
+        if loader == Loader::Grub {
+            bail!(
+                "{} has no menu entry --id {} yet: run the GRUB hook (update-grub, or grub-mkconfig -o {}) so that it holds {}'s entry, then `sudo vfio-gen trial arm`",
+                grub_cfg(root)?,
+                grub::ENTRY_ID,
+                grub_cfg(root)?,
+                grub::SCRIPT
+            );
+        }
         bail!(
             "{} has no {}: there are no EFI variables to set the one-shot in; run `sudo vfio-gen trial arm` on the booted machine",
             root.dir().display(),

@@ -655,6 +655,15 @@ fn write_env(root: &Root, path: &str, bytes: &[u8]) -> Result<()> {
     crate::install::write_atomic(&target, bytes, meta)
 }
 
+/// Whether grub.cfg holds the trial's menu entry (the GRUB hook ran after the script was
+/// installed): only then can `next_entry` name it.
+pub fn has_entry(files: &dyn Files, cfg: &str) -> Result<bool> {
+    let text = files.read(cfg)?.unwrap_or_default();
+    Ok(menu(&String::from_utf8_lossy(&text), cfg)?
+        .iter()
+        .any(|i| !i.submenu && i.id.as_deref() == Some(ENTRY_ID)))
+}
+
 /// Whether `next_entry` still names the trial (the boot that arms it has not come yet).
 pub fn armed(files: &dyn Files, cfg: &str) -> Result<bool> {
     Ok(files

@@ -587,6 +587,31 @@ fn script_output(root: &Path) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// What the GRUB hook (update-grub) does with the script installed: grub.cfg as before with
+/// the script's output after 41_custom (as grub-mkconfig runs /etc/grub.d in name order), or
+/// without it once the script is gone.
+fn update_grub(root: &Path) {
+    let mut cfg = grub_cfg("0", "6.1.0-27-amd64");
+    if root.join(SCRIPT).exists() {
+        cfg.push_str(&format!(
+            "\n### BEGIN /etc/grub.d/42_vfio-gen-trial ###\n{}### END /etc/grub.d/42_vfio-gen-trial ###\n",
+            script_output(root)
+        ));
+    }
+    std::fs::write(root.join("boot/grub/grub.cfg"), cfg).unwrap();
+}
+
+/// `apply --trial` (prepared: grub.cfg has no trial entry yet), the GRUB hook, `trial arm`.
+fn grub_trial_armed(root: &Path) {
+    grub_trial(root);
+    assert_eq!(trial_json(root)["phase"], "prepared");
+    update_grub(root);
+    vg(root, &["trial", "arm"])
+        .status(0)
+        .stdout_has("armed: the next boot uses vfio-gen-trial once")
+        .run();
+}
+
 fn env_var(root: &Path, name: &str) -> Option<String> {
     let b = std::fs::read(root.join(GRUBENV)).unwrap();
     String::from_utf8_lossy(&b)
@@ -656,14 +681,25 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
     assert_eq!(
         changed,
         [
-            GRUBENV,
             SCRIPT,
             "etc/initramfs-tools/modules",
             "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
             "etc/systemd/system/vfio-gen-trial.service",
         ],
-        "grub.cfg, /etc/default/grub and modprobe.d stay as they were"
+        "grub.cfg, grubenv, /etc/default/grub and modprobe.d stay as they were"
     );
+    // Not armed yet: grub.cfg has no trial entry until the GRUB hook runs, and GRUB would
+    // clear a next_entry it cannot find on a boot that is not the trial.
+    assert_eq!(trial_json(root.path())["phase"], "prepared");
+    vg(root.path(), &["trial", "arm"])
+        .status(2)
+        .stderr_has("/boot/grub/grub.cfg has no menu entry --id vfio-gen-trial yet: run the GRUB hook (update-grub")
+        .stderr_lines(1)
+        .run();
+    assert_eq!(config(root.path()), after, "a refused arm writes nothing");
+    update_grub(root.path());
+    vg(root.path(), &["trial", "arm"]).status(0).run();
+    let after = config(root.path());
     // The block: 1024 bytes, saved_entry kept, next_entry naming the trial's id.
     let env = &after[GRUBENV];
     assert_eq!(env.len(), 1024);
@@ -744,11 +780,18 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
     vg(root.path(), &["plan", "-p", &gp(root.path())])
         .stdout_has("a trial is in progress")
         .run();
-    // Abort before the trial boot: next_entry goes, every file is as before, byte for byte.
-    vg(root.path(), &["trial", "abort", "--hooks", "none"])
-        .status(0)
-        .stdout_has("4 files put back as before")
-        .run();
+    // Abort before the trial boot: next_entry goes, every file is as before, byte for byte
+    // (grub.cfg once its hook, update-grub, has run).
+    let o = vg(
+        root.path(),
+        &["trial", "abort", "--hooks", "none", "--format", "json"],
+    )
+    .status(0)
+    .run();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["restored"].as_array().unwrap().len(), 4, "{doc}");
+    assert!(doc["hooks"].to_string().contains("update-grub"), "{doc}");
+    update_grub(root.path());
     assert_eq!(config(root.path()), before);
 }
 
@@ -756,7 +799,7 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
 fn a_grub_trial_that_never_reported_fails_and_abort_restores_the_files() {
     let root = grub_host(true, PLAIN_FSTAB);
     let before = grub_config(root.path());
-    grub_trial(root.path());
+    grub_trial_armed(root.path());
     // The boot that armed it: next_entry still names the trial.
     vg(root.path(), &["trial", "report"]).status(0).run();
     assert_eq!(trial_json(root.path())["phase"], "armed");
@@ -775,6 +818,7 @@ fn a_grub_trial_that_never_reported_fails_and_abort_restores_the_files() {
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
         .run();
+    update_grub(root.path());
     assert_eq!(grub_config(root.path()), before);
     // The block as GRUB left it: next_entry empty (not the trial's), the rest kept.
     assert_eq!(env_var(root.path(), "next_entry").as_deref(), Some(""));
@@ -795,7 +839,7 @@ fn a_passed_grub_trial_commits_as_an_ordinary_apply() {
     )
     .status(0)
     .run();
-    grub_trial(root.path());
+    grub_trial_armed(root.path());
     grub_boot_the_trial(root.path());
     vg(root.path(), &["trial", "report"])
         .status(0)
@@ -809,6 +853,7 @@ fn a_passed_grub_trial_commits_as_an_ordinary_apply() {
     .status(0)
     .stdout_has("committed as apply")
     .run();
+    update_grub(root.path());
     assert_eq!(
         grub_config(root.path()),
         grub_config(plain.path()),
@@ -821,7 +866,7 @@ fn a_passed_grub_trial_commits_as_an_ordinary_apply() {
 #[test]
 fn grub_trial_arm_sets_next_entry_again_and_status_says_when_it_is_stale() {
     let root = grub_host(true, PLAIN_FSTAB);
-    grub_trial(root.path());
+    grub_trial_armed(root.path());
     let armed = std::fs::read(root.path().join(GRUBENV)).unwrap();
     // Someone cleared it (`grub-editenv ... unset next_entry`): arm sets it again.
     std::fs::write(root.path().join(GRUBENV), grubenv_with("saved_entry=0\n")).unwrap();
