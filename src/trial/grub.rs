@@ -116,7 +116,7 @@ fn words(line: &str) -> Vec<String> {
 pub fn menu(cfg: &str, path: &str) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     let mut depth = 0usize;
-    let mut open: Option<(Item, usize)> = None;
+    let mut open: Option<Item> = None;
     for (n, line) in cfg.lines().enumerate() {
         let w = words(line);
         let first = w.first().map(String::as_str);
@@ -128,17 +128,14 @@ pub fn menu(cfg: &str, path: &str) -> Result<Vec<Item>> {
                     .windows(2)
                     .find(|p| p[0] == "--id" || p[0] == "$menuentry_id_option")
                     .map(|p| p[1].clone());
-                open = Some((
-                    Item {
-                        submenu: first == Some("submenu"),
-                        title: w.get(1).cloned().unwrap_or_default(),
-                        id,
-                        body: String::new(),
-                        line: n + 1,
-                    },
-                    0,
-                ));
-            } else if let Some((item, _)) = open.as_mut() {
+                open = Some(Item {
+                    submenu: first == Some("submenu"),
+                    title: w.get(1).cloned().unwrap_or_default(),
+                    id,
+                    body: String::new(),
+                    line: n + 1,
+                });
+            } else if let Some(item) = open.as_mut() {
                 item.body.push_str(line);
                 item.body.push('\n');
             }
@@ -154,18 +151,18 @@ pub fn menu(cfg: &str, path: &str) -> Result<Vec<Item>> {
             }
             depth -= 1;
             if depth == 0 {
-                if let Some((item, _)) = open.take() {
+                if let Some(item) = open.take() {
                     items.push(item);
                 }
                 continue;
             }
         }
-        if let Some((item, _)) = open.as_mut() {
+        if let Some(item) = open.as_mut() {
             item.body.push_str(line);
             item.body.push('\n');
         }
     }
-    if let Some((item, _)) = open {
+    if let Some(item) = open {
         bail!(
             "{path}:{}: the {} '{}' is never closed; grub.cfg is not as grub-mkconfig writes it: run update-grub (or grub-mkconfig -o {path}), then `vfio-gen apply --trial` again",
             item.line,
