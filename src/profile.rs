@@ -278,6 +278,9 @@ pub struct Profile {
     pub ignored_tables: Vec<String>,
     /// `[uki] builder`; `None`: the one the root shows (docs/uki.md).
     pub uki_builder: Option<UkiBuilder>,
+    /// `file:line:column` of `host.bootloader`, for the plan's refusals of a boot loader the
+    /// root does not use.
+    pub bootloader_place: String,
 }
 
 /// A PCI function named by address (`0000:0b:00.0`) and the `vendor:device` it must hold; the
@@ -506,6 +509,10 @@ type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> ProfileError + 'a;
 
 fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     let bootloader = *raw.host.bootloader.get_ref();
+    let bootloader_place = {
+        let e = at(raw.host.bootloader.span(), String::new());
+        format!("{}:{}:{}", e.file, e.line, e.column)
+    };
 
     let vfio_span = raw.vfio.span();
     let vfio = raw.vfio.into_inner();
@@ -715,6 +722,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         entries,
         ignored_tables: ignored,
         uki_builder,
+        bootloader_place,
     };
 
     // Options that undo what passthrough needs, or that the profile sets elsewhere.

@@ -57,7 +57,10 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         )?;
     }
     if dry_run {
-        let (hook_list, by_hand) = rollback_hooks(root, &opts.profile, &paths)?;
+        let exact = ostree_hooks(root, &ops)?;
+        let (mut hook_list, by_hand) = rollback_hooks(root, &opts.profile, &paths, &exact)?;
+        hook_list.retain(|h| !exact.iter().any(|e| e.command == h.command));
+        hook_list.extend(exact);
         if let Some(t) = by_hand {
             writeln!(io.out, "{t}")?;
         }
@@ -87,6 +90,8 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             "the backups changed while the rollback was shown (another vfio-gen ran); nothing was written: run `vfio-gen rollback` again"
         );
     }
+    // Computed before the state file is restored: its options now and after.
+    let exact = ostree_hooks(root, &ops)?;
     let m = install::commit(root, history::Kind::Rollback, Some(target.id.clone()), &ops)?;
     writeln!(
         io.out,
@@ -95,7 +100,9 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         target.id,
         m.id
     )?;
-    let (hook_list, by_hand) = rollback_hooks(root, &opts.profile, &paths)?;
+    let (mut hook_list, by_hand) = rollback_hooks(root, &opts.profile, &paths, &exact)?;
+    hook_list.retain(|h| !exact.iter().any(|e| e.command == h.command));
+    hook_list.extend(exact);
     if let Some(t) = by_hand {
         writeln!(io.out, "{t}")?;
     }
@@ -155,12 +162,36 @@ fn list(root: &Root, format: Format, io: &mut Io) -> Result<u8> {
     Ok(0)
 }
 
+/// On an image-based system (docs/distributions.md), the `rpm-ostree kargs` and
+/// `rpm-ostree initramfs-etc` that follow the restored files: exact, from the state file's
+/// options now and after and from which modprobe.d files come back or go, so they run with or
+/// without a profile. Empty elsewhere.
+fn ostree_hooks(root: &Root, ops: &[install::Op]) -> Result<Vec<crate::plan::Hook>> {
+    use crate::root::Files;
+    let ostree = root.exists(crate::targets::ostree::MARK)
+        || ops.iter().any(|o| o.path == crate::targets::ostree::STATE);
+    if !ostree {
+        return Ok(Vec::new());
+    }
+    let mut before = Vec::new();
+    for op in ops {
+        before.push(root.read(&op.path)?);
+    }
+    let changes: Vec<crate::plan::FileChange> = ops
+        .iter()
+        .zip(&before)
+        .map(|(op, old)| (op.path.as_str(), old.as_deref(), op.new.as_deref()))
+        .collect();
+    crate::plan::ostree_hooks_of(&changes, root)
+}
+
 /// The generators to run after restoring: from the profile, or, with none, named from the
 /// restored files (to run by hand: vfio-gen cannot be sure of them without a profile).
 fn rollback_hooks(
     root: &Root,
     profile: &Option<PathBuf>,
     paths: &[String],
+    exact: &[crate::plan::Hook],
 ) -> Result<(Vec<crate::plan::Hook>, Option<String>)> {
     let path = profile_path(root, profile)?;
     let why = if profile.is_some() || path.exists() {
@@ -171,7 +202,13 @@ fn rollback_hooks(
     } else {
         format!("No profile at {}", path.display())
     };
-    let guessed = crate::rollback::hooks_without_profile(root, paths)?;
+    let guessed: Vec<crate::plan::Hook> = crate::rollback::hooks_without_profile(root, paths)?
+        .into_iter()
+        .filter(|h| !exact.iter().any(|e| e.command == h.command))
+        .collect();
+    if guessed.is_empty() && !exact.is_empty() {
+        return Ok((Vec::new(), None));
+    }
     let text = if guessed.is_empty() {
         format!("{why}; the restored files feed no generator vfio-gen knows.")
     } else {

@@ -113,13 +113,25 @@ pub fn build(profile: &Profile, files: &dyn Files, revert: bool) -> Result<Plan>
     build_with(profile, files, revert, &Shell::system())
 }
 
-/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]).
+/// [`build`] with the shell that checks GRUB files given (or [`Shell::none`]). A refusal of
+/// the profile's boot loader (its message starts `host.bootloader = `) names the profile's
+/// file, line and column of that key.
 pub fn build_with(
     profile: &Profile,
     files: &dyn Files,
     revert: bool,
     shell: &Shell,
 ) -> Result<Plan> {
+    build_inner(profile, files, revert, shell).map_err(|e| {
+        if e.to_string().starts_with("host.bootloader = ") {
+            anyhow::anyhow!("{}: {e:#}", profile.bootloader_place)
+        } else {
+            e
+        }
+    })
+}
+
+fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell) -> Result<Plan> {
     let facts = host::Facts::read(files)?;
     let mut plan = Plan {
         revert,
@@ -355,10 +367,24 @@ pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<
 /// On an image-based system: `rpm-ostree kargs` from the state file's old and new options,
 /// and `rpm-ostree initramfs-etc` for the files the initramfs must carry (docs/distributions.md).
 fn ostree_hooks(plan: &Plan, files: &dyn Files) -> Result<Vec<Hook>> {
+    let changes: Vec<FileChange> = plan
+        .pending()
+        .map(|c| (c.path.as_str(), c.old.as_deref(), c.new.as_deref()))
+        .collect();
+    ostree_hooks_of(&changes, files)
+}
+
+/// A file's change as `rollback` knows it: (path, bytes before, bytes after; `None`: absent).
+pub type FileChange<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// The same for changes given as [`FileChange`]s, as
+/// `rollback` knows them: restoring the state file and the modprobe.d files needs the same
+/// `rpm-ostree` calls as the apply it undoes, in reverse.
+pub fn ostree_hooks_of(changes: &[FileChange], files: &dyn Files) -> Result<Vec<Hook>> {
     let mut out = Vec::new();
-    if let Some(c) = plan.pending().find(|c| c.path == ostree::STATE) {
-        let old = c.old.as_deref().map(ostree::listed).unwrap_or_default();
-        let new = c.new.as_deref().map(ostree::listed).unwrap_or_default();
+    if let Some((_, old, new)) = changes.iter().find(|c| c.0 == ostree::STATE) {
+        let old = old.map(ostree::listed).unwrap_or_default();
+        let new = new.map(ostree::listed).unwrap_or_default();
         let booted = files
             .read("/proc/cmdline")?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -373,11 +399,11 @@ fn ostree_hooks(plan: &Plan, files: &dyn Files) -> Result<Vec<Hook>> {
     }
     let in_image = |p: &str| p.starts_with("/etc/modprobe.d/") || p == address_bind::SCRIPT;
     let (mut track, mut untrack, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
-    for c in plan.pending().filter(|c| in_image(&c.path)) {
-        inputs.push(c.path.clone());
-        match c.new {
-            Some(_) => track.push(c.path.clone()),
-            None => untrack.push(c.path.clone()),
+    for (path, _, new) in changes.iter().filter(|c| in_image(c.0)) {
+        inputs.push(path.to_string());
+        match new {
+            Some(_) => track.push(path.to_string()),
+            None => untrack.push(path.to_string()),
         }
     }
     if let Some(command) = ostree::initramfs_etc(&track, &untrack) {
@@ -420,6 +446,10 @@ fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<St
         .or_else(|| kernelstub::refusal(bootloader, files))
         .or_else(|| proxmox::refusal(bootloader, files))
         .or_else(|| bls::refusal(bootloader, files))
+        .or_else(|| {
+            let has_entries = discover_entries(files).is_ok_and(|e| !e.is_empty());
+            targets::uki::refusal(bootloader, files, has_entries)
+        })
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).

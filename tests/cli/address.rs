@@ -96,13 +96,7 @@ fn addresses_are_validated_with_their_place() {
     let root = fixture_root("debian-identical-gpus");
     for (vfio, want) in cases {
         let p = profile(dir.path(), vfio);
-        let o = run(&[
-            "plan",
-            "-p",
-            p.to_str().unwrap(),
-            "--root",
-            root.to_str().unwrap(),
-        ]);
+        let o = plan_on(p.to_str().unwrap(), root.to_str().unwrap());
         status(&o, 2);
         let err = stderr(&o).replace(&format!("{}", p.display()), "p.toml");
         assert!(err.contains(want), "{vfio}: {err}");
@@ -115,13 +109,7 @@ fn addresses_are_validated_with_their_place() {
         format!("ids = [\"1912:0014\"]\n{GUEST}"),
     ] {
         let p = profile(dir.path(), &vfio);
-        let o = run(&[
-            "plan",
-            "-p",
-            p.to_str().unwrap(),
-            "--root",
-            root.to_str().unwrap(),
-        ]);
+        let o = plan_on(p.to_str().unwrap(), root.to_str().unwrap());
         status(&o, 0);
     }
 }
@@ -201,13 +189,7 @@ fn a_built_in_vfio_pci_or_booster_is_refused_and_nothing_changes() {
     )
     .unwrap();
     let root = fixture_root("debian-identical-gpus");
-    let o = run(&[
-        "plan",
-        "-p",
-        p.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-    ]);
+    let o = plan_on(p.to_str().unwrap(), root.to_str().unwrap());
     status(&o, 2);
     assert!(
         stderr(&o).contains("vfio.devices cannot work with booster"),

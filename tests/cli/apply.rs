@@ -804,7 +804,7 @@ fn plan_notices_an_interrupted_apply() {
     let state = tmp.path().join("var/lib/vfio-gen");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("journal.json"), "{\"id\": \"20261125T000000Z\"}").unwrap();
-    let o = run(&["plan", "-p", "profiles/amd-grub.toml", "--root", root]);
+    let o = plan_on("profiles/amd-grub.toml", root);
     status(&o, 0);
     assert!(
         stdout(&o).contains("an apply (20261125T000000Z) was interrupted"),
@@ -912,7 +912,7 @@ fn a_new_profile_removes_the_files_the_old_one_produced() {
     let p2 = tmp.path().join("p2.toml");
     std::fs::write(&p2, body.replace("[vfio]", "[vfio]\nblacklist = []")).unwrap();
     let p2 = p2.to_str().unwrap();
-    let o = run(&["plan", "-p", p2, "--root", root]);
+    let o = plan_on(p2, root);
     assert!(
         stdout(&o).contains("delete /etc/modprobe.d/blacklist-nouveau.conf")
             && stdout(&o).contains("for an earlier profile"),

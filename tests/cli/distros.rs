@@ -486,6 +486,32 @@ fn rpm_ostree_kargs_is_the_hook_and_revert_runs_the_inverse() {
             ]),
         ]
     );
+
+    // `rollback` restores the state file, so it names the same inverse, with or without a
+    // profile: computed from the file's options before and after.
+    for with_profile in [false, true] {
+        let mut args = vec!["rollback", "--root", root, "--dry-run"];
+        if with_profile {
+            args.extend(["-p", profile]);
+        }
+        let o = run(&args);
+        status(&o, 0);
+        let out = stdout(&o);
+        assert!(
+            out.contains("rpm-ostree kargs --delete-if-present=intel_iommu=on --delete-if-present=iommu=pt --delete-if-present=vfio-pci.ids=10de:2504,10de:228e")
+                && out.contains("rpm-ostree initramfs-etc --untrack=/etc/modprobe.d/blacklist-nouveau.conf --untrack=/etc/modprobe.d/vfio.conf")
+                && !out.contains("feed no generator"),
+            "{out}"
+        );
+    }
+    let o = run(&["rollback", "--root", root, "--yes"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("chroot ") && stdout(&o).contains("--delete-if-present=iommu=pt"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!tmp.path().join("etc/vfio-gen/rpm-ostree-kargs").exists());
 }
 
 #[test]

@@ -1199,7 +1199,7 @@ fn a_command_line_the_kernel_would_cut_is_refused() {
     };
     let p = profile.to_str().unwrap();
     with_extra(1 << 20);
-    let o = run(&["plan", "-p", p, "--root", root]);
+    let o = plan_on(p, root);
     status(&o, 2);
     assert!(stderr(&o).contains("2047"), "{}", stderr(&o));
     // Fits alone, but not with what the entry already holds.
@@ -1215,7 +1215,7 @@ fn a_command_line_the_kernel_would_cut_is_refused() {
     );
     assert!(tree(tmp.path()) == before, "nothing written");
     with_extra(1850);
-    let o = run(&["plan", "-p", p, "--root", root]);
+    let o = plan_on(p, root);
     status(&o, 0);
     assert!(stdout(&o).contains("close to the 2047"), "{}", stdout(&o));
 }
@@ -1344,7 +1344,7 @@ fn messages_say_what_happened() {
         "[host]\ncpu = \"amd\"\nbootloader = \"grub\"\n[vfio]\nids = [\"0000:03:00.0\"]\n",
     )
     .unwrap();
-    let o = run(&["plan", "-p", p.to_str().unwrap(), "--root", root]);
+    let o = plan_on(p.to_str().unwrap(), root);
     status(&o, 2);
     assert!(
         stderr(&o).contains("\"0000:03:00.0\" is a PCI address, not an ID"),

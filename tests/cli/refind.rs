@@ -124,13 +124,7 @@ fn crlf_and_a_stanza_without_options_are_edited_and_warned_about() {
 #[test]
 fn a_root_without_refind_is_refused_with_what_to_do() {
     let tmp = copy_root("ubuntu-grub-dropin");
-    let o = run(&[
-        "plan",
-        "-p",
-        PROFILE,
-        "--root",
-        tmp.path().to_str().unwrap(),
-    ]);
+    let o = plan_on(PROFILE, tmp.path().to_str().unwrap());
     refused(
         &o,
         &[
@@ -148,13 +142,7 @@ fn a_root_without_refind_is_refused_with_what_to_do() {
         b"timeout 20\nscan_all_linux_kernels true\n",
     )
     .unwrap();
-    let o = run(&[
-        "plan",
-        "-p",
-        PROFILE,
-        "--root",
-        tmp.path().to_str().unwrap(),
-    ]);
+    let o = plan_on(PROFILE, tmp.path().to_str().unwrap());
     refused(&o, &["/boot/refind_linux.conf", "mkrlconf"]);
 }
 
@@ -193,13 +181,13 @@ mod limine {
         let mut bytes = b"MZ\0\0limine.conf\0++CONFIG_B2SUM_SIGNATURE++".to_vec();
         bytes.extend_from_slice(&[b'0'; 128]);
         std::fs::write(&bin, &bytes).unwrap();
-        let o = run(&["plan", "-p", PROFILE, "--root", root]);
+        let o = plan_on(PROFILE, root);
         status(&o, 0);
         assert!(!stderr(&o).contains("enrolled") && !stdout(&o).contains("enrolled"));
         let at = bytes.len() - 100;
         bytes[at] = b'c';
         std::fs::write(&bin, &bytes).unwrap();
-        let o = run(&["plan", "-p", PROFILE, "--root", root]);
+        let o = plan_on(PROFILE, root);
         status(&o, 0);
         let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(
@@ -213,13 +201,7 @@ mod limine {
     #[test]
     fn a_root_without_limine_is_refused() {
         let tmp = copy_root("ubuntu-grub-dropin");
-        let o = run(&[
-            "plan",
-            "-p",
-            PROFILE,
-            "--root",
-            tmp.path().to_str().unwrap(),
-        ]);
+        let o = plan_on(PROFILE, tmp.path().to_str().unwrap());
         refused(
             &o,
             &[

@@ -43,29 +43,78 @@ fn detect_names_the_builder_and_why() {
 
 #[test]
 fn plan_refuses_a_builder_the_root_does_not_use() {
-    let o = run(&[
-        "plan",
-        "-p",
+    let o = plan_on(
         "profiles/fedora-uki-dracut.toml",
-        "--root",
         fixture_root("arch-uki-mkinitcpio").to_str().unwrap(),
-    ]);
+    );
     status(&o, 2);
     assert!(
         stderr(&o).contains("set [uki] builder = \"mkinitcpio\""),
         "{}",
         stderr(&o)
     );
-    let o = run(&[
-        "plan",
-        "-p",
+    let o = plan_on(
         "profiles/arch-uki-mkinitcpio.toml",
-        "--root",
         fixture_root("amd-grub").to_str().unwrap(),
-    ]);
+    );
     status(&o, 2);
     assert!(
         stderr(&o).contains("nothing under the root builds unified kernel images"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Loader entries or /etc/kernel/cmdline edited alone on a root that boots UKIs and has no
+/// type #1 entry would never reach the running line: refused, naming `uki`.
+#[test]
+fn plan_refuses_entry_edits_on_a_uki_root() {
+    for (profile, root) in [
+        (
+            "profiles/arch-intel-systemd-boot.toml",
+            "arch-uki-mkinitcpio",
+        ),
+        (
+            "profiles/proxmox-kernel-cmdline.toml",
+            "debian-uki-kernel-install",
+        ),
+    ] {
+        let o = plan_on(profile, fixture_root(root).to_str().unwrap());
+        status(&o, 2);
+        assert!(
+            stderr(&o).contains("boots unified kernel images built by")
+                && stderr(&o).contains("write bootloader = \"uki\""),
+            "{root}: {}",
+            stderr(&o)
+        );
+        // The refusal names the profile's line of host.bootloader.
+        let line = std::fs::read_to_string(repo().join(profile))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("bootloader"))
+            .unwrap()
+            + 1;
+        assert!(
+            stderr(&o).contains(&format!("{profile}:{line}:14: host.bootloader = ")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // With a type #1 entry beside the images, systemd-boot mode has something to edit.
+    let tmp = copy_root("arch-uki-mkinitcpio");
+    let entries = tmp.path().join("efi/loader/entries");
+    std::fs::create_dir_all(&entries).unwrap();
+    std::fs::write(
+        entries.join("arch.conf"),
+        "title Arch Linux\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\noptions root=LABEL=arch rw\n",
+    )
+    .unwrap();
+    let o = plan_on(
+        "profiles/arch-intel-systemd-boot.toml",
+        tmp.path().to_str().unwrap(),
+    );
+    assert!(
+        !stderr(&o).contains("boots unified kernel images built by"),
         "{}",
         stderr(&o)
     );
