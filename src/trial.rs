@@ -10,6 +10,60 @@ use crate::targets::lines;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub mod grub;
+
+/// The boot loader a trial goes through: what its entry is and how it is used once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// A loader entry beside the default, `LoaderEntryOneShot`.
+    SystemdBoot,
+    /// An /etc/grub.d script's menu entry, `next_entry` in grubenv.
+    Grub,
+}
+
+impl Loader {
+    /// The loader of a profile's bootloader, if the trial is built for it.
+    pub fn of(profile: &Profile) -> Option<Loader> {
+        match profile.bootloader {
+            crate::profile::Bootloader::SystemdBoot => Some(Loader::SystemdBoot),
+            crate::profile::Bootloader::Grub => Some(Loader::Grub),
+            _ => None,
+        }
+    }
+
+    /// The loader of a trial record (`bootloader`).
+    pub fn of_record(s: &State) -> Loader {
+        if s.bootloader == "grub" {
+            Loader::Grub
+        } else {
+            Loader::SystemdBoot
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::SystemdBoot => "systemd-boot",
+            Loader::Grub => "grub",
+        }
+    }
+
+    /// What the boot loader calls the trial entry.
+    pub fn entry_id(self) -> &'static str {
+        match self {
+            Loader::SystemdBoot => ENTRY_NAME,
+            Loader::Grub => grub::ENTRY_ID,
+        }
+    }
+
+    /// The one-shot, for messages.
+    pub fn one_shot(self) -> &'static str {
+        match self {
+            Loader::SystemdBoot => "LoaderEntryOneShot",
+            Loader::Grub => "next_entry in grubenv",
+        }
+    }
+}
+
 /// The record of the trial in progress, under vfio-gen's state directory.
 pub const STATE: &str = "/var/lib/vfio-gen/trial.json";
 /// The trial entry's file name: systemd-boot's entry id is the file name, lowercased
@@ -135,6 +189,10 @@ impl State {
     /// One line for people: the phase and what it means.
     pub fn summary(&self) -> String {
         match self.phase {
+            Phase::Prepared if self.bootloader == "grub" => format!(
+                "prepared: {} is installed but grub.cfg has no trial entry yet; run the GRUB hook (update-grub), then `sudo vfio-gen trial arm`, then reboot",
+                self.entry
+            ),
             Phase::Prepared => format!(
                 "prepared: {} is installed but not armed; run `sudo vfio-gen trial arm` on the machine, then reboot",
                 self.entry
@@ -159,12 +217,7 @@ impl State {
 pub fn refusal(profile: &Profile) -> Option<String> {
     use crate::profile::Bootloader::*;
     match profile.bootloader {
-        SystemdBoot => {}
-        Grub => {
-            return Some(
-                "--trial with GRUB is not supported yet (docs/trial.md): it needs a menu entry used once through grub-reboot; run `vfio-gen apply` without --trial, or try on a systemd-boot host".into(),
-            );
-        }
+        SystemdBoot | Grub => {}
         KernelCmdline => {
             return Some(
                 "--trial needs a boot loader entry to add beside the default one; with bootloader = \"kernel-cmdline\" there is none (docs/trial.md): run `vfio-gen apply` without --trial".into(),
@@ -172,7 +225,7 @@ pub fn refusal(profile: &Profile) -> Option<String> {
         }
         other => {
             return Some(format!(
-                "--trial is built for systemd-boot entries only so far; bootloader = \"{}\" has no trial entry yet (docs/trial.md): run `vfio-gen apply` without --trial",
+                "--trial is built for systemd-boot entries and GRUB (bootloader = \"grub\") so far; bootloader = \"{}\" has no trial entry yet (docs/trial.md): run `vfio-gen apply` without --trial",
                 other.name()
             ));
         }

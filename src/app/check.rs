@@ -90,7 +90,14 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         items.push(inspect::Item {
             id: "trial",
             status: inspect::Status::Warn,
-            message: format!("a trial is in progress ({}): {}", t.id, t.summary()),
+            message: {
+                let mut m = format!("a trial is in progress ({}): {}", t.id, t.summary());
+                for n in super::trial::notes(root, &t)? {
+                    m.push_str("; ");
+                    m.push_str(&n);
+                }
+                m
+            },
             remedy: Some(
                 "`vfio-gen trial status` says more; `sudo vfio-gen trial commit` or `sudo vfio-gen trial abort` ends it"
                     .into(),

@@ -63,6 +63,7 @@ pub fn install_ops(plan: &crate::plan::Plan) -> Vec<install::Op> {
             new: c.new.clone(),
             // The initramfs-tools hook must be executable (docs/binding-at-boot.md).
             meta: crate::targets::address_bind::mode(&c.path)
+                .or_else(|| crate::trial::grub::mode(&c.path))
                 .filter(|_| c.new.is_some())
                 .map(|m| (m, 0, 0)),
             action: Some(c.action()),

@@ -12,7 +12,7 @@ use crate::install;
 use crate::plan::{Change, Ownership, Plan};
 use crate::profile::Profile;
 use crate::root::{Files, Root};
-use crate::trial::{self, Phase, State};
+use crate::trial::{self, Loader, Phase, State, grub};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
@@ -51,9 +51,74 @@ fn bootctl(root: &Root) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// grub.cfg under the root, which a GRUB trial needs.
+fn grub_cfg(root: &Root) -> Result<&'static str> {
+    grub::cfg_path(root).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no grub.cfg under {} ({}): --trial with GRUB copies the default menu entry of the generated configuration; run update-grub (or grub-mkconfig -o /boot/grub/grub.cfg) first",
+            root.dir().display(),
+            crate::targets::grub::GRUB_CFGS.join(" or ")
+        )
+    })
+}
+
+/// Sets the one-shot: systemd-boot's `LoaderEntryOneShot`, GRUB's `next_entry`. `None`: not
+/// now (the root has no EFI variables; grub.cfg has no trial entry yet, and GRUB would clear a
+/// `next_entry` it cannot find on a boot that is not the trial).
+fn arm(root: &Root, loader: Loader) -> Result<Option<String>> {
+    match loader {
+        Loader::SystemdBoot => arm_oneshot(root, trial::ENTRY_NAME),
+        Loader::Grub => {
+            let cfg = grub_cfg(root)?;
+            if !grub::has_entry(root, cfg)? {
+                return Ok(None);
+            }
+            grub::arm(root, cfg).map(Some)
+        }
+    }
+}
+
+/// Whether the one-shot still names the trial entry (the trial boot has not come yet).
+fn still_armed(root: &Root, s: &State) -> Result<bool> {
+    match Loader::of_record(s) {
+        Loader::SystemdBoot => Ok(root
+            .read(&trial::oneshot_var())?
+            .as_deref()
+            .and_then(trial::efivar_string)
+            .is_some_and(|v| v == s.entry_id)),
+        Loader::Grub => match grub::cfg_path(root) {
+            Some(cfg) => grub::armed(root, cfg),
+            None => Ok(false),
+        },
+    }
+}
+
+/// What the record's phase does not say: a GRUB trial copied from a default entry that has
+/// changed since.
+pub fn notes(root: &dyn Files, s: &State) -> Result<Vec<String>> {
+    if Loader::of_record(s) != Loader::Grub {
+        return Ok(Vec::new());
+    }
+    let Some(cfg) = grub::cfg_path(root) else {
+        return Ok(Vec::new());
+    };
+    let (Some(script), Some(text)) = (root.read(grub::SCRIPT)?, root.read(cfg)?) else {
+        return Ok(Vec::new());
+    };
+    let env = root.read(&grub::env_path(cfg))?;
+    Ok(grub::stale(
+        &script,
+        &String::from_utf8_lossy(&text),
+        cfg,
+        env.as_deref(),
+    )
+    .into_iter()
+    .collect())
+}
+
 /// Sets `LoaderEntryOneShot`: `bootctl set-oneshot` on this machine, else the efivarfs file
 /// under the root. `None`: the root has no EFI variables to set.
-fn arm(root: &Root, entry_id: &str) -> Result<Option<String>> {
+fn arm_oneshot(root: &Root, entry_id: &str) -> Result<Option<String>> {
     if let Some(bootctl) = bootctl(root) {
         let out = std::process::Command::new(&bootctl)
             .args(["set-oneshot", entry_id])
@@ -82,6 +147,12 @@ fn arm(root: &Root, entry_id: &str) -> Result<Option<String>> {
 
 /// Clears a one-shot that still names the trial entry.
 fn disarm(root: &Root, s: &State) -> Result<()> {
+    if Loader::of_record(s) == Loader::Grub {
+        return match grub::cfg_path(root) {
+            Some(cfg) => grub::disarm(root, cfg),
+            None => Ok(()),
+        };
+    }
     let var = trial::oneshot_var();
     let ours = root
         .read(&var)?
@@ -126,6 +197,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     if let Some(why) = trial::refusal(&profile) {
         bail!("{why}; nothing was written");
     }
+    let loader = Loader::of(&profile).context("a trial's loader")?;
     if let Some(s) = state(root)? {
         bail!(
             "a trial is already in progress ({}): `vfio-gen trial status` says where it is; `sudo vfio-gen trial commit` or `sudo vfio-gen trial abort` ends it; nothing was written",
@@ -141,7 +213,13 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     if !a.force {
         super::refuse_host_devices(root, &profile)?;
     }
-    let plan = trial_plan(root, &profile)?;
+    let mut plan = trial_plan(root, &profile)?;
+    if loader == Loader::Grub {
+        // Where next_entry lives must be writable by GRUB at boot (docs/trial.md).
+        if let Some(note) = grub::storage(root, grub_cfg(root)?)? {
+            plan.notes.push(note);
+        }
+    }
     if !json {
         write!(io.out, "{}", diff::text(&plan, ctx.style, ctx.quiet, false))?;
     }
@@ -168,7 +246,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     let entry = plan
         .changes
         .iter()
-        .find(|c| c.path.ends_with(trial::ENTRY_NAME))
+        .find(|c| c.path.ends_with(trial::ENTRY_NAME) || c.path == grub::SCRIPT)
         .map(|c| c.path.clone())
         .unwrap_or_default();
     let default_entry = default_of(root, &profile)?;
@@ -182,9 +260,9 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     };
     let mut s = State {
         id: manifest.id.clone(),
-        bootloader: "systemd-boot".into(),
+        bootloader: loader.name().into(),
         entry,
-        entry_id: trial::ENTRY_NAME.into(),
+        entry_id: loader.entry_id().into(),
         default_entry,
         profile: recorded,
         profile_in_root: in_root,
@@ -204,7 +282,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     let hooks = crate::plan::hooks_for(&trial::harmless(&profile), &changed, root)?;
     let runs = run_hooks(&hooks, a.hooks, root, json, io)?;
     remember_failed(root, &hooks, &runs)?;
-    if let Some(by) = arm(root, &s.entry_id)? {
+    if let Some(by) = arm(root, loader)? {
         s.phase = Phase::Armed;
         s.armed_by = Some(by);
         save(root, &s)?;
@@ -212,7 +290,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     if json {
         print_json(
             io,
-            serde_json::json!({"changed": true, "id": manifest.id, "trial": s, "hooks": runs, "warnings": plan.warnings}),
+            serde_json::json!({"changed": true, "id": manifest.id, "trial": s, "hooks": runs, "warnings": plan.warnings, "notes": plan.notes}),
         )?;
     } else {
         writeln!(io.out, "Trial installed ({}); {}", manifest.id, s.summary())?;
@@ -233,7 +311,13 @@ fn trial_options(profile: &Profile) -> Vec<crate::cmdline::Opt> {
     trial::options(profile, "1")
 }
 
+/// The entry the trial is copied from, as the record names it: a loader entry's path, or
+/// grub.cfg's default menu entry.
 fn default_of(root: &Root, profile: &Profile) -> Result<String> {
+    if Loader::of(profile) == Some(Loader::Grub) {
+        let (cfg, item) = grub_default(root)?;
+        return Ok(format!("{cfg}: menuentry '{}'", item.title));
+    }
     let entries = if profile.entries.is_empty() {
         crate::plan::discover_entries(root)?
     } else {
@@ -250,6 +334,40 @@ fn default_of(root: &Root, profile: &Profile) -> Result<String> {
     trial::default_entry(&entries, conf.as_deref())
 }
 
+/// grub.cfg and the menu entry `GRUB_DEFAULT` boots.
+fn grub_default(root: &Root) -> Result<(&'static str, grub::Item)> {
+    let cfg = grub_cfg(root)?;
+    let text = root.read(cfg)?.unwrap_or_default();
+    let env = root.read(&grub::env_path(cfg))?;
+    let item = grub::default_entry(&String::from_utf8_lossy(&text), cfg, env.as_deref())?;
+    Ok((cfg, item))
+}
+
+/// The trial entry: its path and bytes.
+fn trial_entry(root: &Root, profile: &Profile) -> Result<(String, Vec<u8>)> {
+    if Loader::of(profile) == Some(Loader::Grub) {
+        let (cfg, item) = grub_default(root)?;
+        return Ok((
+            grub::SCRIPT.to_string(),
+            grub::script(&item, cfg, &trial_options(profile))?,
+        ));
+    }
+    let default = default_of(root, profile)?;
+    let bytes = root.read(&default)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the loader entry {default} does not exist under the root; fix [systemd-boot] entries in the profile"
+        )
+    })?;
+    let (dir, _) = default
+        .rsplit_once('/')
+        .context("a loader entry path has a directory")?;
+    let entry_path = format!("{dir}/{}", trial::ENTRY_NAME);
+    Ok((
+        entry_path,
+        trial::entry(&bytes, &default, &trial_options(profile))?,
+    ))
+}
+
 /// The changes of a trial: the initramfs part of the profile, the trial entry, the health
 /// unit and its drop-in.
 fn trial_plan(root: &Root, profile: &Profile) -> Result<Plan> {
@@ -263,16 +381,7 @@ fn trial_plan(root: &Root, profile: &Profile) -> Result<Plan> {
         plan.notes.extend(full.notes);
     }
     let default = default_of(root, profile)?;
-    let bytes = root.read(&default)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "the loader entry {default} does not exist under the root; fix [systemd-boot] entries in the profile"
-        )
-    })?;
-    let (dir, _) = default
-        .rsplit_once('/')
-        .context("a loader entry path has a directory")?;
-    let entry_path = format!("{dir}/{}", trial::ENTRY_NAME);
-    let new = trial::entry(&bytes, &default, &trial_options(profile))?;
+    let (entry_path, new) = trial_entry(root, profile)?;
     for (path, new) in [
         (entry_path, new),
         (trial::UNIT.to_string(), trial::unit().into_bytes()),
@@ -354,7 +463,11 @@ pub struct Options {
 pub fn status(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let s = state(&ctx.root)?;
     if opts.format == Format::Json {
-        print_json(io, serde_json::json!({ "trial": s }))?;
+        let notes = match &s {
+            Some(s) => notes(&ctx.root, s)?,
+            None => Vec::new(),
+        };
+        print_json(io, serde_json::json!({ "trial": s, "notes": notes }))?;
         return Ok(0);
     }
     let Some(s) = s else {
@@ -368,6 +481,9 @@ pub fn status(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         s.entry, s.default_entry
     )?;
     writeln!(io.out, "  trial line adds: {}", s.options.join(" "))?;
+    for n in notes(&ctx.root, &s)? {
+        writeln!(io.out, "  {n}")?;
+    }
     for c in &s.checks {
         writeln!(
             io.out,
@@ -391,7 +507,17 @@ pub fn arm_cmd(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             s.phase.word()
         );
     }
-    let Some(by) = arm(root, &s.entry_id)? else {
+    let loader = Loader::of_record(&s);
+    let Some(by) = arm(root, loader)? else {
+        if loader == Loader::Grub {
+            bail!(
+                "{} has no menu entry --id {} yet: run the GRUB hook (update-grub, or grub-mkconfig -o {}) so that it holds {}'s entry, then `sudo vfio-gen trial arm`",
+                grub_cfg(root)?,
+                grub::ENTRY_ID,
+                grub_cfg(root)?,
+                grub::SCRIPT
+            );
+        }
         bail!(
             "{} has no {}: there are no EFI variables to set the one-shot in; run `sudo vfio-gen trial arm` on the booted machine",
             root.dir().display(),
@@ -457,12 +583,7 @@ pub fn report(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             }
         }
         (Phase::Armed, false) => {
-            if root
-                .read(&trial::oneshot_var())?
-                .as_deref()
-                .and_then(trial::efivar_string)
-                .is_some_and(|v| v == s.entry_id)
-            {
+            if still_armed(root, &s)? {
                 // Armed on this boot; the trial is the next one.
                 writeln!(io.out, "{}", s.summary())?;
                 return Ok(0);

@@ -12,6 +12,10 @@ const ENTRY: &str = "boot/loader/entries/vfio-gen-trial.conf";
 /// The Arch systemd-boot fixture's files on the Intel RTX 3090 host; `bound`: the card's two
 /// functions are on vfio-pci (as on a trial boot that worked), else on nvidia/snd_hda_intel.
 fn host(bound: bool, efivars: bool) -> tempfile::TempDir {
+    host_with(bound, efivars, "arch-intel-systemd-boot")
+}
+
+fn host_with(bound: bool, efivars: bool, fixture: &str) -> tempfile::TempDir {
     let mut text =
         std::fs::read_to_string(repo().join("tests/fixtures/hosts/intel-3090.toml")).unwrap();
     if bound {
@@ -27,7 +31,7 @@ fn host(bound: bool, efivars: bool) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let host: fake_host::Host = toml::from_str(&text).unwrap();
     fake_host::build_host(&host, &repo().join("tests/fixtures/hosts"), tmp.path()).unwrap();
-    copy_tree(&fixture_root("arch-intel-systemd-boot"), tmp.path());
+    copy_tree(&fixture_root(fixture), tmp.path());
     if efivars {
         std::fs::create_dir_all(tmp.path().join("sys/firmware/efi/efivars")).unwrap();
     }
@@ -51,7 +55,7 @@ fn vg(root: &Path, args: &[&str]) -> Vg {
 fn trial_json(root: &Path) -> serde_json::Value {
     let o = vg(root, &["trial", "status", "--format", "json"])
         .status(0)
-        .output();
+        .run();
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["version"], 1);
     doc["trial"].clone()
@@ -85,7 +89,7 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
     )
     .status(0)
     .stdout_has("armed: the next boot uses vfio-gen-trial.conf once")
-    .output();
+    .run();
     // The efivarfs file: attributes 0x7 (LE u32), then "vfio-gen-trial.conf\0" in UTF-16LE.
     let mut want = vec![7u8, 0, 0, 0];
     for u in "vfio-gen-trial.conf\0".encode_utf16() {
@@ -126,8 +130,8 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
     // plan and check show the trial.
     vg(root.path(), &["plan", "-p", PROFILE])
         .stdout_has("a trial is in progress")
-        .output();
-    let o = vg(root.path(), &["check", "-p", PROFILE, "--format", "json"]).output();
+        .run();
+    let o = vg(root.path(), &["check", "-p", PROFILE, "--format", "json"]).run();
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
         doc["items"]
@@ -147,7 +151,7 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
     .status(2)
     .stderr_has("a trial is already in progress (armed)")
     .stderr_lines(1)
-    .output();
+    .run();
 }
 
 #[test]
@@ -161,7 +165,7 @@ fn a_passed_trial_commits_as_an_ordinary_apply_that_rollback_undoes() {
         &["apply", "-p", PROFILE, "--yes", "--hooks", "none"],
     )
     .status(0)
-    .output();
+    .run();
     vg(
         root.path(),
         &[
@@ -169,19 +173,19 @@ fn a_passed_trial_commits_as_an_ordinary_apply_that_rollback_undoes() {
         ],
     )
     .status(0)
-    .output();
+    .run();
     vg(
         root.path(),
         &["trial", "commit", "--yes", "--hooks", "none"],
     )
     .status(2)
     .stderr_has("the trial is armed, not passed")
-    .output();
+    .run();
     boot_the_trial(root.path());
     vg(root.path(), &["trial", "report"])
         .status(0)
         .stdout_has("passed")
-        .output();
+        .run();
     let t = trial_json(root.path());
     assert_eq!(t["phase"], "passed", "{t}");
     let names: Vec<&str> = t["checks"]
@@ -202,22 +206,22 @@ fn a_passed_trial_commits_as_an_ordinary_apply_that_rollback_undoes() {
     );
     vg(root.path(), &["trial", "status"])
         .stdout_has("pass vfio-pci 0000:01:00.0: 0000:01:00.0 [10de:2204] is on vfio-pci")
-        .output();
+        .run();
     vg(
         root.path(),
         &["trial", "commit", "--yes", "--hooks", "none"],
     )
     .status(0)
     .stdout_has("committed as apply")
-    .output();
+    .run();
     assert_eq!(config(root.path()), config(plain.path()), "commit = apply");
     assert!(!root.path().join("var/lib/vfio-gen/trial.json").exists());
     vg(root.path(), &["trial", "status"])
         .stdout_has("No trial in progress.")
-        .output();
+        .run();
     vg(root.path(), &["rollback", "--yes", "--hooks", "none"])
         .status(0)
-        .output();
+        .run();
     assert_eq!(config(root.path()), before, "rollback undoes the commit");
 }
 
@@ -232,13 +236,13 @@ fn a_trial_that_never_reported_fails_and_abort_restores_every_byte() {
         ],
     )
     .status(0)
-    .output();
+    .run();
     // The boot that armed it: the one-shot is still set, nothing is decided.
-    vg(root.path(), &["trial", "report"]).status(0).output();
+    vg(root.path(), &["trial", "report"]).status(0).run();
     assert_eq!(trial_json(root.path())["phase"], "armed");
     // The trial boot panicked; the firmware came back on the default entry.
     std::fs::remove_file(root.path().join(ONESHOT)).unwrap();
-    vg(root.path(), &["trial", "report"]).status(0).output();
+    vg(root.path(), &["trial", "report"]).status(0).run();
     let t = trial_json(root.path());
     assert_eq!(t["phase"], "failed");
     assert!(
@@ -250,17 +254,17 @@ fn a_trial_that_never_reported_fails_and_abort_restores_every_byte() {
     );
     vg(root.path(), &["trial", "status"])
         .stdout_has("failed: no report from the trial boot")
-        .output();
+        .run();
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
         .stdout_has("4 files put back as before")
-        .output();
+        .run();
     assert_eq!(config(root.path()), before);
     assert!(!root.path().join("var/lib/vfio-gen/trial.json").exists());
     vg(root.path(), &["trial", "abort"])
         .status(2)
         .stderr_has("no trial to abort")
-        .output();
+        .run();
 }
 
 #[test]
@@ -273,9 +277,9 @@ fn a_trial_boot_whose_card_is_not_on_vfio_pci_fails_its_check() {
         ],
     )
     .status(0)
-    .output();
+    .run();
     boot_the_trial(root.path());
-    vg(root.path(), &["trial", "report"]).status(0).output();
+    vg(root.path(), &["trial", "report"]).status(0).run();
     let t = trial_json(root.path());
     assert_eq!(t["phase"], "failed");
     let reason = t["reason"].as_str().unwrap();
@@ -285,7 +289,7 @@ fn a_trial_boot_whose_card_is_not_on_vfio_pci_fails_its_check() {
     );
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
-        .output();
+        .run();
 }
 
 #[test]
@@ -299,15 +303,15 @@ fn without_efi_variables_the_trial_is_prepared_and_arm_says_where_to_run() {
     )
     .status(0)
     .stdout_has("prepared:")
-    .output();
+    .run();
     assert_eq!(trial_json(root.path())["phase"], "prepared");
     vg(root.path(), &["trial", "arm"])
         .status(2)
-        .stderr_has("run `vfio-gen trial arm` on the booted machine")
+        .stderr_has("run `sudo vfio-gen trial arm` on the booted machine")
         .stderr_lines(1)
-        .output();
+        .run();
     std::fs::create_dir_all(root.path().join("sys/firmware/efi/efivars")).unwrap();
-    vg(root.path(), &["trial", "arm"]).status(0).output();
+    vg(root.path(), &["trial", "arm"]).status(0).run();
     assert_eq!(trial_json(root.path())["phase"], "armed");
     assert!(root.path().join(ONESHOT).exists());
 }
@@ -319,7 +323,7 @@ fn trial_refusals_write_nothing() {
     let grub = root.path().join("grub.toml");
     std::fs::write(
         &grub,
-        "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\n[vfio]\nids = [\"10de:2204\"]\n",
+        "[host]\ncpu = \"intel\"\nbootloader = \"refind\"\n[vfio]\nids = [\"10de:2204\"]\n",
     )
     .unwrap();
     let cmdline = root.path().join("cmdline.toml");
@@ -336,7 +340,7 @@ fn trial_refusals_write_nothing() {
         b
     };
     for (profile, says) in [
-        (&grub, "--trial with GRUB is not supported yet"),
+        (&grub, "bootloader = \"refind\" has no trial entry yet"),
         (
             &cmdline,
             "with bootloader = \"kernel-cmdline\" there is none",
@@ -350,24 +354,24 @@ fn trial_refusals_write_nothing() {
         .stderr_has(says)
         .stderr_has("nothing was written")
         .stderr_lines(1)
-        .output();
+        .run();
     }
     vg(
         root.path(),
         &["apply", "-p", PROFILE, "--trial", "--revert", "--yes"],
     )
     .status(2)
-    .output();
+    .run();
     vg(
         root.path(),
         &["apply", "-p", PROFILE, "--auto-commit", "--yes"],
     )
     .status(2)
-    .output();
+    .run();
     vg(root.path(), &["trial", "commit", "--yes"])
         .status(2)
         .stderr_has("no trial to commit")
-        .output();
+        .run();
     assert_eq!(tree(root.path()), before);
 }
 
@@ -380,7 +384,7 @@ fn auto_commit_commits_a_passing_trial_boot_by_itself() {
         &["apply", "-p", PROFILE, "--yes", "--hooks", "none"],
     )
     .status(0)
-    .output();
+    .run();
     vg(
         root.path(),
         &[
@@ -395,14 +399,547 @@ fn auto_commit_commits_a_passing_trial_boot_by_itself() {
         ],
     )
     .status(0)
-    .output();
+    .run();
     assert_eq!(trial_json(root.path())["auto_commit"], true);
     boot_the_trial(root.path());
     vg(root.path(), &["trial", "report", "--hooks", "none"])
         .status(0)
         .stdout_has("--auto-commit: committing the trial.")
         .stdout_has("committed as apply")
-        .output();
+        .run();
     assert_eq!(config(root.path()), config(plain.path()));
     assert!(trial_json(root.path()).is_null());
+}
+
+// ---------------------------------------------------------------- GRUB (docs/trial.md)
+
+const GRUB_PROFILE: &str = "etc/vfio-gen/profile.toml";
+const SCRIPT: &str = "etc/grub.d/42_vfio-gen-trial";
+const GRUBENV: &str = "boot/grub/grubenv";
+
+/// A Debian 12 grub.cfg as grub-mkconfig writes it (00_header's next_entry branch, 10_linux's
+/// entry and submenu, 41_custom), with `default` as given.
+fn grub_cfg(default: &str, kernel: &str) -> String {
+    format!(
+        r#"#
+# DO NOT EDIT THIS FILE
+#
+# It is automatically generated by grub-mkconfig using templates
+# from /etc/grub.d and settings from /etc/default/grub
+#
+
+### BEGIN /etc/grub.d/00_header ###
+if [ -s $prefix/grubenv ]; then
+  set have_grubenv=true
+  load_env
+fi
+if [ "${{next_entry}}" ] ; then
+   set default="${{next_entry}}"
+   set next_entry=
+   save_env next_entry
+   set boot_once=true
+else
+   set default="{default}"
+fi
+
+if [ x"${{feature_menuentry_id}}" = xy ]; then
+  menuentry_id_option="--id"
+else
+  menuentry_id_option=""
+fi
+
+export menuentry_id_option
+
+function load_video {{
+  if [ x$feature_all_video_module = xy ]; then
+    insmod all_video
+  else
+    insmod efi_gop
+  fi
+}}
+
+terminal_input console
+terminal_output console
+set timeout=5
+### END /etc/grub.d/00_header ###
+
+### BEGIN /etc/grub.d/10_linux ###
+function gfxmode {{
+	set gfxpayload="${{1}}"
+}}
+set linux_gfx_mode=
+export linux_gfx_mode
+menuentry 'Debian GNU/Linux' --class debian --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-simple-3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90' {{
+	load_video
+	insmod gzio
+	if [ x$grub_platform = xxen ]; then insmod xzio; insmod lzopio; fi
+	insmod part_gpt
+	insmod ext2
+	search --no-floppy --fs-uuid --set=root 3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90
+	echo	'Loading Linux {kernel} ...'
+	linux	/boot/vmlinuz-{kernel} root=UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 ro  quiet
+	echo	'Loading initial ramdisk ...'
+	initrd	/boot/initrd.img-{kernel}
+}}
+submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-advanced-3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90' {{
+	menuentry 'Debian GNU/Linux, with Linux {kernel}' --class debian --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-{kernel}-advanced-3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90' {{
+		load_video
+		insmod ext2
+		linux	/boot/vmlinuz-{kernel} root=UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 ro single
+		initrd	/boot/initrd.img-{kernel}
+	}}
+}}
+
+### END /etc/grub.d/10_linux ###
+
+### BEGIN /etc/grub.d/41_custom ###
+if [ -f  ${{config_directory}}/custom.cfg ]; then
+  source ${{config_directory}}/custom.cfg
+elif [ -z "${{config_directory}}" -a -f  $prefix/custom.cfg ]; then
+  source $prefix/custom.cfg
+fi
+### END /etc/grub.d/41_custom ###
+"#
+    )
+}
+
+/// A block as `grub-editenv create` then `grub-set-default` leave it: the signature, the
+/// warning, `saved_entry`, `#` up to 1024 bytes.
+fn grubenv_with(vars: &str) -> Vec<u8> {
+    let mut b = format!(
+        "# GRUB Environment Block\n# WARNING: Do not edit this file by tools other than grub-editenv!!!\n{vars}"
+    )
+    .into_bytes();
+    b.resize(1024, b'#');
+    b
+}
+
+/// The GRUB profile of the RTX 3090 host: the drop-in, initramfs-tools.
+const GRUB_TOML: &str = r#"[host]
+cpu = "intel"
+bootloader = "grub"
+initramfs = "initramfs-tools"
+
+[vfio]
+ids = ["10de:2204", "10de:1aef"]
+blacklist = ["nouveau"]
+
+[kernel]
+iommu = "on"
+iommu_pt = true
+
+[grub]
+file = "/etc/default/grub"
+variable = "GRUB_CMDLINE_LINUX_DEFAULT"
+mode = "drop-in"
+"#;
+
+/// The Debian GRUB fixture on the RTX 3090 host, with a generated grub.cfg, its environment
+/// block, an fstab line for / and the profile.
+fn grub_host(bound: bool, fstab: &str) -> tempfile::TempDir {
+    let root = host_with(bound, false, "debian-identical-gpus");
+    let p = root.path();
+    std::fs::write(
+        p.join("boot/grub/grub.cfg"),
+        grub_cfg("0", "6.1.0-27-amd64"),
+    )
+    .unwrap();
+    std::fs::write(p.join(GRUBENV), grubenv_with("saved_entry=0\n")).unwrap();
+    std::fs::write(p.join("etc/fstab"), fstab).unwrap();
+    std::fs::create_dir_all(p.join("etc/vfio-gen")).unwrap();
+    std::fs::write(p.join(GRUB_PROFILE), GRUB_TOML).unwrap();
+    root
+}
+
+const PLAIN_FSTAB: &str = "# <file system> <mount point>   <type>  <options>       <dump>  <pass>\nUUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 /               ext4    errors=remount-ro 0       1\n";
+
+/// The profile inside the root, as a path on this machine.
+fn gp(root: &Path) -> String {
+    root.join(GRUB_PROFILE).display().to_string()
+}
+
+fn grub_trial(root: &Path) -> Output {
+    vg(
+        root,
+        &[
+            "apply",
+            "-p",
+            &gp(root),
+            "--trial",
+            "--yes",
+            "--hooks",
+            "none",
+            "--format",
+            "json",
+        ],
+    )
+    .status(0)
+    .run()
+}
+
+/// What `grub-mkconfig` prints for the script: the script run by sh.
+fn script_output(root: &Path) -> String {
+    let o = Command::new("sh")
+        .arg(root.join(SCRIPT))
+        .output()
+        .expect("sh runs");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// What the GRUB hook (update-grub) does with the script installed: grub.cfg as before with
+/// the script's output after 41_custom (as grub-mkconfig runs /etc/grub.d in name order), or
+/// without it once the script is gone.
+fn update_grub(root: &Path) {
+    let mut cfg = grub_cfg("0", "6.1.0-27-amd64");
+    if root.join(SCRIPT).exists() {
+        cfg.push_str(&format!(
+            "\n### BEGIN /etc/grub.d/42_vfio-gen-trial ###\n{}### END /etc/grub.d/42_vfio-gen-trial ###\n",
+            script_output(root)
+        ));
+    }
+    std::fs::write(root.join("boot/grub/grub.cfg"), cfg).unwrap();
+}
+
+/// `apply --trial` (prepared: grub.cfg has no trial entry yet), the GRUB hook, `trial arm`.
+fn grub_trial_armed(root: &Path) {
+    grub_trial(root);
+    assert_eq!(trial_json(root)["phase"], "prepared");
+    update_grub(root);
+    vg(root, &["trial", "arm"])
+        .status(0)
+        .stdout_has("armed: the next boot uses vfio-gen-trial once")
+        .run();
+}
+
+fn env_var(root: &Path, name: &str) -> Option<String> {
+    let b = std::fs::read(root.join(GRUBENV)).unwrap();
+    String::from_utf8_lossy(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// GRUB at the trial boot: 00_header's `set next_entry=` and `save_env next_entry` leave an
+/// empty value in place of the trial's.
+fn grub_consumes_next_entry(root: &Path) {
+    let b = std::fs::read(root.join(GRUBENV)).unwrap();
+    let text = String::from_utf8(b).unwrap();
+    let new = text.replacen("next_entry=vfio-gen-trial\n", "next_entry=\n", 1);
+    let mut new = new.into_bytes();
+    new.resize(1024, b'#');
+    std::fs::write(root.join(GRUBENV), new).unwrap();
+}
+
+fn grub_boot_the_trial(root: &Path) {
+    let out = script_output(root);
+    let line = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("linux"))
+        .unwrap();
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    std::fs::write(
+        root.join("proc/cmdline"),
+        format!(
+            "BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-amd64 {}\n",
+            args.join(" ")
+        ),
+    )
+    .unwrap();
+    grub_consumes_next_entry(root);
+}
+
+/// The configuration without the environment block, which GRUB itself rewrites at boot.
+fn grub_config(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut c = config(root);
+    c.remove(GRUBENV);
+    c
+}
+
+#[test]
+fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
+    let root = grub_host(true, PLAIN_FSTAB);
+    let before = config(root.path());
+    let o = grub_trial(root.path());
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hooks: Vec<&str> = doc["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(hooks.contains(&"grub"), "update-grub runs: {doc}");
+    assert!(hooks.contains(&"initramfs-tools"), "{doc}");
+    assert!(
+        doc["notes"].to_string().contains("/etc/fstab:2: UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 (ext4); whether that device is a plain partition"),
+        "the fstab's UUID is said to be unchecked: {doc}"
+    );
+    let after = config(root.path());
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            SCRIPT,
+            "etc/initramfs-tools/modules",
+            "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
+            "etc/systemd/system/vfio-gen-trial.service",
+        ],
+        "grub.cfg, grubenv, /etc/default/grub and modprobe.d stay as they were"
+    );
+    // Not armed yet: grub.cfg has no trial entry until the GRUB hook runs, and GRUB would
+    // clear a next_entry it cannot find on a boot that is not the trial.
+    assert_eq!(trial_json(root.path())["phase"], "prepared");
+    vg(root.path(), &["trial", "arm"])
+        .status(2)
+        .stderr_has("/boot/grub/grub.cfg has no menu entry --id vfio-gen-trial yet: run the GRUB hook (update-grub")
+        .stderr_lines(1)
+        .run();
+    assert_eq!(config(root.path()), after, "a refused arm writes nothing");
+    update_grub(root.path());
+    vg(root.path(), &["trial", "arm"]).status(0).run();
+    let after = config(root.path());
+    // The block: 1024 bytes, saved_entry kept, next_entry naming the trial's id.
+    let env = &after[GRUBENV];
+    assert_eq!(env.len(), 1024);
+    assert_eq!(env_var(root.path(), "saved_entry").as_deref(), Some("0"));
+    assert_eq!(
+        env_var(root.path(), "next_entry").as_deref(),
+        Some("vfio-gen-trial")
+    );
+    assert!(env.starts_with(b"# GRUB Environment Block\n# WARNING"));
+    // The script: executable, sh parses it, and what it prints is one menu entry.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root.path().join(SCRIPT))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o755,
+        "grub-mkconfig runs only executable scripts"
+    );
+    if have("sh") {
+        let o = Command::new("sh")
+            .arg("-n")
+            .arg(root.path().join(SCRIPT))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sh -n: {o:?}");
+        let out = script_output(root.path());
+        assert!(
+            out.starts_with(
+                "menuentry 'Debian GNU/Linux (vfio-gen trial)' --id vfio-gen-trial {\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("\tlinux\t/boot/vmlinuz-6.1.0-27-amd64 root=UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 ro  quiet intel_iommu=on iommu=pt vfio-pci.ids=10de:2204,10de:1aef module_blacklist=nouveau panic=10 vfio_gen.trial=1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\tinitrd\t/boot/initrd.img-6.1.0-27-amd64\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("menuentry").count(), 1, "{out}");
+        if have("grub-script-check") {
+            // The grub.cfg update-grub would write: the old one with the script's output after.
+            let scratch = tempfile::tempdir().unwrap();
+            let cfg = scratch.path().join("grub.cfg");
+            let old = std::fs::read_to_string(root.path().join("boot/grub/grub.cfg")).unwrap();
+            std::fs::write(
+                &cfg,
+                format!("{old}### BEGIN /etc/grub.d/42_vfio-gen-trial ###\n{out}### END ###\n"),
+            )
+            .unwrap();
+            let o = Command::new("grub-script-check")
+                .arg(&cfg)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "grub-script-check: {o:?}");
+            // It does reject what GRUB cannot parse.
+            std::fs::write(&cfg, out.replace("}\n", "")).unwrap();
+            let o = Command::new("grub-script-check")
+                .arg(&cfg)
+                .output()
+                .unwrap();
+            assert!(!o.status.success(), "an unclosed entry is rejected");
+        }
+    }
+    let t = trial_json(root.path());
+    assert_eq!(t["phase"], "armed", "{t}");
+    assert_eq!(t["bootloader"], "grub");
+    assert_eq!(t["entry"], "/etc/grub.d/42_vfio-gen-trial");
+    assert_eq!(t["entry_id"], "vfio-gen-trial");
+    assert_eq!(
+        t["default_entry"],
+        "/boot/grub/grub.cfg: menuentry 'Debian GNU/Linux'"
+    );
+    assert_eq!(t["armed_by"], "grubenv /boot/grub/grubenv");
+    vg(root.path(), &["plan", "-p", &gp(root.path())])
+        .stdout_has("a trial is in progress")
+        .run();
+    // Abort before the trial boot: next_entry goes, every file is as before, byte for byte
+    // (grub.cfg once its hook, update-grub, has run).
+    let o = vg(
+        root.path(),
+        &["trial", "abort", "--hooks", "none", "--format", "json"],
+    )
+    .status(0)
+    .run();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["restored"].as_array().unwrap().len(), 4, "{doc}");
+    assert!(doc["hooks"].to_string().contains("update-grub"), "{doc}");
+    update_grub(root.path());
+    assert_eq!(config(root.path()), before);
+}
+
+#[test]
+fn a_grub_trial_that_never_reported_fails_and_abort_restores_the_files() {
+    let root = grub_host(true, PLAIN_FSTAB);
+    let before = grub_config(root.path());
+    grub_trial_armed(root.path());
+    // The boot that armed it: next_entry still names the trial.
+    vg(root.path(), &["trial", "report"]).status(0).run();
+    assert_eq!(trial_json(root.path())["phase"], "armed");
+    // The trial boot panicked after GRUB cleared next_entry; the default entry booted.
+    grub_consumes_next_entry(root.path());
+    vg(root.path(), &["trial", "report"]).status(0).run();
+    let t = trial_json(root.path());
+    assert_eq!(t["phase"], "failed");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no report from the trial boot"),
+        "{t}"
+    );
+    vg(root.path(), &["trial", "abort", "--hooks", "none"])
+        .status(0)
+        .run();
+    update_grub(root.path());
+    assert_eq!(grub_config(root.path()), before);
+    // The block as GRUB left it: next_entry empty (not the trial's), the rest kept.
+    assert_eq!(env_var(root.path(), "next_entry").as_deref(), Some(""));
+    assert_eq!(env_var(root.path(), "saved_entry").as_deref(), Some("0"));
+    assert_eq!(
+        std::fs::read(root.path().join(GRUBENV)).unwrap().len(),
+        1024
+    );
+}
+
+#[test]
+fn a_passed_grub_trial_commits_as_an_ordinary_apply() {
+    let root = grub_host(true, PLAIN_FSTAB);
+    let plain = grub_host(true, PLAIN_FSTAB);
+    vg(
+        plain.path(),
+        &["apply", "-p", &gp(plain.path()), "--yes", "--hooks", "none"],
+    )
+    .status(0)
+    .run();
+    grub_trial_armed(root.path());
+    grub_boot_the_trial(root.path());
+    vg(root.path(), &["trial", "report"])
+        .status(0)
+        .stdout_has("passed")
+        .run();
+    assert_eq!(trial_json(root.path())["phase"], "passed");
+    vg(
+        root.path(),
+        &["trial", "commit", "--yes", "--hooks", "none"],
+    )
+    .status(0)
+    .stdout_has("committed as apply")
+    .run();
+    update_grub(root.path());
+    assert_eq!(
+        grub_config(root.path()),
+        grub_config(plain.path()),
+        "commit = apply"
+    );
+    assert!(!root.path().join(SCRIPT).exists());
+    assert!(root.path().join("etc/default/grub.d/vfio-gen.cfg").exists());
+}
+
+#[test]
+fn grub_trial_arm_sets_next_entry_again_and_status_says_when_it_is_stale() {
+    let root = grub_host(true, PLAIN_FSTAB);
+    grub_trial_armed(root.path());
+    let armed = std::fs::read(root.path().join(GRUBENV)).unwrap();
+    // Someone cleared it (`grub-editenv ... unset next_entry`): arm sets it again.
+    std::fs::write(root.path().join(GRUBENV), grubenv_with("saved_entry=0\n")).unwrap();
+    vg(root.path(), &["trial", "arm"])
+        .status(0)
+        .stdout_has("armed: the next boot uses vfio-gen-trial once")
+        .run();
+    assert_eq!(std::fs::read(root.path().join(GRUBENV)).unwrap(), armed);
+    // A kernel update and update-grub: the default entry is not the one the trial copied.
+    std::fs::write(
+        root.path().join("boot/grub/grub.cfg"),
+        grub_cfg("0", "6.1.0-28-amd64"),
+    )
+    .unwrap();
+    vg(root.path(), &["trial", "status"])
+        .stdout_has("stale: /boot/grub/grub.cfg's default entry 'Debian GNU/Linux' changed")
+        .run();
+    let o = vg(
+        root.path(),
+        &["check", "-p", &gp(root.path()), "--format", "json"],
+    )
+    .run();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == "trial" && i["message"].as_str().unwrap().contains("stale:")),
+        "{doc}"
+    );
+}
+
+#[test]
+fn grub_trial_refusals_name_the_reason_and_write_nothing() {
+    for (fstab, cfg, says) in [
+        (
+            "/dev/mapper/vg0-root / ext4 defaults 0 1\n",
+            grub_cfg("0", "6.1.0-27-amd64"),
+            "/etc/fstab:1 mounts it from /dev/mapper/vg0-root, a device-mapper device",
+        ),
+        (
+            "UUID=1 / ext4 defaults 0 1\n/dev/md0 /boot ext4 defaults 0 2\n",
+            grub_cfg("0", "6.1.0-27-amd64"),
+            "/etc/fstab:2 mounts it from /dev/md0, a software RAID",
+        ),
+        (
+            "UUID=1 / btrfs subvol=@ 0 0\n",
+            grub_cfg("0", "6.1.0-27-amd64"),
+            "/etc/fstab:1 mounts it as btrfs",
+        ),
+        (
+            PLAIN_FSTAB,
+            grub_cfg("1>0", "6.1.0-27-amd64"),
+            "an entry inside a submenu",
+        ),
+        (
+            PLAIN_FSTAB,
+            grub_cfg("1", "6.1.0-27-amd64"),
+            "is the submenu 'Advanced options for Debian GNU/Linux'",
+        ),
+    ] {
+        let root = grub_host(true, fstab);
+        std::fs::write(root.path().join("boot/grub/grub.cfg"), cfg).unwrap();
+        let before = tree(root.path());
+        vg(
+            root.path(),
+            &["apply", "-p", &gp(root.path()), "--trial", "--yes"],
+        )
+        .status(2)
+        .stderr_has(says)
+        .stderr_lines(1)
+        .run();
+        assert_eq!(tree(root.path()), before, "{says}");
+    }
 }
