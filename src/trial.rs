@@ -77,6 +77,10 @@ pub const UNIT_WANTS: &str = "/etc/systemd/system/multi-user.target.d/vfio-gen-t
 pub const MARKER: &str = "vfio_gen.trial";
 /// Seconds a panicking trial kernel waits before it reboots (`panic=`).
 pub const PANIC_SECONDS: u32 = 10;
+/// `systemd.watchdog_sec=` of the trial line: systemd's PID 1 arms the hardware watchdog with
+/// it and pings it while it runs, so a trial boot that stops resets into the default entry
+/// (docs/trial.md, "The watchdog"). Long enough for a loaded machine's slowest moment.
+pub const WATCHDOG_SECONDS: u32 = 120;
 /// systemd's boot loader interface vendor GUID (docs/trial.md).
 pub const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
@@ -283,6 +287,11 @@ pub fn options(profile: &Profile, trial_id: &str) -> Vec<Opt> {
     if !out.iter().any(|o| o.key() == "panic") {
         out.push(Opt::parse(&format!("panic={PANIC_SECONDS}")));
     }
+    if !out.iter().any(|o| o.key() == "systemd.watchdog_sec") {
+        out.push(Opt::parse(&format!(
+            "systemd.watchdog_sec={WATCHDOG_SECONDS}"
+        )));
+    }
     out.push(Opt::parse(&format!("{MARKER}={trial_id}")));
     out
 }
@@ -448,6 +457,25 @@ pub fn checks(pci: &Pci, cmdline: &str, profile: &Profile, options: &[String]) -
         });
     }
     out
+}
+
+/// What the trial boot's watchdog is, from `/sys/class/watchdog/watchdog*/` (`identity`,
+/// `state`, `timeout`): informational, never a failure (a machine without one keeps `panic=`).
+pub fn watchdog_check(devices: &[(String, String, String, String)]) -> Check {
+    let detail = match devices.iter().find(|d| d.2 == "active").or(devices.first()) {
+        Some((name, identity, state, timeout)) => format!(
+            "{name} ({identity}) is {state}, timeout {timeout} s (systemd.watchdog_sec={WATCHDOG_SECONDS} on the trial line)"
+        ),
+        None => {
+            "this machine has no hardware watchdog: a hang without a panic needs a reset by hand"
+                .into()
+        }
+    };
+    Check {
+        name: "watchdog".into(),
+        ok: true,
+        detail,
+    }
 }
 
 /// The default entry a trial is copied from: the one entry there is, the profile's single

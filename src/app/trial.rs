@@ -173,6 +173,31 @@ fn disarm(root: &Root, s: &State) -> Result<()> {
     Ok(())
 }
 
+/// The watchdog devices under the root's sysfs: (name, identity, state, timeout).
+fn watchdogs(root: &Root) -> Result<Vec<(String, String, String, String)>> {
+    let dir = "/sys/class/watchdog";
+    let mut out = Vec::new();
+    for name in root.list(dir)? {
+        if !name.starts_with("watchdog") {
+            continue;
+        }
+        let read = |f: &str| -> Result<String> {
+            Ok(root
+                .read(&format!("{dir}/{name}/{f}"))?
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .unwrap_or_else(|| "?".into()))
+        };
+        out.push((
+            name.clone(),
+            read("identity")?,
+            read("state")?,
+            read("timeout")?,
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The trial's profile on this machine.
 fn profile_file(root: &Root, s: &State) -> Result<PathBuf> {
     if s.profile_in_root {
@@ -552,7 +577,9 @@ pub fn report(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             let checked = (|| -> Result<Vec<trial::Check>> {
                 let profile = Profile::load(&profile_file(root, &s)?)?;
                 let pci = crate::host::pci::Pci::read(root)?;
-                Ok(trial::checks(&pci, &cmdline, &profile, &s.options))
+                let mut checks = trial::checks(&pci, &cmdline, &profile, &s.options);
+                checks.push(trial::watchdog_check(&watchdogs(root)?));
+                Ok(checks)
             })();
             s.checks = checked.unwrap_or_else(|e| {
                 vec![trial::Check {

@@ -117,7 +117,7 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
         "{entry}"
     );
     assert!(
-        entry.contains(" intel_iommu=on iommu=pt rd.driver.pre=vfio-pci vfio-pci.ids=10de:2204,10de:1aef module_blacklist=nouveau panic=10 vfio_gen.trial=1\n"),
+        entry.contains(" intel_iommu=on iommu=pt rd.driver.pre=vfio-pci vfio-pci.ids=10de:2204,10de:1aef module_blacklist=nouveau panic=10 systemd.watchdog_sec=120 vfio_gen.trial=1\n"),
         "{entry}"
     );
     let unit =
@@ -182,12 +182,33 @@ fn a_passed_trial_commits_as_an_ordinary_apply_that_rollback_undoes() {
     .stderr_has("the trial is armed, not passed")
     .run();
     boot_the_trial(root.path());
+    // q35's TCO watchdog as sysfs shows it once systemd armed it from the trial line.
+    let wd = root.path().join("sys/class/watchdog/watchdog0");
+    std::fs::create_dir_all(&wd).unwrap();
+    for (f, v) in [
+        ("identity", "iTCO_wdt\n"),
+        ("state", "active\n"),
+        ("timeout", "120\n"),
+    ] {
+        std::fs::write(wd.join(f), v).unwrap();
+    }
     vg(root.path(), &["trial", "report"])
         .status(0)
         .stdout_has("passed")
         .run();
     let t = trial_json(root.path());
     assert_eq!(t["phase"], "passed", "{t}");
+    let watchdog = t["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "watchdog")
+        .unwrap();
+    assert_eq!(
+        watchdog["detail"],
+        "watchdog0 (iTCO_wdt) is active, timeout 120 s (systemd.watchdog_sec=120 on the trial line)",
+        "{t}"
+    );
     let names: Vec<&str> = t["checks"]
         .as_array()
         .unwrap()
@@ -201,7 +222,8 @@ fn a_passed_trial_commits_as_an_ordinary_apply_that_rollback_undoes() {
             "cmdline",
             "vfio-pci 0000:01:00.0",
             "vfio-pci 0000:01:00.1",
-            "boot display 0000:00:02.0"
+            "boot display 0000:00:02.0",
+            "watchdog"
         ]
     );
     vg(root.path(), &["trial", "status"])
@@ -735,7 +757,7 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
             "{out}"
         );
         assert!(
-            out.contains("\tlinux\t/boot/vmlinuz-6.1.0-27-amd64 root=UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 ro  quiet intel_iommu=on iommu=pt vfio-pci.ids=10de:2204,10de:1aef module_blacklist=nouveau panic=10 vfio_gen.trial=1\n"),
+            out.contains("\tlinux\t/boot/vmlinuz-6.1.0-27-amd64 root=UUID=3b1c2f0e-59d4-4a3e-9d0c-6f1e2a7b8c90 ro  quiet intel_iommu=on iommu=pt vfio-pci.ids=10de:2204,10de:1aef module_blacklist=nouveau panic=10 systemd.watchdog_sec=120 vfio_gen.trial=1\n"),
             "{out}"
         );
         assert!(
