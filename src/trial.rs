@@ -478,6 +478,33 @@ pub fn watchdog_check(devices: &[(String, String, String, String)]) -> Check {
     }
 }
 
+/// A program on PATH (`bootctl`, `grub-reboot`, `grub-probe`).
+pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs one of the boot loader's tools; its standard output, or an error that quotes the
+/// command and its message and then says `next` (what to do, what was left).
+pub fn run_tool(program: &std::path::Path, args: &[&str], next: &str) -> Result<String> {
+    use anyhow::Context;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !out.status.success() {
+        let name = program.file_name().unwrap_or_default().to_string_lossy();
+        anyhow::bail!(
+            "`{name} {}` failed: {}; {next}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The default entry a trial is copied from: the one entry there is, the profile's single
 /// entry, or loader.conf's `default` when it names an entry file exactly.
 pub fn default_entry(entries: &[String], loader_conf: Option<&[u8]>) -> Result<String> {

@@ -45,10 +45,7 @@ fn bootctl(root: &Root) -> Option<PathBuf> {
     if !root.is_host() {
         return None;
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("bootctl"))
-        .find(|p| p.is_file())
+    trial::on_path("bootctl")
 }
 
 /// grub.cfg under the root, which a GRUB trial needs.
@@ -120,16 +117,11 @@ pub fn notes(root: &dyn Files, s: &State) -> Result<Vec<String>> {
 /// under the root. `None`: the root has no EFI variables to set.
 fn arm_oneshot(root: &Root, entry_id: &str) -> Result<Option<String>> {
     if let Some(bootctl) = bootctl(root) {
-        let out = std::process::Command::new(&bootctl)
-            .args(["set-oneshot", entry_id])
-            .output()
-            .with_context(|| format!("running {}", bootctl.display()))?;
-        if !out.status.success() {
-            bail!(
-                "`bootctl set-oneshot {entry_id}` failed: {}; the trial is installed but not armed: fix the cause, then run `sudo vfio-gen trial arm`",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        trial::run_tool(
+            &bootctl,
+            &["set-oneshot", entry_id],
+            "the trial is installed but not armed: fix the cause, then run `sudo vfio-gen trial arm`",
+        )?;
         return Ok(Some("bootctl set-oneshot".into()));
     }
     if !root.exists(trial::EFIVARS) {

@@ -6,7 +6,7 @@
 
 use crate::cmdline::{self, Opt};
 use crate::root::{Files, Root};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 /// The owned script: after 10_linux and 41_custom, so `GRUB_DEFAULT=0` never picks it
 /// (grub-mkconfig runs /etc/grub.d/* in the order of their names; docs/trial.md).
@@ -567,20 +567,14 @@ pub fn fstab_refusal(fstab: &str, dir: &str) -> (Option<String>, Option<String>)
 pub fn storage(root: &Root, cfg: &str) -> Result<Option<String>> {
     let dir = cfg.rsplit_once('/').map(|(d, _)| d).unwrap_or("/boot/grub");
     if root.is_host()
-        && let Some(probe) = on_path("grub-probe")
+        && let Some(probe) = super::on_path("grub-probe")
     {
         let run = |target: &str| -> Result<String> {
-            let out = std::process::Command::new(&probe)
-                .args([&format!("--target={target}"), dir])
-                .output()
-                .with_context(|| format!("running {}", probe.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "`grub-probe --target={target} {dir}` failed: {}; --trial with GRUB needs to know where the environment block lives: fix the cause, or run `vfio-gen apply` without --trial; nothing was written",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            super::run_tool(
+                &probe,
+                &[&format!("--target={target}"), dir],
+                "--trial with GRUB needs to know where the environment block lives: fix the cause, or run `vfio-gen apply` without --trial; nothing was written",
+            )
         };
         let abstraction = run("abstraction")?;
         let fs = run("fs")?;
@@ -608,30 +602,17 @@ pub fn storage(root: &Root, cfg: &str) -> Result<Option<String>> {
 
 // ---------------------------------------------------------------- arming
 
-/// A program on PATH.
-pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// Sets `next_entry`: `grub-reboot` on this machine, else the block written directly
 /// (created when there is none). Returns how.
 pub fn arm(root: &Root, cfg: &str) -> Result<String> {
     if root.is_host()
-        && let Some(reboot) = on_path("grub-reboot")
+        && let Some(reboot) = super::on_path("grub-reboot")
     {
-        let out = std::process::Command::new(&reboot)
-            .arg(ENTRY_ID)
-            .output()
-            .with_context(|| format!("running {}", reboot.display()))?;
-        if !out.status.success() {
-            bail!(
-                "`grub-reboot {ENTRY_ID}` failed: {}; the trial is installed but not armed: fix the cause, then run `sudo vfio-gen trial arm`",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        super::run_tool(
+            &reboot,
+            &[ENTRY_ID],
+            "the trial is installed but not armed: fix the cause, then run `sudo vfio-gen trial arm`",
+        )?;
         return Ok("grub-reboot".into());
     }
     let path = env_path(cfg);

@@ -77,6 +77,20 @@ fn boot_the_trial(root: &Path) {
     let _ = std::fs::remove_file(root.join(ONESHOT));
 }
 
+/// `trial report` on the boot after a trial boot that never reported: failed, and why.
+fn report_says_no_report(root: &Path) {
+    vg(root, &["trial", "report"]).status(0).run();
+    let t = trial_json(root);
+    assert_eq!(t["phase"], "failed");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no report from the trial boot"),
+        "{t}"
+    );
+}
+
 #[test]
 fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
     let root = host(true, true);
@@ -264,16 +278,7 @@ fn a_trial_that_never_reported_fails_and_abort_restores_every_byte() {
     assert_eq!(trial_json(root.path())["phase"], "armed");
     // The trial boot panicked; the firmware came back on the default entry.
     std::fs::remove_file(root.path().join(ONESHOT)).unwrap();
-    vg(root.path(), &["trial", "report"]).status(0).run();
-    let t = trial_json(root.path());
-    assert_eq!(t["phase"], "failed");
-    assert!(
-        t["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("no report from the trial boot"),
-        "{t}"
-    );
+    report_says_no_report(root.path());
     vg(root.path(), &["trial", "status"])
         .stdout_has("failed: no report from the trial boot")
         .run();
@@ -827,16 +832,7 @@ fn a_grub_trial_that_never_reported_fails_and_abort_restores_the_files() {
     assert_eq!(trial_json(root.path())["phase"], "armed");
     // The trial boot panicked after GRUB cleared next_entry; the default entry booted.
     grub_consumes_next_entry(root.path());
-    vg(root.path(), &["trial", "report"]).status(0).run();
-    let t = trial_json(root.path());
-    assert_eq!(t["phase"], "failed");
-    assert!(
-        t["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("no report from the trial boot"),
-        "{t}"
-    );
+    report_says_no_report(root.path());
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
         .run();
