@@ -13,9 +13,9 @@
 
 use crate::host::initramfs_image::{self, Contents, Kind};
 use crate::plan;
-use crate::profile::{Bootloader, Profile};
+use crate::plan::loader::Images;
+use crate::profile::Profile;
 use crate::root::Files;
-use crate::targets::grub::GRUB_CFGS;
 use crate::targets::lines::{self, Shape};
 use crate::targets::uki::pe;
 use crate::targets::{self, initramfs, modprobe};
@@ -30,8 +30,6 @@ pub const MODPROBE_DIRS: &[&str] = &[
     "usr/lib/modprobe.d/",
     "lib/modprobe.d/",
 ];
-
-const BLS_DIR: &str = "/boot/loader/entries";
 
 /// One image the boot loader loads.
 #[derive(Debug, Clone)]
@@ -110,20 +108,15 @@ impl BootImages {
             .into_iter()
             .find(|h| h.name != "grub" && h.name != "proxmox-boot-tool")
             .map(|h| h.command.join(" "));
-        let found = match profile.bootloader {
-            Bootloader::SystemdBoot | Bootloader::Kernelstub => {
-                let entries = if profile.entries.is_empty() {
-                    plan::discover_entries(files)?
-                } else {
-                    profile.entries.clone()
-                };
+        let found = match plan::loader::of(profile.bootloader).images(profile, files)? {
+            Images::Entries(entries) => {
                 out.searched = "the initrd lines of the loader entries".into();
                 let mut found = Vec::new();
                 for entry in entries {
                     let Some(text) = files.read(&entry)? else {
                         continue;
                     };
-                    let initrds = entry_initrds(&String::from_utf8_lossy(&text));
+                    let initrds = crate::targets::bls::initrds(&String::from_utf8_lossy(&text));
                     if initrds.is_empty() {
                         continue;
                     }
@@ -139,7 +132,7 @@ impl BootImages {
             }
             // The initrd is the `.initrd` section of each UKI (docs/uki.md); `check`'s uki
             // items read their `.cmdline` for the options.
-            Bootloader::Uki => {
+            Images::Ukis => {
                 out.searched =
                     "unified kernel images in EFI/Linux under /efi, /boot or /boot/efi, and where the presets write them".into();
                 for path in targets::uki::images(files)? {
@@ -149,16 +142,9 @@ impl BootImages {
                 out.expected = false;
                 Vec::new()
             }
-            Bootloader::Grub
-            | Bootloader::GrubBls
-            | Bootloader::KernelCmdline
-            | Bootloader::Nixos
-            | Bootloader::RpmOstree
-            | Bootloader::Refind
-            | Bootloader::Limine => {
+            Images::Boot(lines_of) => {
                 out.searched = "/boot/initrd.img-* and /boot/initramfs-*.img".into();
                 let mut found = Vec::new();
-                let lines_of = grub_initrd_cmdlines(files, profile.bootloader)?;
                 for name in files.list("/boot")? {
                     if !is_image_name(&name) {
                         continue;
@@ -358,23 +344,6 @@ fn is_image_name(name: &str) -> bool {
     image && !skip
 }
 
-/// The paths of an entry's `initrd` lines; BLS entries may put several on one line, and GRUB
-/// variables (`$tuned_initrd`) are not files.
-fn entry_initrds(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("initrd") {
-            out.extend(
-                words
-                    .filter(|w| !w.starts_with('$'))
-                    .map(|w| w.replace('\\', "/")),
-            );
-        }
-    }
-    out
-}
-
 /// The ESP or XBOOTLDR mount point an entry lives on: what comes before `/loader/entries/`.
 fn esp_of(entry: &str) -> String {
     match entry.find("/loader/entries/") {
@@ -388,76 +357,6 @@ fn esp_of(entry: &str) -> String {
                 .to_string()
         }
     }
-}
-
-/// For GRUB: (image file name, place, command line) from grub.cfg's menu entries and the BLS
-/// entries; for `/etc/kernel/cmdline`, every image gets that file's line (an empty name).
-fn grub_initrd_cmdlines(
-    files: &dyn Files,
-    bootloader: Bootloader,
-) -> Result<Vec<(String, String, String)>> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
-    if bootloader == Bootloader::Refind {
-        // rEFInd boots a kernel in /boot with the first line of refind_linux.conf there.
-        if let Some((place, line)) = crate::targets::refind::default_options(files)? {
-            for name in files.list("/boot")? {
-                out.push((name, place.clone(), line.clone()));
-            }
-        }
-        return Ok(out);
-    }
-    if bootloader == Bootloader::KernelCmdline {
-        if let Some(text) = files.read(plan::KERNEL_CMDLINE)? {
-            let line = lines::line(&text, Shape::KernelCmdline);
-            for name in files.list("/boot")? {
-                out.push((name, plan::KERNEL_CMDLINE.to_string(), line.clone()));
-            }
-        }
-        return Ok(out);
-    }
-    for cfg in GRUB_CFGS {
-        let Some(text) = files.read(cfg)? else {
-            continue;
-        };
-        // The `linux` line of the menu entry being read: (line number, arguments).
-        let mut linux: Option<(usize, String)> = None;
-        for (i, line) in String::from_utf8_lossy(&text).lines().enumerate() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.first().copied() {
-                Some("linux" | "linuxefi" | "linux16") => {
-                    linux = Some((i + 1, words.get(2..).unwrap_or_default().join(" ")));
-                }
-                Some("initrd" | "initrdefi" | "initrd16") => {
-                    let Some((at, args)) = &linux else { continue };
-                    for w in words.iter().skip(1) {
-                        let base = w.rsplit('/').next().unwrap_or(w).to_string();
-                        if !out.iter().any(|(b, _, _)| *b == base) {
-                            out.push((base, format!("{cfg}:{at}"), args.clone()));
-                        }
-                    }
-                }
-                Some("menuentry" | "}") => linux = None,
-                _ => {}
-            }
-        }
-    }
-    for name in files.list(BLS_DIR)? {
-        if !name.ends_with(".conf") {
-            continue;
-        }
-        let path = format!("{BLS_DIR}/{name}");
-        let Some(text) = files.read(&path)? else {
-            continue;
-        };
-        let line = lines::line(&text, Shape::Entry);
-        for initrd in entry_initrds(&String::from_utf8_lossy(&text)) {
-            let base = initrd.rsplit('/').next().unwrap_or(&initrd).to_string();
-            if !out.iter().any(|(b, _, _)| *b == base) {
-                out.push((base, path.clone(), line.clone()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The ids of the `options vfio-pci ids=` lines in the image's modprobe.d files:
@@ -535,7 +434,7 @@ mod tests {
         assert_eq!(esp_of("/efi/loader/entries/a.conf"), "/efi");
         assert_eq!(esp_of("/boot/efi/loader/entries/a.conf"), "/boot/efi");
         assert_eq!(
-            entry_initrds(
+            crate::targets::bls::initrds(
                 "title x\ninitrd  /intel-ucode.img\ninitrd \\EFI\\arch\\initramfs.img $tuned_initrd\n"
             ),
             ["/intel-ucode.img", "/EFI/arch/initramfs.img"]

@@ -6,7 +6,7 @@ use crate::host::cpu::Cpu;
 use crate::host::pci::{Device, HostRole, Pci};
 use crate::profile::{Bootloader, Initramfs, Profile};
 use crate::root::Files;
-use crate::targets::{self, initramfs};
+use crate::targets::initramfs;
 use anyhow::Result;
 use std::fmt::Write as _;
 
@@ -72,55 +72,10 @@ pub fn iommu_json(pci: &Pci) -> serde_json::Value {
     )
 }
 
-/// What the files under the root say about the boot loader and initramfs generator.
+/// What the files under the root say about the boot loader: each loader is asked
+/// (`plan::loader::detect`).
 pub fn infer_bootloader(files: &dyn Files) -> (Bootloader, String) {
-    // The distribution's own tool first: it decides what the boot entries hold
-    // (docs/distributions.md).
-    if let Some(found) = targets::nixos::detect(files)
-        .or_else(|| targets::ostree::detect(files))
-        .or_else(|| targets::kernelstub::detect(files))
-        .or_else(|| targets::proxmox::detect(files))
-        .or_else(|| targets::bls::detect(files))
-    {
-        return found;
-    }
-    let has_entries = crate::plan::discover_entries(files)
-        .map(|e| !e.is_empty())
-        .unwrap_or(false);
-    if let Some((b, why)) = crate::targets::uki::detect(files).into_iter().next() {
-        (
-            Bootloader::Uki,
-            format!(
-                "unified kernel images built by {} ({why})",
-                crate::targets::uki::name(b)
-            ),
-        )
-    } else if let Some(conf) = crate::targets::limine::detect(files) {
-        // Limine reads limine.conf from the partition it boots from (docs/limine.md).
-        (Bootloader::Limine, conf)
-    } else if let Some((why, true)) = crate::targets::refind::detect(files) {
-        // rEFInd's config on the ESP and the options file it reads beside the kernel
-        // (docs/refind.md, "Detection"), even with GRUB's files still installed.
-        (Bootloader::Refind, why)
-    } else if has_entries && !files.exists("/etc/default/grub") {
-        (
-            Bootloader::SystemdBoot,
-            "loader entries found, no /etc/default/grub".into(),
-        )
-    } else if files.exists("/etc/default/grub") {
-        (Bootloader::Grub, "/etc/default/grub".into())
-    } else if has_entries {
-        (Bootloader::SystemdBoot, "loader entries found".into())
-    } else if files.exists("/etc/kernel/cmdline") {
-        (Bootloader::KernelCmdline, "/etc/kernel/cmdline".into())
-    } else if let Some((why, _)) = crate::targets::refind::detect(files) {
-        (Bootloader::Refind, why)
-    } else {
-        (
-            Bootloader::Grub,
-            "nothing recognised; GRUB is a guess, check it".into(),
-        )
-    }
+    crate::plan::loader::detect(files)
 }
 
 pub fn infer_initramfs(files: &dyn Files) -> (Initramfs, String) {
@@ -358,14 +313,10 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .cloned()
         .collect();
     let (bootloader, why_boot) = infer_bootloader(files);
-    let (initramfs, why_initramfs) = if bootloader == Bootloader::RpmOstree {
-        // The image brings its initramfs; rpm-ostree initramfs-etc adds the files.
-        (
-            Initramfs::None,
-            "the image's own, extended by rpm-ostree initramfs-etc".to_string(),
-        )
-    } else {
-        infer_initramfs(files)
+    // An image brings its initramfs (rpm-ostree initramfs-etc adds the files).
+    let (initramfs, why_initramfs) = match crate::plan::loader::of(bootloader).image_initramfs() {
+        Some(why) => (Initramfs::None, why.to_string()),
+        None => infer_initramfs(files),
     };
     let cpu_name = if cpu.is_amd() { "amd" } else { "intel" };
     let mut out = String::new();

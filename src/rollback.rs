@@ -6,7 +6,6 @@ use crate::history::{self, Manifest};
 use crate::inspect;
 use crate::install::Op;
 use crate::plan::{self, Hook};
-use crate::profile::Bootloader;
 use crate::root::Files;
 use crate::targets::initramfs;
 use anyhow::Result;
@@ -72,11 +71,7 @@ pub fn hooks_without_profile(files: &dyn Files, paths: &[String]) -> Result<Vec<
         .copied()
         .find(|i| initramfs::generator(*i).is_some_and(|g| has(g.config())))
         .unwrap_or_else(|| inspect::infer_initramfs(files).0);
-    let bootloader = if paths.iter().any(|p| p.starts_with("/etc/default/grub")) {
-        Bootloader::Grub
-    } else {
-        inspect::infer_bootloader(files).0
-    };
+    let bootloader = plan::loader::owner_of(paths, files);
     let text = format!(
         "[host]\ncpu = \"intel\"\nbootloader = \"{}\"\ninitramfs = \"{}\"\n[vfio]\nids = [\"ffff:ffff\"]\n",
         bootloader.name(),

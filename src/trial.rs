@@ -24,10 +24,10 @@ pub enum Loader {
 impl Loader {
     /// The loader of a profile's bootloader, if the trial is built for it.
     pub fn of(profile: &Profile) -> Option<Loader> {
-        match profile.bootloader {
-            crate::profile::Bootloader::SystemdBoot => Some(Loader::SystemdBoot),
-            crate::profile::Bootloader::Grub => Some(Loader::Grub),
-            _ => None,
+        use crate::plan::loader::TrialEntry;
+        match crate::plan::loader::of(profile.bootloader).trial()? {
+            TrialEntry::LoaderEntry => Some(Loader::SystemdBoot),
+            TrialEntry::GrubMenuEntry => Some(Loader::Grub),
         }
     }
 
@@ -219,20 +219,9 @@ impl State {
 
 /// Why `--trial` cannot try this profile, if it cannot.
 pub fn refusal(profile: &Profile) -> Option<String> {
-    use crate::profile::Bootloader::*;
-    match profile.bootloader {
-        SystemdBoot | Grub => {}
-        KernelCmdline => {
-            return Some(
-                "--trial needs a boot loader entry to add beside the default one; with bootloader = \"kernel-cmdline\" there is none (docs/trial.md): run `vfio-gen apply` without --trial".into(),
-            );
-        }
-        other => {
-            return Some(format!(
-                "--trial is built for systemd-boot entries and GRUB (bootloader = \"grub\") so far; bootloader = \"{}\" has no trial entry yet (docs/trial.md): run `vfio-gen apply` without --trial",
-                other.name()
-            ));
-        }
+    let loader = crate::plan::loader::of(profile.bootloader);
+    if loader.trial().is_none() {
+        return Some(loader.no_trial());
     }
     if !profile.devices.is_empty() {
         return Some(

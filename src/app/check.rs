@@ -60,13 +60,11 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     };
     let mut items = inspect::check(&input);
     // Unified kernel images: the .cmdline inside each (docs/uki.md).
-    if let Some(p) = &profile
-        && p.bootloader == crate::profile::Bootloader::Uki
-    {
-        items.extend(crate::targets::uki::check_items(
-            root,
-            &p.kernel_options(builtin.is_some()),
-        )?);
+    if let Some(p) = &profile {
+        items.extend(
+            crate::plan::loader::of(p.bootloader)
+                .check_items(root, &p.kernel_options(builtin.is_some()))?,
+        );
     }
     // A generator that failed after an apply leaves the boot images stale.
     for h in install::pending_hooks(root)? {

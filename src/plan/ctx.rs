@@ -13,7 +13,7 @@ use crate::shell::Shell;
 use crate::targets::{self, initramfs, lines, modprobe};
 use anyhow::{Result, bail};
 
-pub(super) struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub files: &'a dyn Files,
     pub revert: bool,
     pub plan: &'a mut Plan,
@@ -42,7 +42,7 @@ impl targets::Out for Ctx<'_> {
 }
 
 impl Ctx<'_> {
-    pub(super) fn owned(&mut self, path: &str, content: Option<Vec<u8>>) -> Result<()> {
+    pub(crate) fn owned(&mut self, path: &str, content: Option<Vec<u8>>) -> Result<()> {
         let old = self.files.read(path)?;
         let before = match (&old, self.revert) {
             (Some(o), true) => history::original(self.files, path, o)?,
@@ -76,7 +76,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    pub(super) fn edited(
+    pub(crate) fn edited(
         &mut self,
         path: &str,
         old: Option<Vec<u8>>,
@@ -106,7 +106,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    pub(super) fn line_file(
+    pub(crate) fn line_file(
         &mut self,
         path: &str,
         shape: lines::Shape,
@@ -138,7 +138,7 @@ impl Ctx<'_> {
         self.edited(path, Some(old), Some(new))
     }
 
-    pub(super) fn cmdline_ids_warning(&mut self, path: &str, line: &str, wanted: &[Opt]) {
+    pub(crate) fn cmdline_ids_warning(&mut self, path: &str, line: &str, wanted: &[Opt]) {
         let manages_ids = wanted.iter().any(|o| o.key() == "vfio_pci.ids");
         if !manages_ids
             && line
@@ -152,7 +152,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn profile_warnings(&mut self, profile: &Profile, facts: &host::Facts) {
+    pub(crate) fn profile_warnings(&mut self, profile: &Profile, facts: &host::Facts) {
         for table in &profile.ignored_tables {
             self.plan.notes.push(format!(
                 "the profile's [{table}] table is ignored: host.bootloader does not use it"
@@ -190,7 +190,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn modprobe_conflicts(&mut self, owned: &[(String, String)]) -> Result<()> {
+    pub(crate) fn modprobe_conflicts(&mut self, owned: &[(String, String)]) -> Result<()> {
         let owned: Vec<&str> = owned.iter().map(|(p, _)| p.as_str()).collect();
         for (place, text) in modprobe_conflicts(self.files, &owned)? {
             self.plan.warnings.push(format!(

@@ -5,12 +5,10 @@
 use crate::digest::sha256;
 use crate::host;
 use crate::kernel;
-use crate::profile::{Bootloader, Initramfs, Profile};
+use crate::profile::{Initramfs, Profile};
 use crate::root::Files;
 use crate::shell::Shell;
-use crate::targets::{
-    self, address_bind, bls, initramfs, kernelstub, lines, modprobe, nixos, ostree, proxmox,
-};
+use crate::targets::{self, address_bind, initramfs, modprobe, nixos};
 use anyhow::{Result, bail};
 
 /// Whether vfio-gen owns the whole file or edits a part of it.
@@ -22,9 +20,10 @@ pub enum Ownership {
 }
 
 pub use crate::history::Action;
+pub use loader::{KERNEL_CMDLINE, TRIAL_ENTRY, discover_entries, ostree_hooks_of};
 
 mod ctx;
-mod grub;
+pub mod loader;
 
 use ctx::Ctx;
 
@@ -145,7 +144,8 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
     };
     // A boot loader the root plainly does not use is refused, naming the one to write; on
     // NixOS nothing is edited at all, --revert included (docs/distributions.md).
-    if let Some(why) = refusal(profile.bootloader, files, revert) {
+    let loader = loader::of(profile.bootloader);
+    if let Some(why) = loader::refusal(profile.bootloader, files, revert) {
         bail!("{why}");
     }
     b.profile_warnings(profile, &facts);
@@ -214,109 +214,7 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
     }
 
     // boot loader
-    match profile.bootloader {
-        Bootloader::Grub => b.grub(profile, &wanted, &facts)?,
-        Bootloader::SystemdBoot => {
-            let entries = if profile.entries.is_empty() {
-                discover_entries(files)?
-            } else {
-                profile.entries.clone()
-            };
-            if entries.is_empty() {
-                bail!(
-                    "no systemd-boot entries found in /efi/loader/entries, /boot/loader/entries or /boot/efi/loader/entries under the root; mount the ESP, or list them in [systemd-boot] entries"
-                );
-            }
-            for path in entries {
-                b.line_file(&path, lines::Shape::Entry, &wanted, true)?;
-            }
-            if files.read(KERNEL_CMDLINE)?.is_some() {
-                b.plan.notes.push(format!("{KERNEL_CMDLINE} exists: kernel-install writes new entries from it, so it is edited too"));
-                b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
-            }
-        }
-        Bootloader::Uki => {}
-        Bootloader::GrubBls => {
-            // GRUB_CMDLINE_LINUX* first: grub2-mkconfig --update-bls-cmdline and new kernels
-            // take the options from there; then every entry, as grubby edits them.
-            b.grub(profile, &wanted, &facts)?;
-            let entries = bls::entries(files)?;
-            if entries.is_empty() {
-                bail!(
-                    "no BLS entries in {} under the root; is /boot mounted? A GRUB without BootLoaderSpec entries is bootloader = \"grub\"",
-                    bls::ENTRIES
-                );
-            }
-            let mut from_env = Vec::new();
-            for path in entries {
-                match files.read(&path)? {
-                    Some(bytes) if bls::uses_kernelopts(&bytes) => from_env.push(path),
-                    Some(_) => b.line_file(&path, lines::Shape::Entry, &wanted, true)?,
-                    None => {}
-                }
-            }
-            b.plan.notes.push(format!(
-                "GRUB reads the entries in {} at boot (blscfg): vfio-gen edits their options lines as `grubby --update-kernel=ALL` does, and {} so that `grub2-mkconfig --update-bls-cmdline` keeps them",
-                bls::ENTRIES,
-                profile.grub.file
-            ));
-            if !from_env.is_empty() {
-                b.plan.notes.push(format!(
-                    "{} take their options from $kernelopts, which grub2-mkconfig writes into grubenv from {}: vfio-gen leaves them and the hook regenerates it",
-                    from_env.join(", "),
-                    profile.grub.file
-                ));
-            }
-            if files.read(KERNEL_CMDLINE)?.is_some() {
-                b.plan.notes.push(format!("{KERNEL_CMDLINE} exists: kernel-install writes the entries of new kernels from it, so it is edited too"));
-                b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
-            }
-        }
-        Bootloader::Kernelstub => {
-            let path = kernelstub::CONFIG;
-            let Some(old) = files.read(path)? else {
-                bail!(
-                    "{path} does not exist under the root; kernelstub writes it the first time it runs (`kernelstub`), or set host.bootloader to what the root boots with"
-                );
-            };
-            let new = kernelstub::edit(&old, &wanted, revert, path)?;
-            if !revert {
-                let line = kernelstub::options(&new).join(" ");
-                let warn = crate::cmdline::length_check(path, &line).map_err(anyhow::Error::msg)?;
-                b.plan.warnings.extend(warn);
-            }
-            b.cmdline_ids_warning(path, &kernelstub::options(&old).join(" "), &wanted);
-            b.edited(path, Some(old), Some(new))?;
-        }
-        Bootloader::RpmOstree => {
-            if !revert && profile.initramfs != Initramfs::None {
-                bail!(
-                    "host.initramfs = \"{}\" with bootloader = \"rpm-ostree\": the initramfs comes with the image, and vfio-gen adds its modprobe.d files to it with `rpm-ostree initramfs-etc`; write initramfs = \"none\" in the profile",
-                    initramfs::name(profile.initramfs)
-                );
-            }
-            let kargs = ostree::kargs(profile, &wanted);
-            b.owned(ostree::STATE, Some(ostree::state(&kargs)))?;
-        }
-        Bootloader::Nixos => {
-            // Refused above on every root; kept for the match.
-            bail!("host.bootloader = \"nixos\": use `vfio-gen render --format nix`");
-        }
-        Bootloader::Refind => targets::refind::plan(&mut b, &wanted)?,
-        Bootloader::Limine => targets::limine::plan(&mut b, &wanted)?,
-        Bootloader::KernelCmdline => {
-            b.line_file(KERNEL_CMDLINE, lines::Shape::KernelCmdline, &wanted, true)?;
-            if !files.exists("/usr/sbin/proxmox-boot-tool") {
-                b.plan.notes.push(format!(
-                    "{KERNEL_CMDLINE} reaches the boot entries or unified kernel images when they are written again: after apply, run `kernel-install add <version> /usr/lib/modules/<version>/vmlinuz` for each installed kernel (or reinstall the kernel package)"
-                ));
-            }
-        }
-    }
-
-    if profile.bootloader == Bootloader::Uki {
-        targets::uki::plan(&mut b, profile, &wanted)?;
-    }
+    loader.plan(&mut b, profile, &wanted, &facts)?;
 
     // Files an earlier profile had vfio-gen write and this one does not produce go away.
     let produced: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();
@@ -332,14 +230,9 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     plan.hooks = hooks(profile, &changed, &facts, files);
-    if profile.bootloader == Bootloader::RpmOstree {
-        let more = ostree_hooks(&plan, files)?;
-        plan.hooks.extend(more);
-    }
-    if matches!(profile.bootloader, Bootloader::Grub | Bootloader::GrubBls) {
-        plan.notes
-            .extend(grub::not_installed_note(profile, &changed, files));
-    }
+    let more = loader.plan_hooks(&plan, files)?;
+    plan.hooks.extend(more);
+    plan.notes.extend(loader.notes(profile, &changed, files));
     Ok(plan)
 }
 
@@ -364,92 +257,17 @@ pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<
     )
 }
 
-/// On an image-based system: `rpm-ostree kargs` from the state file's old and new options,
-/// and `rpm-ostree initramfs-etc` for the files the initramfs must carry (docs/distributions.md).
-fn ostree_hooks(plan: &Plan, files: &dyn Files) -> Result<Vec<Hook>> {
-    let changes: Vec<FileChange> = plan
-        .pending()
-        .map(|c| (c.path.as_str(), c.old.as_deref(), c.new.as_deref()))
-        .collect();
-    ostree_hooks_of(&changes, files)
-}
-
 /// A file's change as `rollback` knows it: (path, bytes before, bytes after; `None`: absent).
 pub type FileChange<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>);
-
-/// The same for changes given as [`FileChange`]s, as
-/// `rollback` knows them: restoring the state file and the modprobe.d files needs the same
-/// `rpm-ostree` calls as the apply it undoes, in reverse.
-pub fn ostree_hooks_of(changes: &[FileChange], files: &dyn Files) -> Result<Vec<Hook>> {
-    let mut out = Vec::new();
-    if let Some((_, old, new)) = changes.iter().find(|c| c.0 == ostree::STATE) {
-        let old = old.map(ostree::listed).unwrap_or_default();
-        let new = new.map(ostree::listed).unwrap_or_default();
-        let booted = files
-            .read("/proc/cmdline")?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        for command in ostree::kargs_commands(&old, &new, &booted) {
-            out.push(Hook {
-                name: "rpm-ostree-kargs".into(),
-                command,
-                inputs: vec![ostree::STATE.into()],
-            });
-        }
-    }
-    let in_image = |p: &str| p.starts_with("/etc/modprobe.d/") || p == address_bind::SCRIPT;
-    let (mut track, mut untrack, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
-    for (path, _, new) in changes.iter().filter(|c| in_image(c.0)) {
-        inputs.push(path.to_string());
-        match new {
-            Some(_) => track.push(path.to_string()),
-            None => untrack.push(path.to_string()),
-        }
-    }
-    if let Some(command) = ostree::initramfs_etc(&track, &untrack) {
-        out.push(Hook {
-            name: "rpm-ostree-initramfs-etc".into(),
-            command,
-            inputs,
-        });
-    }
-    Ok(out)
-}
 
 /// `render`'s `/usr/lib/bootc/kargs.d/vfio-gen.toml` for a `rpm-ostree` profile, which an
 /// image build (bootc) copies into the image: (path, bytes).
 pub fn bootc_kargs(profile: &Profile, files: &dyn Files) -> Result<Option<(String, Vec<u8>)>> {
-    if profile.bootloader != Bootloader::RpmOstree {
-        return Ok(None);
-    }
     let facts = host::Facts::read(files)?;
-    let kargs = ostree::kargs(
+    loader::bootc_kargs(
         profile,
         &profile.kernel_options(facts.vfio_pci_builtin.is_some()),
-    );
-    Ok(Some((
-        ostree::BOOTC_KARGS.to_string(),
-        ostree::bootc_kargs(&kargs)?,
-    )))
-}
-
-/// Why a profile's boot loader cannot be right on this root, naming the value to write. On
-/// NixOS every plan is refused, `--revert` included; the others only when adding options.
-fn refusal(bootloader: Bootloader, files: &dyn Files, revert: bool) -> Option<String> {
-    if let Some(why) = nixos::refusal(bootloader, files) {
-        return Some(why);
-    }
-    if revert {
-        return None;
-    }
-    ostree::refusal(bootloader, files)
-        .or_else(|| kernelstub::refusal(bootloader, files))
-        .or_else(|| proxmox::refusal(bootloader, files))
-        .or_else(|| bls::refusal(bootloader, files))
-        .or_else(|| {
-            let has_entries = discover_entries(files).is_ok_and(|e| !e.is_empty());
-            targets::uki::refusal(bootloader, files, has_entries)
-        })
+    )
 }
 
 /// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
@@ -527,29 +345,6 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
     Ok(out)
 }
 
-pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
-/// The trial boot's own loader entry (docs/trial.md), which the plan never edits.
-pub const TRIAL_ENTRY: &str = "vfio-gen-trial.conf";
-const ENTRY_DIRS: [&str; 3] = [
-    "/efi/loader/entries",
-    "/boot/loader/entries",
-    "/boot/efi/loader/entries",
-];
-
-/// Every `*.conf` loader entry under the usual ESP and XBOOTLDR mount points.
-pub fn discover_entries(files: &dyn Files) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for dir in ENTRY_DIRS {
-        for name in files.list(dir)? {
-            // The trial entry is vfio-gen's own (docs/trial.md), never one to edit.
-            if name.ends_with(".conf") && name != TRIAL_ENTRY {
-                out.push(format!("{dir}/{name}"));
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The hooks to run after the files at `changed` were replaced.
 pub fn hooks_for(profile: &Profile, changed: &[String], files: &dyn Files) -> Result<Vec<Hook>> {
     Ok(hooks(profile, changed, &host::Facts::read(files)?, files))
@@ -565,17 +360,10 @@ fn hooks(
         changed.iter().filter(|p| pred(p)).cloned().collect()
     };
     let mut out = Vec::new();
-    // The bind-by-address script and its initramfs-tools hook go into the image too.
-    let modprobe_or = |p: &str, own: &str| {
-        p.starts_with("/etc/modprobe.d/")
-            || p == own
-            || p == address_bind::SCRIPT
-            || p == address_bind::INITRAMFS_TOOLS_HOOK
-    };
     if let Some(g) = initramfs::generator(profile.initramfs) {
         // mkinitcpio and dracut build unified kernel images too, with /etc/kernel/cmdline inside.
         let i =
-            inputs(&|p| modprobe_or(p, g.config()) || (g.embeds_cmdline() && p == KERNEL_CMDLINE));
+            inputs(&|p| image_input(p, g.config()) || (g.embeds_cmdline() && p == KERNEL_CMDLINE));
         if !i.is_empty() {
             out.push(Hook {
                 name: g.name().into(),
@@ -584,62 +372,17 @@ fn hooks(
             });
         }
     }
-    if profile.bootloader == Bootloader::Grub {
-        out.extend(grub::hook(profile, changed, facts, files));
-    }
-    if profile.bootloader == Bootloader::Uki {
-        let config = initramfs::generator(profile.initramfs).map(|g| g.config());
-        let initramfs_input = |p: &str| modprobe_or(p, config.unwrap_or(""));
-        let kernels: Vec<String> = facts.kernels.iter().map(|(r, _)| r.clone()).collect();
-        for h in targets::uki::hooks(profile, files, changed, &initramfs_input, &kernels) {
-            // The initramfs generator's own hook may be the same command: one run, both inputs.
-            match out.iter_mut().find(|o| o.command == h.command) {
-                Some(o) => {
-                    for i in h.inputs {
-                        if !o.inputs.contains(&i) {
-                            o.inputs.push(i);
-                        }
-                    }
-                }
-                None => out.push(Hook {
-                    name: h.name,
-                    command: h.command,
-                    inputs: h.inputs,
-                }),
-            }
-        }
-    }
-    if profile.bootloader == Bootloader::GrubBls {
-        out.extend(grub::bls_hook(profile, changed, files));
-    }
-    let stub_inputs = inputs(&|p| p == kernelstub::CONFIG);
-    if profile.bootloader == Bootloader::Kernelstub && !stub_inputs.is_empty() {
-        out.push(Hook {
-            name: "kernelstub".into(),
-            command: kernelstub::hook(),
-            inputs: stub_inputs,
-        });
-    }
-    let limine_inputs = inputs(&|p| p == targets::limine::DEFAULTS);
-    if profile.bootloader == Bootloader::Limine && !limine_inputs.is_empty() {
-        out.push(Hook {
-            name: "limine".into(),
-            command: targets::limine::hook(files),
-            inputs: limine_inputs,
-        });
-    }
-    let cmdline_inputs = inputs(&|p| p == KERNEL_CMDLINE);
-    if !cmdline_inputs.is_empty()
-        && proxmox::syncs_esps(files)
-        && profile.bootloader == Bootloader::KernelCmdline
-    {
-        out.push(Hook {
-            name: "proxmox-boot-tool".into(),
-            command: vec!["proxmox-boot-tool".into(), "refresh".into()],
-            inputs: cmdline_inputs,
-        });
-    }
+    loader::of(profile.bootloader).hooks(profile, changed, facts, files, &mut out);
     out
+}
+
+/// Whether a changed file goes into the initramfs: modprobe.d, the generator's own file
+/// (`own`), the bind-by-address script and its initramfs-tools hook.
+pub(crate) fn image_input(p: &str, own: &str) -> bool {
+    p.starts_with("/etc/modprobe.d/")
+        || p == own
+        || p == address_bind::SCRIPT
+        || p == address_bind::INITRAMFS_TOOLS_HOOK
 }
 
 #[cfg(test)]

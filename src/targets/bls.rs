@@ -7,7 +7,6 @@
 //! `options` is `$kernelopts` (RHEL 8, Fedora before 33) takes them from grubenv, which
 //! grub2-mkconfig writes from `/etc/default/grub`: such an entry is left alone.
 
-use crate::profile::Bootloader;
 use crate::root::Files;
 use anyhow::Result;
 
@@ -67,23 +66,21 @@ pub fn kernelopts_entries(files: &dyn Files) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// `detect`'s answer on a BLS root.
-pub fn detect(files: &dyn Files) -> Option<(Bootloader, String)> {
-    is_bls_root(files).then(|| {
-        (
-            Bootloader::GrubBls,
-            format!("GRUB_ENABLE_BLSCFG=true in {GRUB_DEFAULTS} and BLS entries in {ENTRIES}"),
-        )
-    })
-}
-
-/// Why `bootloader` cannot be right on a BLS root, with the value to write.
-pub fn refusal(bootloader: Bootloader, files: &dyn Files) -> Option<String> {
-    (bootloader == Bootloader::SystemdBoot && is_bls_root(files)).then(|| {
-        format!(
-            "host.bootloader = \"systemd-boot\", but the entries in {ENTRIES} are GRUB's (GRUB_ENABLE_BLSCFG=true in {GRUB_DEFAULTS}): grub2-mkconfig --update-bls-cmdline rewrites their options from {GRUB_DEFAULTS}, which systemd-boot mode leaves alone; write bootloader = \"grub-bls\" in the profile"
-        )
-    })
+/// The paths of an entry's `initrd` lines; BLS entries may put several on one line, and GRUB
+/// variables (`$tuned_initrd`) are not files.
+pub fn initrds(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("initrd") {
+            out.extend(
+                words
+                    .filter(|w| !w.starts_with('$'))
+                    .map(|w| w.replace('\\', "/")),
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -104,13 +101,6 @@ mod tests {
             "title Fedora\noptions root=/dev/x ro\n",
         );
         assert!(is_bls_root(&root));
-        assert_eq!(detect(&root).unwrap().0, Bootloader::GrubBls);
-        assert!(
-            refusal(Bootloader::SystemdBoot, &root)
-                .unwrap()
-                .contains("bootloader = \"grub-bls\"")
-        );
-        assert_eq!(refusal(Bootloader::Grub, &root), None);
     }
 
     #[test]

@@ -5,35 +5,9 @@
 //! the file as it is: indentation, key order, the `default` section; then runs `kernelstub`.
 
 use crate::cmdline::{Opt, holds, same_setting};
-use crate::profile::Bootloader;
-use crate::root::Files;
 use anyhow::{Result, bail};
 
 pub const CONFIG: &str = "/etc/kernelstub/configuration";
-
-/// `detect`'s answer: the configuration file is there.
-pub fn detect(files: &dyn Files) -> Option<(Bootloader, String)> {
-    files.exists(CONFIG).then(|| {
-        (
-            Bootloader::Kernelstub,
-            format!("{CONFIG}: kernelstub rewrites the loader entries from it"),
-        )
-    })
-}
-
-/// Why `bootloader` cannot be right on a kernelstub root, with the value to write.
-pub fn refusal(bootloader: Bootloader, files: &dyn Files) -> Option<String> {
-    (matches!(
-        bootloader,
-        Bootloader::SystemdBoot | Bootloader::KernelCmdline
-    ) && files.exists(CONFIG))
-    .then(|| {
-        format!(
-            "host.bootloader = \"{}\", but {CONFIG} exists: kernelstub writes the loader entries from its user.kernel_options at every kernel update, so an edit of the entries is undone; write bootloader = \"kernelstub\" in the profile",
-            bootloader.name()
-        )
-    })
-}
 
 /// The hook: kernelstub run with no arguments writes the entries from the configuration.
 pub fn hook() -> Vec<String> {

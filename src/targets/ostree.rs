@@ -11,43 +11,13 @@
 //! Both flags are idempotent, so running the hook again is harmless.
 
 use crate::cmdline::{Opt, same_setting};
-use crate::profile::{Bootloader, Profile};
-use crate::root::Files;
+use crate::profile::Profile;
 use anyhow::{Result, bail};
 
 /// Written by ostree-prepare-root / ostree's boot on every ostree-booted system.
 pub const MARK: &str = "/run/ostree-booted";
 /// The options vfio-gen asked rpm-ostree for (owned, generated).
 pub const STATE: &str = "/etc/vfio-gen/rpm-ostree-kargs";
-
-/// `detect`'s answer on an ostree-booted root.
-pub fn detect(files: &dyn Files) -> Option<(Bootloader, String)> {
-    files.exists(MARK).then(|| {
-        (
-            Bootloader::RpmOstree,
-            format!("{MARK}: an image-based system; kernel options go through rpm-ostree kargs"),
-        )
-    })
-}
-
-/// Why `bootloader` cannot be right here, with the value to write.
-pub fn refusal(bootloader: Bootloader, files: &dyn Files) -> Option<String> {
-    let booted = files.exists(MARK);
-    // An image being built for bootc has no /run/ostree-booted, but bootc's directory.
-    let image = files.exists("/usr/lib/bootc");
-    if booted && bootloader != Bootloader::RpmOstree {
-        return Some(format!(
-            "host.bootloader = \"{}\", but {MARK} exists: this is an image-based system whose boot entries ostree writes for each deployment, so edited files would not reach the next one; write bootloader = \"rpm-ostree\" (and initramfs = \"none\") in the profile",
-            bootloader.name()
-        ));
-    }
-    if !booted && !image && bootloader == Bootloader::RpmOstree {
-        return Some(format!(
-            "host.bootloader = \"rpm-ostree\", but this root has neither {MARK} nor /usr/lib/bootc: it is not an ostree system or a bootc image; set host.bootloader to what the root boots with (`vfio-gen detect` says)"
-        ));
-    }
-    None
-}
 
 /// The options to ask rpm-ostree for: the profile's, plus `vfio-pci.ids=` (the initramfs is
 /// the image's, so the ids also go on the command line, where vfio-pci reads them however it

@@ -4,7 +4,6 @@
 //! GRUB); without that file it syncs nothing, GRUB boots from `/boot`, and the options live in
 //! `/etc/default/grub` like on any Debian.
 
-use crate::profile::Bootloader;
 use crate::root::Files;
 
 /// proxmox-boot-tool, which pve-kernel-helper / proxmox-kernel-helper installs.
@@ -22,14 +21,16 @@ pub fn syncs_esps(files: &dyn Files) -> bool {
     is_proxmox(files) && files.exists(ESP_LIST)
 }
 
-/// `detect`'s answer on a Proxmox root, with why; `None` off Proxmox.
-pub fn detect(files: &dyn Files) -> Option<(Bootloader, String)> {
+/// What boots a Proxmox root, with why: `true` when proxmox-boot-tool copies the kernels
+/// and `/etc/kernel/cmdline` to the ESPs it keeps, `false` when GRUB boots (from /boot, or
+/// on those ESPs through `proxmox-boot-tool refresh`); `None` off Proxmox.
+pub fn boots_from_cmdline(files: &dyn Files) -> Option<(bool, String)> {
     if !is_proxmox(files) {
         return None;
     }
     if syncs_esps(files) && files.exists("/etc/kernel/cmdline") {
         return Some((
-            Bootloader::KernelCmdline,
+            true,
             format!("/etc/kernel/cmdline with proxmox-boot-tool and {ESP_LIST}"),
         ));
     }
@@ -40,17 +41,7 @@ pub fn detect(files: &dyn Files) -> Option<(Bootloader, String)> {
     } else {
         format!("Proxmox without {ESP_LIST}: proxmox-boot-tool syncs no ESP, GRUB boots from /boot")
     };
-    Some((Bootloader::Grub, why))
-}
-
-/// Why `bootloader` cannot be right on this root, with the value to write; `None` when it can.
-pub fn refusal(bootloader: Bootloader, files: &dyn Files) -> Option<String> {
-    if bootloader == Bootloader::KernelCmdline && is_proxmox(files) && !syncs_esps(files) {
-        return Some(format!(
-            "host.bootloader = \"kernel-cmdline\", but this Proxmox root has no {ESP_LIST}: proxmox-boot-tool then syncs no ESP and never reads /etc/kernel/cmdline, and GRUB boots from /boot with the options of /etc/default/grub; write bootloader = \"grub\" in the profile"
-        ));
-    }
-    None
+    Some((false, why))
 }
 
 /// The command that regenerates the boot configuration after a GRUB file changed: on ESPs
@@ -71,27 +62,21 @@ mod tests {
             .with(BOOT_TOOL, "#!/bin/sh\n")
             .with("/etc/default/grub", "GRUB_CMDLINE_LINUX=\"\"\n")
             .with("/etc/kernel/cmdline", "root=/dev/x\n");
-        assert_eq!(detect(&grub).unwrap().0, Bootloader::Grub);
-        assert!(
-            refusal(Bootloader::KernelCmdline, &grub)
-                .unwrap()
-                .contains("bootloader = \"grub\"")
-        );
+        assert!(!boots_from_cmdline(&grub).unwrap().0);
         assert_eq!(grub_refresh(&grub), None);
         let esp = grub.clone().with(ESP_LIST, "1234-ABCD\n");
-        assert_eq!(detect(&esp).unwrap().0, Bootloader::KernelCmdline);
-        assert_eq!(refusal(Bootloader::KernelCmdline, &esp), None);
+        assert!(boots_from_cmdline(&esp).unwrap().0);
         let mut esp_grub = esp.clone();
         esp_grub.remove("/etc/kernel/cmdline");
-        assert_eq!(detect(&esp_grub).unwrap().0, Bootloader::Grub);
+        assert!(!boots_from_cmdline(&esp_grub).unwrap().0);
         assert_eq!(
             grub_refresh(&esp_grub).unwrap(),
             ["proxmox-boot-tool", "refresh"]
         );
-        assert_eq!(detect(&MemFiles::new()), None);
+        assert_eq!(boots_from_cmdline(&MemFiles::new()), None);
         let bare = MemFiles::new()
             .with(BOOT_TOOL, "")
             .with("/etc/kernel/cmdline", "root=x\n");
-        assert_eq!(detect(&bare).unwrap().0, Bootloader::Grub);
+        assert!(!boots_from_cmdline(&bare).unwrap().0);
     }
 }

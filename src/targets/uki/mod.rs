@@ -20,7 +20,7 @@ pub mod pe;
 use super::{Out, render};
 use crate::check::{Item, Status};
 use crate::cmdline::{self, Opt};
-use crate::profile::{Bootloader, Profile, UkiBuilder};
+use crate::profile::{Profile, UkiBuilder};
 use crate::root::Files;
 use crate::targets::lines::{self, Shape};
 use anyhow::{Result, bail};
@@ -74,26 +74,6 @@ pub fn detect(files: &dyn Files) -> Vec<(UkiBuilder, String)> {
         out.push((UkiBuilder::Dracut, format!("{place}: uefi=\"yes\"")));
     }
     out
-}
-
-/// A profile that edits loader entries or `/etc/kernel/cmdline` alone on a root that boots
-/// unified kernel images and has no type #1 entry: the running line is the one inside each
-/// image, which only its builder's hook rewrites (docs/uki.md), so the edit would never boot.
-/// `has_entries`: the root has a type #1 entry (the plan's discovery says).
-pub fn refusal(bootloader: Bootloader, files: &dyn Files, has_entries: bool) -> Option<String> {
-    let edits_entries = matches!(
-        bootloader,
-        Bootloader::SystemdBoot | Bootloader::KernelCmdline
-    );
-    if has_entries || !edits_entries {
-        return None;
-    }
-    let (b, why) = detect(files).into_iter().next()?;
-    Some(format!(
-        "host.bootloader = \"{}\", but this root boots unified kernel images built by {} ({why}) and has no loader entry to edit: the command line the machine boots is inside each image, rebuilt only by its builder; write bootloader = \"uki\" in the profile (docs/uki.md)",
-        bootloader.name(),
-        name(b)
-    ))
 }
 
 /// The builder the plan uses: the profile's `[uki] builder`, else the one detected; refused

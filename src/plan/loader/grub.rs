@@ -2,14 +2,15 @@
 //! only), edit or drop-in mode, and the check of every GRUB file before and after
 //! (docs/grub.md). The editing itself is `targets::grub`.
 
-use super::ctx::Ctx;
-use super::{Hook, Ownership};
+use super::{Ctx, Images, Loader, Rank, Sign, TrialEntry};
 use crate::cmdline::Opt;
 use crate::host;
-use crate::profile::{GrubMode, Profile};
+use crate::plan::{Hook, Ownership};
+use crate::profile::{Bootloader, GrubMode, Profile};
 use crate::root::Files;
 use crate::shell::Verdict;
 use crate::targets::grub::GRUB_CFGS;
+use crate::targets::lines::{self, Shape};
 use crate::targets::{self, bls, grub, proxmox};
 use anyhow::{Result, bail};
 
@@ -25,7 +26,7 @@ fn grub_input(profile: &Profile, path: &str) -> bool {
 
 /// The hook that regenerates grub.cfg after the files at `changed` were replaced: update-grub
 /// on Debian-like hosts, grub2-mkconfig with BLS on Fedora-like ones, grub-mkconfig elsewhere.
-pub(super) fn hook(
+fn hook(
     profile: &Profile,
     changed: &[String],
     facts: &host::Facts,
@@ -100,8 +101,114 @@ pub(super) fn not_installed_note(
     })
 }
 
+pub struct Grub;
+
+impl Loader for Grub {
+    fn kind(&self) -> Bootloader {
+        Bootloader::Grub
+    }
+
+    fn recognise(&self, files: &dyn Files) -> Option<Sign> {
+        match proxmox::boots_from_cmdline(files) {
+            Some((false, why)) => Sign::new(Rank::Proxmox, why),
+            _ if files.exists("/etc/default/grub") => {
+                Sign::new(Rank::GrubDefaults, "/etc/default/grub")
+            }
+            _ => None,
+        }
+    }
+
+    fn plan(
+        &self,
+        b: &mut Ctx,
+        profile: &Profile,
+        wanted: &[Opt],
+        facts: &host::Facts,
+    ) -> Result<()> {
+        b.grub(profile, wanted, facts)
+    }
+
+    fn hooks(
+        &self,
+        profile: &Profile,
+        changed: &[String],
+        facts: &host::Facts,
+        files: &dyn Files,
+        out: &mut Vec<Hook>,
+    ) {
+        out.extend(hook(profile, changed, facts, files));
+    }
+
+    fn notes(&self, profile: &Profile, changed: &[String], files: &dyn Files) -> Vec<String> {
+        not_installed_note(profile, changed, files)
+            .into_iter()
+            .collect()
+    }
+
+    fn images(&self, _profile: &Profile, files: &dyn Files) -> Result<Images> {
+        cfg_images(files)
+    }
+
+    fn owns(&self, path: &str) -> bool {
+        path.starts_with("/etc/default/grub")
+    }
+
+    fn trial(&self) -> Option<TrialEntry> {
+        Some(TrialEntry::GrubMenuEntry)
+    }
+}
+
+/// The images GRUB boots, each with the line of the menu entry (grub.cfg) or BLS entry that
+/// loads it: (image file name, place, command line).
+pub(super) fn cfg_images(files: &dyn Files) -> Result<Images> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for cfg in GRUB_CFGS {
+        let Some(text) = files.read(cfg)? else {
+            continue;
+        };
+        // The `linux` line of the menu entry being read: (line number, arguments).
+        let mut linux: Option<(usize, String)> = None;
+        for (i, line) in String::from_utf8_lossy(&text).lines().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first().copied() {
+                Some("linux" | "linuxefi" | "linux16") => {
+                    linux = Some((i + 1, words.get(2..).unwrap_or_default().join(" ")));
+                }
+                Some("initrd" | "initrdefi" | "initrd16") => {
+                    let Some((at, args)) = &linux else { continue };
+                    for w in words.iter().skip(1) {
+                        let base = w.rsplit('/').next().unwrap_or(w).to_string();
+                        if !out.iter().any(|(b, _, _)| *b == base) {
+                            out.push((base, format!("{cfg}:{at}"), args.clone()));
+                        }
+                    }
+                }
+                Some("menuentry" | "}") => linux = None,
+                _ => {}
+            }
+        }
+    }
+    for name in files.list(bls::ENTRIES)? {
+        if !name.ends_with(".conf") {
+            continue;
+        }
+        let path = format!("{}/{name}", bls::ENTRIES);
+        let Some(text) = files.read(&path)? else {
+            continue;
+        };
+        let line = lines::line(&text, Shape::Entry);
+        for initrd in bls::initrds(&String::from_utf8_lossy(&text)) {
+            let base = initrd.rsplit('/').next().unwrap_or(&initrd).to_string();
+            if !out.iter().any(|(b, _, _)| *b == base) {
+                out.push((base, path.clone(), line.clone()));
+            }
+        }
+    }
+    Ok(Images::Boot(out))
+}
+
 impl Ctx<'_> {
-    pub(super) fn grub(
+    pub(crate) fn grub(
         &mut self,
         profile: &Profile,
         wanted: &[Opt],

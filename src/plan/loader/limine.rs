@@ -1,0 +1,54 @@
+//! Limine: `limine.conf` entries, or `/etc/default/limine` where limine-entry-tool writes
+//! them (docs/limine.md). The edits are `targets::limine`.
+
+use super::{Ctx, Images, Loader, Rank, Sign};
+use crate::cmdline::Opt;
+use crate::host;
+use crate::plan::Hook;
+use crate::profile::{Bootloader, Profile};
+use crate::root::Files;
+use crate::targets::limine;
+use anyhow::Result;
+
+pub struct Limine;
+
+impl Loader for Limine {
+    fn kind(&self) -> Bootloader {
+        Bootloader::Limine
+    }
+
+    /// Limine reads limine.conf from the partition it boots from (docs/limine.md).
+    fn recognise(&self, files: &dyn Files) -> Option<Sign> {
+        Sign::new(Rank::Limine, limine::detect(files)?)
+    }
+
+    fn plan(&self, b: &mut Ctx, _: &Profile, wanted: &[Opt], _: &host::Facts) -> Result<()> {
+        limine::plan(b, wanted)
+    }
+
+    fn hooks(
+        &self,
+        _: &Profile,
+        changed: &[String],
+        _: &host::Facts,
+        files: &dyn Files,
+        out: &mut Vec<Hook>,
+    ) {
+        let inputs: Vec<String> = changed
+            .iter()
+            .filter(|p| *p == limine::DEFAULTS)
+            .cloned()
+            .collect();
+        if !inputs.is_empty() {
+            out.push(Hook {
+                name: "limine".into(),
+                command: limine::hook(files),
+                inputs,
+            });
+        }
+    }
+
+    fn images(&self, _profile: &Profile, files: &dyn Files) -> Result<Images> {
+        super::grub::cfg_images(files)
+    }
+}
