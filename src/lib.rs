@@ -14,12 +14,14 @@
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
 //!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application),
-//!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed).
+//!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed),
+//!    [`sh_grammar`] (what `sh` accepts as a script: the check every GRUB file passes).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
 //! 3. **Targets**: [`targets`], one module per file vfio-gen writes.
-//! 4. **Plan**: [`plan`], the changes and hooks for a profile on a host.
+//! 4. **Plan**: [`plan`], the changes and hooks for a profile on a host; its `loader`
+//!    module holds one file per boot loader behind one trait (`plan::loader::Loader`).
 //! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
 //!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
@@ -56,6 +58,7 @@ pub mod rollback;
 pub mod rom;
 pub mod rom_check;
 pub mod root;
+pub mod sh_grammar;
 pub mod shell;
 pub mod splice;
 pub mod style;

@@ -12,8 +12,18 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
         &[
-            "root", "digest", "kernel", "shell", "cmdline", "splice", "style", "check", "json",
-            "escape", "rom",
+            "root",
+            "digest",
+            "kernel",
+            "shell",
+            "sh_grammar",
+            "cmdline",
+            "splice",
+            "style",
+            "check",
+            "json",
+            "escape",
+            "rom",
         ],
     ),
     ("profile/host", &["profile", "host", "history"]),
@@ -335,4 +345,40 @@ fn the_checker_sees_paths_in_groups() {
     assert_eq!(cycle(&edges), None);
     edges.insert(3, BTreeSet::from([1]));
     assert_eq!(cycle(&edges), Some(vec![1, 2, 3, 1]));
+}
+
+/// The code of a file before its unit tests (`#[cfg(test)] mod tests` closes every file that
+/// has them).
+fn without_tests(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod ") {
+        Some(i) => &text[..i],
+        None => text,
+    }
+}
+
+/// The rest of vfio-gen asks the boot loader's trait, never the kind: the profile's enum is
+/// named only where it is defined and in `plan/loader/` (its dispatch and the loaders).
+#[test]
+fn boot_loaders_are_asked_through_their_trait() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    files(&src, &mut paths);
+    let mut found = Vec::new();
+    for p in paths {
+        let rel = p.strip_prefix(&src).unwrap().to_path_buf();
+        if rel == Path::new("profile.rs") || rel.starts_with("plan/loader") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (n, line) in code(without_tests(&text)).lines().enumerate() {
+            if line.contains("Bootloader::") {
+                found.push(format!("src/{}:{}: {}", rel.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a match on the boot loader outside src/plan/loader/ (ask plan::loader::of(..) instead):\n{}",
+        found.join("\n")
+    );
 }

@@ -4,8 +4,7 @@
 
 use crate::digest::sha256;
 use crate::host;
-use crate::kernel;
-use crate::profile::{Initramfs, Profile};
+use crate::profile::Profile;
 use crate::root::Files;
 use crate::shell::Shell;
 use crate::targets::{self, address_bind, initramfs, modprobe, nixos};
@@ -23,7 +22,11 @@ pub use crate::history::Action;
 pub use loader::{KERNEL_CMDLINE, TRIAL_ENTRY, discover_entries, ostree_hooks_of};
 
 mod ctx;
+mod devices;
 pub mod loader;
+mod owned;
+
+pub use owned::{modprobe_conflicts, stale_owned};
 
 use ctx::Ctx;
 
@@ -167,51 +170,7 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
             .map_err(anyhow::Error::msg)?;
     }
 
-    // modprobe.d
-    let owned_modprobe = modprobe::files(profile)?;
-    for (path, content) in &owned_modprobe {
-        b.owned(path, Some(content.clone().into_bytes()))?;
-    }
-    b.modprobe_conflicts(&owned_modprobe)?;
-
-    // The bind-by-address script ([vfio] devices), which the install line runs.
-    // A revert removes the script: its bytes do not matter (an address may be unrecorded).
-    let script = if revert && !profile.devices.is_empty() {
-        Some(String::new())
-    } else {
-        address_bind::script(profile)?
-    };
-    let in_image: Vec<String> = script
-        .iter()
-        .map(|_| address_bind::SCRIPT.to_string())
-        .collect();
-    if let Some(script) = script {
-        b.owned(address_bind::SCRIPT, Some(script.into_bytes()))?;
-    }
-
-    // initramfs
-    let virqfd = match profile.kernel_version {
-        Some(v) => kernel::has_virqfd_module(v),
-        None => facts
-            .kernels
-            .iter()
-            .any(|(_, v)| kernel::has_virqfd_module(*v)),
-    };
-    if virqfd && profile.initramfs != Initramfs::None {
-        b.plan.notes.push("a kernel older than 6.2 is installed or named in kernel.version: vfio_virqfd is listed with the VFIO modules (newer kernels fold it into vfio)".into());
-    }
-    let modules = initramfs::modules(virqfd);
-    if let Some(g) = initramfs::generator(profile.initramfs) {
-        let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
-        g.plan(
-            &mut b,
-            &initramfs::Input {
-                modules: &modules,
-                modprobe_files: &included,
-                in_image: &in_image,
-            },
-        )?;
-    }
+    b.device_files(profile, &facts)?;
 
     // boot loader
     loader.plan(&mut b, profile, &wanted, &facts)?;
@@ -241,13 +200,7 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
 pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<String> {
     let facts = host::Facts::read(files)?;
     let options = profile.kernel_options(facts.vfio_pci_builtin.is_some());
-    let virqfd = match profile.kernel_version {
-        Some(v) => kernel::has_virqfd_module(v),
-        None => facts
-            .kernels
-            .iter()
-            .any(|(_, v)| kernel::has_virqfd_module(*v)),
-    };
+    let virqfd = devices::virqfd(profile, &facts);
     nixos::module(
         profile,
         &options,
@@ -268,81 +221,6 @@ pub fn bootc_kargs(profile: &Profile, files: &dyn Files) -> Result<Option<(Strin
         profile,
         &profile.kernel_options(facts.vfio_pci_builtin.is_some()),
     )
-}
-
-/// Lines in modprobe.d files other than `owned` that set vfio-pci ids: ("file:line", text).
-/// A file in /etc hides one of the same name elsewhere; both are reported, which is enough.
-pub fn modprobe_conflicts(files: &dyn Files, owned: &[&str]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for dir in [
-        "/etc/modprobe.d",
-        "/run/modprobe.d",
-        "/usr/local/lib/modprobe.d",
-        "/usr/lib/modprobe.d",
-        "/lib/modprobe.d",
-    ] {
-        for name in files.list(dir)? {
-            let path = format!("{dir}/{name}");
-            if !name.ends_with(".conf") || owned.contains(&path.as_str()) {
-                continue;
-            }
-            let Some(bytes) = files.read(&path)? else {
-                continue;
-            };
-            for (line, text) in modprobe::vfio_ids_lines(&String::from_utf8_lossy(&bytes)) {
-                out.push((format!("{path}:{line}"), text));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Files at paths vfio-gen owns, carrying its header, that are not in `produced`.
-pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    // modprobe.d, the drop-ins of the generators that own one, GRUB's drop-in.
-    let mut candidates = vec![("/etc/modprobe.d", None)];
-    for g in initramfs::ALL
-        .iter()
-        .filter_map(|i| initramfs::generator(*i))
-    {
-        if g.owns_config()
-            && let Some((dir, name)) = g.config().rsplit_once('/')
-        {
-            candidates.push((dir, Some(name)));
-        }
-    }
-    candidates.push(("/etc/default/grub.d", Some("vfio-gen.cfg")));
-    if let Some((dir, name)) = targets::uki::DRACUT_CMDLINE.rsplit_once('/') {
-        candidates.push((dir, Some(name)));
-    }
-    // The bind-by-address script and initramfs-tools' hook for it.
-    for path in [address_bind::SCRIPT, address_bind::INITRAMFS_TOOLS_HOOK] {
-        if let Some((dir, name)) = path.rsplit_once('/') {
-            candidates.push((dir, Some(name)));
-        }
-    }
-    for (dir, only) in candidates {
-        for name in files.list(dir)? {
-            let ours_by_name = match only {
-                Some(n) => name == n,
-                None => {
-                    name == "vfio.conf"
-                        || (name.starts_with("blacklist-") && name.ends_with(".conf"))
-                }
-            };
-            let path = format!("{dir}/{name}");
-            if !ours_by_name || produced.contains(&path) {
-                continue;
-            }
-            if let Some(bytes) = files.read(&path)?
-                && targets::is_ours(&bytes)
-            {
-                out.push((path, bytes));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The hooks to run after the files at `changed` were replaced.

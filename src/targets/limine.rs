@@ -5,9 +5,10 @@
 //! hash enrolled: Limine then stops at boot on any edited `limine.conf` until it is enrolled
 //! again.
 
-use super::{Out, sh};
+use super::Out;
 use crate::cmdline::{self, Opt};
 use crate::root::Files;
+use crate::sh_grammar as sh;
 use anyhow::{Result, bail};
 
 /// Where the partition Limine boots from is mounted.

@@ -15,7 +15,6 @@ pub mod nixos;
 pub mod ostree;
 pub mod proxmox;
 pub mod refind;
-pub mod sh;
 pub mod uki;
 
 use crate::root::Files;

@@ -155,7 +155,7 @@ fn words(s: &str) -> Vec<String> {
 struct Counts {
     mutants: usize,
     dash_rejects: usize,
-    /// The lexer (`targets::sh::check`) and dash agree.
+    /// The lexer (`sh_grammar::check`) and dash agree.
     lexer_agrees: usize,
     /// The lexer refuses a file dash accepts (docs/grub.md says where it is stricter).
     lexer_stricter: usize,
@@ -217,7 +217,7 @@ fn judge(name: &str, mutant: &[u8], apply: bool, c: &mut Counts, failures: &mut 
     let (root, p) = (tmp.path().to_str().unwrap(), profile.to_str().unwrap());
     let stage = tempfile::tempdir().unwrap();
     let dash_ok = dash_n(&grub).status.success();
-    let lexer = vfio_gen::targets::sh::check(mutant);
+    let lexer = vfio_gen::sh_grammar::check(mutant);
     let before = tree(tmp.path());
     if !dash_ok {
         c.dash_rejects += 1;

@@ -238,7 +238,7 @@ pub(super) fn parens(src: &[u8], mut p: usize) -> Option<usize> {
 /// Refuses a file `sh` cannot parse, or parses differently from what vfio-gen follows, naming
 /// the line and what to fix (docs/grub.md).
 pub fn syntax(src: &[u8], path: &str) -> Result<()> {
-    crate::targets::sh::check(src).map_err(|e| {
+    crate::sh_grammar::check(src).map_err(|e| {
         let why = if e.sh_rejects {
             "`sh -n` rejects it too, and grub-mkconfig would stop on it"
         } else {

@@ -7,7 +7,7 @@
 //! the file, span and quoting it came from, so that an option can be replaced or removed where
 //! it stands and new text is quoted for the place it lands. What cannot be known without running
 //! the shell (command substitution, parameter operators, `+=`) is refused. Before any of that,
-//! the file must pass [`crate::targets::sh::check`], vfio-gen's reading of the shell grammar: a file `sh`
+//! the file must pass [`crate::sh_grammar::check`], vfio-gen's reading of the shell grammar: a file `sh`
 //! cannot parse is never edited (docs/grub.md).
 
 //!

@@ -1,0 +1,68 @@
+//! Planning the files that bind the devices: modprobe.d, the bind-by-address script
+//! (`[vfio] devices`, docs/binding-at-boot.md) and the initramfs generator's file, which puts
+//! the VFIO modules and those files into the image.
+
+use super::ctx::Ctx;
+use crate::host;
+use crate::kernel;
+use crate::profile::{Initramfs, Profile};
+use crate::targets::{address_bind, initramfs, modprobe};
+use anyhow::Result;
+
+/// Whether `vfio_virqfd` is listed: a kernel older than 6.2 named or installed
+/// (docs/kernel.md).
+pub(super) fn virqfd(profile: &Profile, facts: &host::Facts) -> bool {
+    match profile.kernel_version {
+        Some(v) => kernel::has_virqfd_module(v),
+        None => facts
+            .kernels
+            .iter()
+            .any(|(_, v)| kernel::has_virqfd_module(*v)),
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) fn device_files(&mut self, profile: &Profile, facts: &host::Facts) -> Result<()> {
+        let revert = self.revert;
+        // modprobe.d
+        let owned_modprobe = modprobe::files(profile)?;
+        for (path, content) in &owned_modprobe {
+            self.owned(path, Some(content.clone().into_bytes()))?;
+        }
+        self.modprobe_conflicts(&owned_modprobe)?;
+
+        // The bind-by-address script ([vfio] devices), which the install line runs.
+        // A revert removes the script: its bytes do not matter (an address may be unrecorded).
+        let script = if revert && !profile.devices.is_empty() {
+            Some(String::new())
+        } else {
+            address_bind::script(profile)?
+        };
+        let in_image: Vec<String> = script
+            .iter()
+            .map(|_| address_bind::SCRIPT.to_string())
+            .collect();
+        if let Some(script) = script {
+            self.owned(address_bind::SCRIPT, Some(script.into_bytes()))?;
+        }
+
+        // initramfs
+        let virqfd = virqfd(profile, facts);
+        if virqfd && profile.initramfs != Initramfs::None {
+            self.plan.notes.push("a kernel older than 6.2 is installed or named in kernel.version: vfio_virqfd is listed with the VFIO modules (newer kernels fold it into vfio)".into());
+        }
+        let modules = initramfs::modules(virqfd);
+        if let Some(g) = initramfs::generator(profile.initramfs) {
+            let included: Vec<String> = owned_modprobe.iter().map(|(p, _)| p.clone()).collect();
+            g.plan(
+                self,
+                &initramfs::Input {
+                    modules: &modules,
+                    modprobe_files: &included,
+                    in_image: &in_image,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
