@@ -23,7 +23,8 @@
 //! 4. **Plan**: [`plan`], the changes and hooks for a profile on a host; its `loader`
 //!    module holds one file per boot loader behind one trait (`plan::loader::Loader`).
 //! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
-//!    (running the generators), [`bind`] (driver binding), [`boot_images`] and
+//!    (running the generators), [`bind`] (driver binding), [`companions`] (what must go
+//!    to the guest with the profile's devices), [`boot_images`] and
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
 //!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows),
 //!    [`rom_check`] (the ROM verdicts of `rom` and `check`), [`trial`] (the trial boot's
@@ -40,6 +41,7 @@ pub mod check;
 pub mod check_state;
 pub mod cli;
 pub mod cmdline;
+pub mod companions;
 pub mod completions;
 pub mod diff;
 pub mod digest;

@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "install",
             "hooks",
             "bind",
+            "companions",
             "boot_images",
             "initramfs_check",
             "inspect",

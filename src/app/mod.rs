@@ -304,15 +304,27 @@ fn refuse_host_devices(root: &Root, profile: &Profile) -> Result<()> {
     if !root.exists("/sys/bus/pci/devices") {
         return Ok(());
     }
-    let risks = inspect::profile_risks(&Pci::read(root)?, profile);
-    if risks.is_empty() {
-        return Ok(());
+    let pci = Pci::read(root)?;
+    let risks = inspect::profile_risks(&pci, profile);
+    if !risks.is_empty() {
+        let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
+        bail!(
+            "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
+            list.join("\n")
+        )
     }
-    let list: Vec<String> = risks.iter().map(|(_, r)| format!("  - {r}")).collect();
-    bail!(
-        "refusing to apply: the profile takes what the host needs:\n{}\nnothing was written; fix vfio.ids / vfio.blacklist (`vfio-gen detect` shows the card's own devices), or run again with --force",
-        list.join("\n")
-    )
+    let missing = crate::companions::missing(&pci, profile);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|m| format!("  - {}", m.message()))
+            .collect();
+        bail!(
+            "refusing to apply: the profile leaves out devices that must go to the guest with its own:\n{}\nnothing was written; add them to the profile (`vfio-gen detect` writes every function and group member), or run again with --force",
+            list.join("\n")
+        )
+    }
+    Ok(())
 }
 
 /// `-p PROFILE`, or the root's `/etc/vfio-gen/profile.toml`.
@@ -358,6 +370,9 @@ pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<P
         let pci = Pci::read(root)?;
         for (_, risk) in inspect::profile_risks(&pci, profile) {
             plan.warnings.push(risk);
+        }
+        for m in crate::companions::missing(&pci, profile) {
+            plan.warnings.push(m.message());
         }
         let (warnings, notes) = crate::targets::address_bind::host_findings(&pci, profile);
         plan.warnings.extend(warnings);

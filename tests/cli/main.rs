@@ -1043,6 +1043,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod newcomer;
 mod refind;
 mod safety;
 mod trial;
