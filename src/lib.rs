@@ -14,7 +14,9 @@
 //!    (sha256), [`kernel`] (release parsing, kernel facts), [`shell`] (`sh -n`), [`cmdline`]
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
 //!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application),
-//!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed).
+//!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed),
+//!    [`cpulist`] (the kernel's cpu-list syntax), [`resources`] (huge pages, isolated CPUs,
+//!    kvmfr and the boot framebuffer from the host's facts, as data; docs/resources.md).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -39,6 +41,7 @@ pub mod check_state;
 pub mod cli;
 pub mod cmdline;
 pub mod completions;
+pub mod cpulist;
 pub mod diff;
 pub mod digest;
 pub mod escape;
@@ -52,6 +55,7 @@ pub mod json;
 pub mod kernel;
 pub mod plan;
 pub mod profile;
+pub mod resources;
 pub mod rollback;
 pub mod rom;
 pub mod rom_check;
