@@ -11,11 +11,11 @@ pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
 /// The least memory vfio-gen leaves to the host beside the huge pages (its own rule, not the
-/// kernel's: docs/resources.md, "How much the host keeps").
+/// kernel's: docs/resources.md, "Huge pages").
 pub const HOST_KEEPS_MIN: u64 = 2 * GIB;
 
 /// The largest `static_size_mb` kvmfr takes: it computes `size_mb * 1024 * 1024` in an `int`,
-/// which overflows from 2048 (docs/resources.md, "kvmfr").
+/// which overflows from 2048 (docs/resources.md, "Looking Glass: kvmfr").
 pub const KVMFR_MAX_MB: u32 = 1024;
 
 /// The huge page sizes of x86-64: 2 MiB (PMD) always, 1 GiB (PUD) with `pdpe1gb`.
@@ -497,7 +497,7 @@ pub fn kvmfr_reason(resolution: Option<(u32, u32)>, hdr: bool) -> String {
     }
 }
 
-/// Where the kvmfr files go (docs/resources.md, "kvmfr files").
+/// Where the kvmfr files go (docs/resources.md, "Looking Glass: kvmfr" and "udev").
 pub const KVMFR_MODPROBE: &str = "/etc/modprobe.d/kvmfr.conf";
 pub const KVMFR_MODULES_LOAD: &str = "/etc/modules-load.d/kvmfr.conf";
 /// Before systemd's `73-seat-late.rules`, which turns the `uaccess` tag into an ACL.
