@@ -15,7 +15,9 @@
 //!    (the command-line model), [`style`] (terminal colours), [`check`] (one check result),
 //!    [`json`] (the JSON envelope), [`splice`] (one source edit and its application),
 //!    [`escape`] (host text made safe to print), [`rom`] (option ROM images parsed),
-//!    [`sh_grammar`] (what `sh` accepts as a script: the check every GRUB file passes).
+//!    [`sh_grammar`] (what `sh` accepts as a script: the check every GRUB file passes),
+//!    [`cpulist`] (the kernel's cpu-list syntax), [`resources`] (huge pages, isolated CPUs,
+//!    kvmfr and the boot framebuffer from the host's facts, as data; docs/resources.md).
 //! 2. **Profile and host**: [`profile`] (schema, validation, the managed kernel options),
 //!    [`host`] (sysfs, procfs, modules and images read into data), [`history`] (the journal
 //!    and backups under `/var/lib/vfio-gen`, read).
@@ -43,6 +45,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod companions;
 pub mod completions;
+pub mod cpulist;
 pub mod diff;
 pub mod digest;
 pub mod escape;
@@ -56,6 +59,7 @@ pub mod json;
 pub mod kernel;
 pub mod plan;
 pub mod profile;
+pub mod resources;
 pub mod rollback;
 pub mod rom;
 pub mod rom_check;

@@ -24,6 +24,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "json",
             "escape",
             "rom",
+            "cpulist",
+            "resources",
         ],
     ),
     ("profile/host", &["profile", "host", "history"]),

@@ -834,3 +834,145 @@ fn grub_edit_matches_what_sh_reads() {
         panic!("{e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernel's cpu-list syntax and the sizes of `[resources]` (src/cpulist.rs,
+// src/resources.rs; docs/resources.md)
+// ---------------------------------------------------------------------------------------------
+
+mod resources_props {
+    use super::config;
+    use proptest::prelude::*;
+    use vfio_gen::cpulist::{self, CpuSet, MAX_CPUS};
+    use vfio_gen::resources::{self, GIB, MIB, PageSize};
+
+    /// Sets of CPUs below 512, in clumps as real lists are (runs and single CPUs).
+    fn cpu_set() -> impl Strategy<Value = CpuSet> {
+        prop::collection::vec((0u32..512, 1u32..24), 0..12).prop_map(|runs| {
+            runs.into_iter()
+                .flat_map(|(start, len)| start..start + len)
+                .collect()
+        })
+    }
+
+    /// Any text built from the characters of cpu-lists, and a few others.
+    fn list_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "0",
+                "1",
+                "7",
+                "9",
+                "-",
+                ",",
+                ":",
+                "/",
+                "N",
+                "all",
+                "e",
+                " ",
+                "99999",
+                "8191",
+                "4294967296",
+                "18446744073709551616",
+            ]),
+            0..16,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// parse(format(set)) == set, and the formatted list is canonical (formatting the
+        /// parsed text gives it back).
+        #[test]
+        fn cpu_lists_round_trip(set in cpu_set()) {
+            let text = set.to_string();
+            if set.is_empty() {
+                prop_assert!(cpulist::parse(&text, MAX_CPUS).is_err());
+            } else {
+                let parsed = cpulist::parse(&text, MAX_CPUS).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&parsed, &set);
+                prop_assert_eq!(parsed.to_string(), text);
+            }
+        }
+
+        /// A stride `a-b:u/g` is the CPUs c in a..=b with (c - a) % g < u, as the kernel's
+        /// bitmap_set_region() sets them.
+        #[test]
+        fn strides_take_the_first_cpus_of_each_group(a in 0u32..300, len in 0u32..300, g in 1u32..40, u in 0u32..41) {
+            let b = a + len;
+            let text = format!("{a}-{b}:{u}/{g}");
+            match cpulist::parse(&text, MAX_CPUS) {
+                Ok(set) => {
+                    prop_assert!(u <= g);
+                    let want: CpuSet = (a..=b).filter(|c| (c - a) % g < u).collect();
+                    prop_assert_eq!(set, want);
+                }
+                Err(e) => {
+                    prop_assert!(u > g, "{}: {}", text, e);
+                    prop_assert_eq!(e.column, text.find(':').unwrap() + 1);
+                }
+            }
+        }
+
+        /// Any text parses or is refused with a column inside it (or just past its end), never
+        /// a panic, and a parsed set stays below the possible CPUs.
+        #[test]
+        fn hostile_cpu_lists_are_refused_cleanly(text in list_text(), possible in 1u32..=9000) {
+            match cpulist::parse(&text, possible) {
+                Ok(set) => prop_assert!(set.last().is_none_or(|c| c < possible.min(MAX_CPUS))),
+                Err(e) => {
+                    prop_assert!(e.column >= 1 && e.column <= text.chars().count() + 1, "{:?}: {}", text, e);
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
+
+        /// The complement and the set share nothing and make up the present CPUs together.
+        #[test]
+        fn complement_splits_the_present_cpus(guest in cpu_set(), present in cpu_set()) {
+            let host = guest.complement_in(&present);
+            prop_assert!(!host.intersects(&guest));
+            prop_assert_eq!(host.union(&guest.intersection(&present)), present);
+        }
+
+        /// Sizes: "<n>G" and "<n>M" are n GiB / MiB; a whole number of pages gives the pages.
+        #[test]
+        fn sizes_parse_and_divide_into_pages(n in 1u64..100_000, gib in any::<bool>()) {
+            let (text, bytes) = if gib { (format!("{n}G"), n * GIB) } else { (format!("{n}M"), n * MIB) };
+            prop_assert_eq!(resources::parse_size(&text), Ok(bytes));
+            for size in [PageSize::Size2M, PageSize::Size1G] {
+                match resources::HugePages::new(bytes, size) {
+                    Ok(p) => {
+                        prop_assert_eq!(p.bytes(), bytes);
+                        prop_assert_eq!(p.kernel_options()[2].clone(), format!("hugepages={}", bytes / size.bytes()));
+                    }
+                    Err(_) => prop_assert!(bytes % size.bytes() != 0),
+                }
+            }
+        }
+
+        /// Any other text is refused without a panic.
+        #[test]
+        fn hostile_sizes_are_refused_cleanly(text in "[0-9eE+. -]{0,24}[GMKgmb]?") {
+            if let Ok(bytes) = resources::parse_size(&text) {
+                prop_assert!(bytes > 0 && text.bytes().all(|b| b.is_ascii_digit() || b == b'G' || b == b'M'));
+            }
+        }
+
+        /// kvmfr: a power of two MiB at or above the frame twice plus 10 MiB, and the smallest one.
+        #[test]
+        fn kvmfr_size_is_the_next_power_of_two(w in 1u32..=8192, h in 1u32..=8192, hdr in any::<bool>()) {
+            let need = u64::from(w) * u64::from(h) * if hdr { 8 } else { 4 } * 2 + 10 * MIB;
+            match resources::kvmfr_size_mb(w, h, hdr) {
+                Ok(mb) => {
+                    let bytes = u64::from(mb) * MIB;
+                    prop_assert!(mb.is_power_of_two() && bytes >= need && bytes / 2 < need);
+                }
+                Err(_) => prop_assert!(need > 1024 * MIB),
+            }
+        }
+    }
+}
