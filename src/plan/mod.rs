@@ -131,6 +131,7 @@ pub fn build_with(
     })
 }
 
+#[allow(clippy::too_many_lines)] // split by the structure issue (loader/inspect work)
 fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell) -> Result<Plan> {
     let facts = host::Facts::read(files)?;
     let mut plan = Plan {
