@@ -507,188 +507,37 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> ProfileError + 'a;
 
+/// Turns the raw document into a [`Profile`], checking each value in the order the sections
+/// are read (the first error found is the one reported).
 fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     let bootloader = *raw.host.bootloader.get_ref();
-    let bootloader_place = {
-        let e = at(raw.host.bootloader.span(), String::new());
-        format!("{}:{}:{}", e.file, e.line, e.column)
-    };
+    let bootloader_place = place(at, raw.host.bootloader.span());
 
     let vfio_span = raw.vfio.span();
     let vfio = raw.vfio.into_inner();
-    let mut ids = Vec::new();
-    let raw_ids = vfio.ids.map(|i| (i.span(), i.into_inner()));
-    let raw_devices = vfio.devices.map(|d| (d.span(), d.into_inner()));
-    let no_devices = raw_devices.as_ref().is_none_or(|(_, d)| d.is_empty());
-    match &raw_ids {
-        Some((span, list)) if list.is_empty() && no_devices => {
-            return Err(at(
-                span.clone(),
-                "vfio.ids is empty; list the vendor:device ID of every function of the GPU, or name the functions by address in vfio.devices (`vfio-gen detect` prints them)".into(),
-            ));
-        }
-        None if no_devices => {
-            return Err(at(
-                vfio_span,
-                "[vfio] has neither ids nor devices; list the vendor:device ID of every function of the GPU in ids, or name the functions by address in devices (`vfio-gen detect` prints them)".into(),
-            ));
-        }
-        _ => {}
-    }
-    for id in raw_ids.iter().flat_map(|(_, l)| l) {
-        check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.ids: {m}")))?;
-        if ids.contains(id.get_ref()) {
-            return Err(at(
-                id.span(),
-                format!(
-                    "vfio.ids: {:?} is listed twice; list each ID once",
-                    id.get_ref()
-                ),
-            ));
-        }
-        ids.push(id.get_ref().clone());
-    }
-    let mut devices: Vec<AddressedDevice> = Vec::new();
-    for entry in raw_devices.into_iter().flat_map(|(_, l)| l) {
-        let span = entry.span();
-        let (address, id) = match entry.into_inner() {
-            RawDevice::Address(a) => (Spanned::new(span.clone(), a), None),
-            RawDevice::Table { address, id } => (address, id),
-        };
-        check_address(address.get_ref())
-            .map_err(|m| at(address.span(), format!("vfio.devices: address {m}")))?;
-        if let Some(id) = &id {
-            check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.devices: id {m}")))?;
-        }
-        if devices.iter().any(|e| e.address == *address.get_ref()) {
-            return Err(at(
-                address.span(),
-                format!(
-                    "vfio.devices: the address {:?} is listed twice; list each function once",
-                    address.get_ref()
-                ),
-            ));
-        }
-        let e = at(span, String::new());
-        devices.push(AddressedDevice {
-            address: address.into_inner(),
-            id: id.map(Spanned::into_inner).unwrap_or_default(),
-            place: format!("{}:{}:{}", e.file, e.line, e.column),
-        });
-    }
+    let (ids, devices) = validate_functions(vfio.ids, vfio.devices, vfio_span, at)?;
+    let blacklist = validate_modules(vfio.blacklist, "vfio.blacklist", &["nouveau"], at)?;
+    let softdep = validate_modules(vfio.softdep, "vfio.softdep", &["nvidia"], at)?;
+    refuse_vfio_modules(&blacklist, &softdep, at)?;
 
-    let modules = |list: Option<Vec<Spanned<String>>>, key: &str, default: &[&str]| {
-        let Some(list) = list else {
-            return Ok(default.iter().map(|s| s.to_string()).collect());
-        };
-        let mut out: Vec<String> = Vec::new();
-        for m in list {
-            check_module(m.get_ref()).map_err(|msg| at(m.span(), format!("{key}: {msg}")))?;
-            if !out.contains(m.get_ref()) {
-                out.push(m.into_inner());
-            }
-        }
-        Ok(out)
-    };
-    let blacklist = modules(vfio.blacklist, "vfio.blacklist", &["nouveau"])?;
-    let softdep = modules(vfio.softdep, "vfio.softdep", &["nvidia"])?;
-    for m in blacklist.iter().chain(&softdep) {
-        if matches!(
-            m.replace('-', "_").as_str(),
-            "vfio" | "vfio_pci" | "vfio_iommu_type1"
-        ) {
-            return Err(at(
-                0..0,
-                format!(
-                    "vfio.blacklist/softdep names {m:?}, a VFIO module itself; list only the drivers to keep off the GPU"
-                ),
-            ));
-        }
-    }
+    let extra = validate_extra(&raw.kernel.extra, at)?;
+    let amd_iommu = validate_amd_iommu(raw.kernel.amd_iommu.as_ref(), at)?;
+    let kernel_version = validate_kernel_version(raw.kernel.version, at)?;
 
-    let mut extra = Vec::new();
-    for o in &raw.kernel.extra {
-        check_option(o.get_ref()).map_err(|m| at(o.span(), format!("kernel.extra: {m}")))?;
-        extra.push(o.get_ref().clone());
-    }
-    let amd_iommu = match &raw.kernel.amd_iommu {
-        Some(v) => {
-            check_option(&format!("amd_iommu={}", v.get_ref()))
-                .map_err(|m| at(v.span(), format!("kernel.amd_iommu: {m}")))?;
-            Some(v.get_ref().clone())
-        }
-        None => None,
-    };
-    let kernel_version = match raw.kernel.version {
-        Some(v) => Some(crate::kernel::parse_version(v.get_ref()).ok_or_else(|| {
-            at(
-                v.span(),
-                format!("kernel.version: {:?} is not a kernel version; write it like \"6.1\" or \"5.15.0-91-generic\"", v.get_ref()),
-            )
-        })?),
-        None => None,
-    };
-
-    let (grub, grub_span) = match raw.grub {
-        Some(g) => {
-            let span = g.span();
-            (g.into_inner(), Some(span))
-        }
-        None => (RawGrub::default(), None),
-    };
     let mut ignored = Vec::new();
-    if grub_span.is_some() && !matches!(bootloader, Bootloader::Grub | Bootloader::GrubBls) {
+    if raw.grub.is_some() && !matches!(bootloader, Bootloader::Grub | Bootloader::GrubBls) {
         ignored.push("grub".to_string());
     }
-    let file = match grub.file {
-        Some(f) => {
-            crate::root::check_system_path(f.get_ref())
-                .map_err(|e| at(f.span(), format!("grub.file: {e}")))?;
-            f.into_inner()
-        }
-        None => "/etc/default/grub".to_string(),
-    };
-    let variable = match grub.variable {
-        Some(v) => {
-            if !crate::cmdline::GRUB_VARIABLES.contains(&v.get_ref().as_str()) {
-                return Err(at(
-                    v.span(),
-                    format!(
-                        "grub.variable: {:?} is not a kernel command-line variable; use \"GRUB_CMDLINE_LINUX_DEFAULT\" or \"GRUB_CMDLINE_LINUX\"",
-                        v.get_ref()
-                    ),
-                ));
-            }
-            v.into_inner()
-        }
-        None => "GRUB_CMDLINE_LINUX_DEFAULT".to_string(),
-    };
-
+    let grub = validate_grub(raw.grub.map(Spanned::into_inner).unwrap_or_default(), at)?;
     let entries = match raw.systemd_boot {
         Some(sb) => {
             if bootloader != Bootloader::SystemdBoot {
                 ignored.push("systemd-boot".to_string());
             }
-            let mut out = Vec::new();
-            for e in sb.into_inner().entries {
-                crate::root::check_system_path(e.get_ref())
-                    .map_err(|m| at(e.span(), format!("systemd-boot.entries: {m}")))?;
-                if !e.get_ref().ends_with(".conf") {
-                    return Err(at(
-                        e.span(),
-                        format!(
-                            "systemd-boot.entries: {:?} is not a loader entry; entries end in .conf",
-                            e.get_ref()
-                        ),
-                    ));
-                }
-                out.push(e.into_inner());
-            }
-            out
+            validate_entries(sb.into_inner().entries, at)?
         }
         None => Vec::new(),
     };
-
     let uki_builder = match raw.uki {
         Some(u) => {
             if bootloader != Bootloader::Uki {
@@ -714,53 +563,290 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         extra,
         amd_iommu,
         kernel_version,
-        grub: GrubSettings {
-            file,
-            variable,
-            mode: grub.mode.unwrap_or(GrubMode::Edit),
-        },
+        grub,
         entries,
         ignored_tables: ignored,
         uki_builder,
         bootloader_place,
     };
 
-    // Options that undo what passthrough needs, or that the profile sets elsewhere.
-    let check_extra = |o: &Spanned<String>, what: &str| -> Result<(), ProfileError> {
-        let opt = Opt::parse(o.get_ref());
-        let key = opt.key();
-        if matches!(key.as_str(), "amd_iommu" | "intel_iommu" | "iommu")
-            && opt.value.as_deref() == Some("off")
-        {
-            return Err(at(
-                o.span(),
-                format!(
-                    "{what}: {:?} turns the IOMMU off, which passthrough needs; remove it",
-                    o.get_ref()
-                ),
-            ));
-        }
-        if key == "vfio_pci.ids" {
-            return Err(at(
-                o.span(),
-                format!(
-                    "{what}: {:?}: vfio-pci ids come from vfio.ids (vfio-gen puts vfio-pci.ids= on the command line itself when vfio-pci is built in); remove it",
-                    o.get_ref()
-                ),
-            ));
-        }
-        Ok(())
-    };
     for o in &raw.kernel.extra {
-        check_extra(o, "kernel.extra")?;
+        refuse_undoing_option(o, "kernel.extra", at)?;
     }
     if let Some(v) = &raw.kernel.amd_iommu {
         let as_option = Spanned::new(v.span(), format!("amd_iommu={}", v.get_ref()));
-        check_extra(&as_option, "kernel.amd_iommu")?;
+        refuse_undoing_option(&as_option, "kernel.amd_iommu", at)?;
     }
-    // An extra option must not fight a managed one.
+    refuse_extra_conflicts(&profile, &raw.kernel.extra, at)?;
+    Ok(profile)
+}
+
+/// `file:line:column` of a span, kept in the profile for messages after parsing.
+fn place(at: &At, span: std::ops::Range<usize>) -> String {
+    let e = at(span, String::new());
+    format!("{}:{}:{}", e.file, e.line, e.column)
+}
+
+type RawList<T> = Option<Spanned<Vec<Spanned<T>>>>;
+
+/// `[vfio] ids` and `devices`: at least one function between them, each listed once.
+fn validate_functions(
+    raw_ids: RawList<String>,
+    raw_devices: RawList<RawDevice>,
+    vfio_span: std::ops::Range<usize>,
+    at: &At,
+) -> Result<(Vec<String>, Vec<AddressedDevice>), ProfileError> {
+    let raw_ids = raw_ids.map(|i| (i.span(), i.into_inner()));
+    let raw_devices = raw_devices.map(|d| (d.span(), d.into_inner()));
+    let no_devices = raw_devices.as_ref().is_none_or(|(_, d)| d.is_empty());
+    match &raw_ids {
+        Some((span, list)) if list.is_empty() && no_devices => {
+            return Err(at(
+                span.clone(),
+                "vfio.ids is empty; list the vendor:device ID of every function of the GPU, or name the functions by address in vfio.devices (`vfio-gen detect` prints them)".into(),
+            ));
+        }
+        None if no_devices => {
+            return Err(at(
+                vfio_span,
+                "[vfio] has neither ids nor devices; list the vendor:device ID of every function of the GPU in ids, or name the functions by address in devices (`vfio-gen detect` prints them)".into(),
+            ));
+        }
+        _ => {}
+    }
+    let ids = validate_ids(raw_ids.into_iter().flat_map(|(_, l)| l), at)?;
+    let devices = validate_devices(raw_devices.into_iter().flat_map(|(_, l)| l), at)?;
+    Ok((ids, devices))
+}
+
+/// `[vfio] ids`: well-formed IDs, each listed once.
+fn validate_ids(
+    list: impl Iterator<Item = Spanned<String>>,
+    at: &At,
+) -> Result<Vec<String>, ProfileError> {
+    let mut ids = Vec::new();
+    for id in list {
+        check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.ids: {m}")))?;
+        if ids.contains(id.get_ref()) {
+            return Err(at(
+                id.span(),
+                format!(
+                    "vfio.ids: {:?} is listed twice; list each ID once",
+                    id.get_ref()
+                ),
+            ));
+        }
+        ids.push(id.get_ref().clone());
+    }
+    Ok(ids)
+}
+
+/// `[vfio] devices`: well-formed addresses (and IDs where given), each address listed once.
+fn validate_devices(
+    list: impl Iterator<Item = Spanned<RawDevice>>,
+    at: &At,
+) -> Result<Vec<AddressedDevice>, ProfileError> {
+    let mut devices: Vec<AddressedDevice> = Vec::new();
+    for entry in list {
+        let span = entry.span();
+        let (address, id) = match entry.into_inner() {
+            RawDevice::Address(a) => (Spanned::new(span.clone(), a), None),
+            RawDevice::Table { address, id } => (address, id),
+        };
+        check_address(address.get_ref())
+            .map_err(|m| at(address.span(), format!("vfio.devices: address {m}")))?;
+        if let Some(id) = &id {
+            check_id(id.get_ref()).map_err(|m| at(id.span(), format!("vfio.devices: id {m}")))?;
+        }
+        if devices.iter().any(|e| e.address == *address.get_ref()) {
+            return Err(at(
+                address.span(),
+                format!(
+                    "vfio.devices: the address {:?} is listed twice; list each function once",
+                    address.get_ref()
+                ),
+            ));
+        }
+        devices.push(AddressedDevice {
+            address: address.into_inner(),
+            id: id.map(Spanned::into_inner).unwrap_or_default(),
+            place: place(at, span),
+        });
+    }
+    Ok(devices)
+}
+
+/// A module list (`vfio.blacklist`, `vfio.softdep`): valid names, duplicates dropped,
+/// `default` when the key is absent.
+fn validate_modules(
+    list: Option<Vec<Spanned<String>>>,
+    key: &str,
+    default: &[&str],
+    at: &At,
+) -> Result<Vec<String>, ProfileError> {
+    let Some(list) = list else {
+        return Ok(default.iter().map(|s| s.to_string()).collect());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for m in list {
+        check_module(m.get_ref()).map_err(|msg| at(m.span(), format!("{key}: {msg}")))?;
+        if !out.contains(m.get_ref()) {
+            out.push(m.into_inner());
+        }
+    }
+    Ok(out)
+}
+
+/// The drivers kept off the GPU must not include VFIO's own modules.
+fn refuse_vfio_modules(
+    blacklist: &[String],
+    softdep: &[String],
+    at: &At,
+) -> Result<(), ProfileError> {
+    for m in blacklist.iter().chain(softdep) {
+        if matches!(
+            m.replace('-', "_").as_str(),
+            "vfio" | "vfio_pci" | "vfio_iommu_type1"
+        ) {
+            return Err(at(
+                0..0,
+                format!(
+                    "vfio.blacklist/softdep names {m:?}, a VFIO module itself; list only the drivers to keep off the GPU"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `kernel.extra`: each a well-formed kernel option.
+fn validate_extra(extra: &[Spanned<String>], at: &At) -> Result<Vec<String>, ProfileError> {
+    let mut out = Vec::new();
+    for o in extra {
+        check_option(o.get_ref()).map_err(|m| at(o.span(), format!("kernel.extra: {m}")))?;
+        out.push(o.get_ref().clone());
+    }
+    Ok(out)
+}
+
+/// `kernel.amd_iommu`: a value that makes a well-formed `amd_iommu=` option.
+fn validate_amd_iommu(
+    value: Option<&Spanned<String>>,
+    at: &At,
+) -> Result<Option<String>, ProfileError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    check_option(&format!("amd_iommu={}", v.get_ref()))
+        .map_err(|m| at(v.span(), format!("kernel.amd_iommu: {m}")))?;
+    Ok(Some(v.get_ref().clone()))
+}
+
+/// `kernel.version` as (major, minor).
+fn validate_kernel_version(
+    version: Option<Spanned<String>>,
+    at: &At,
+) -> Result<Option<(u32, u32)>, ProfileError> {
+    let Some(v) = version else {
+        return Ok(None);
+    };
+    crate::kernel::parse_version(v.get_ref())
+        .ok_or_else(|| {
+            at(
+                v.span(),
+                format!("kernel.version: {:?} is not a kernel version; write it like \"6.1\" or \"5.15.0-91-generic\"", v.get_ref()),
+            )
+        })
+        .map(Some)
+}
+
+/// `[grub]`: a system path for `file`, a command-line variable for `variable`, with defaults.
+fn validate_grub(grub: RawGrub, at: &At) -> Result<GrubSettings, ProfileError> {
+    let file = match grub.file {
+        Some(f) => {
+            crate::root::check_system_path(f.get_ref())
+                .map_err(|e| at(f.span(), format!("grub.file: {e}")))?;
+            f.into_inner()
+        }
+        None => "/etc/default/grub".to_string(),
+    };
+    let variable = match grub.variable {
+        Some(v) => {
+            if !crate::cmdline::GRUB_VARIABLES.contains(&v.get_ref().as_str()) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "grub.variable: {:?} is not a kernel command-line variable; use \"GRUB_CMDLINE_LINUX_DEFAULT\" or \"GRUB_CMDLINE_LINUX\"",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            v.into_inner()
+        }
+        None => "GRUB_CMDLINE_LINUX_DEFAULT".to_string(),
+    };
+    Ok(GrubSettings {
+        file,
+        variable,
+        mode: grub.mode.unwrap_or(GrubMode::Edit),
+    })
+}
+
+/// `[systemd-boot] entries`: system paths of `.conf` loader entries.
+fn validate_entries(entries: Vec<Spanned<String>>, at: &At) -> Result<Vec<String>, ProfileError> {
+    let mut out = Vec::new();
+    for e in entries {
+        crate::root::check_system_path(e.get_ref())
+            .map_err(|m| at(e.span(), format!("systemd-boot.entries: {m}")))?;
+        if !e.get_ref().ends_with(".conf") {
+            return Err(at(
+                e.span(),
+                format!(
+                    "systemd-boot.entries: {:?} is not a loader entry; entries end in .conf",
+                    e.get_ref()
+                ),
+            ));
+        }
+        out.push(e.into_inner());
+    }
+    Ok(out)
+}
+
+/// Options that undo what passthrough needs, or that the profile sets elsewhere.
+fn refuse_undoing_option(o: &Spanned<String>, what: &str, at: &At) -> Result<(), ProfileError> {
+    let opt = Opt::parse(o.get_ref());
+    let key = opt.key();
+    if matches!(key.as_str(), "amd_iommu" | "intel_iommu" | "iommu")
+        && opt.value.as_deref() == Some("off")
+    {
+        return Err(at(
+            o.span(),
+            format!(
+                "{what}: {:?} turns the IOMMU off, which passthrough needs; remove it",
+                o.get_ref()
+            ),
+        ));
+    }
+    if key == "vfio_pci.ids" {
+        return Err(at(
+            o.span(),
+            format!(
+                "{what}: {:?}: vfio-pci ids come from vfio.ids (vfio-gen puts vfio-pci.ids= on the command line itself when vfio-pci is built in); remove it",
+                o.get_ref()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An extra option must not fight a managed one, nor set the same option as an earlier extra.
+fn refuse_extra_conflicts(
+    profile: &Profile,
+    extra: &[Spanned<String>],
+    at: &At,
+) -> Result<(), ProfileError> {
     let managed = profile.kernel_options(false);
-    for (i, o) in raw.kernel.extra.iter().enumerate() {
+    for (i, o) in extra.iter().enumerate() {
         let opt = Opt::parse(o.get_ref());
         // A comma list that includes the managed value (`intel_iommu=on,igfx_off`) gives it,
         // and is kept: it stands for the managed option (Profile::kernel_options).
@@ -783,7 +869,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
                 ),
             ));
         }
-        for earlier in &raw.kernel.extra[..i] {
+        for earlier in &extra[..i] {
             if same_setting(&Opt::parse(earlier.get_ref()), &opt) {
                 return Err(at(
                     o.span(),
@@ -796,7 +882,7 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
             }
         }
     }
-    Ok(profile)
+    Ok(())
 }
 
 /// Checks a PCI `vendor:device` ID.

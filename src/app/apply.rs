@@ -8,8 +8,9 @@ use super::{
 use crate::cli::Format;
 use crate::diff;
 use crate::history;
-use crate::hooks::{HookStatus, Hooks};
+use crate::hooks::{HookRun, HookStatus, Hooks};
 use crate::install;
+use crate::plan::Plan;
 use crate::profile::Profile;
 use crate::root::Root;
 use anyhow::{Result, bail};
@@ -29,12 +30,10 @@ pub struct Options {
 
 pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let root = &ctx.root;
-    let (revert, yes, force, mode, no_wait) =
-        (opts.revert, opts.yes, opts.force, opts.hooks, opts.no_wait);
-    let (env, style, quiet) = (ctx.env, ctx.style, ctx.quiet);
+    let (revert, no_wait) = (opts.revert, opts.no_wait);
     let json = opts.format == Format::Json;
     let profile = load_profile(root, &profile_path(root, &opts.profile)?, revert)?;
-    if !yes && !env.stdin_is_terminal {
+    if !opts.yes && !ctx.env.stdin_is_terminal {
         bail!(
             "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
         );
@@ -42,82 +41,27 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     // An interrupted transaction is settled first, under the lock, before anything is planned.
     settle(root, no_wait, io)?;
     let plan = plan_for(root, &profile, revert)?;
-    if !revert && !force {
+    if !revert && !opts.force {
         super::refuse_host_devices(root, &profile)?;
         refuse_preset_config(root, &profile)?;
     }
     if plan.in_sync() && !plan.pending_hooks.is_empty() {
-        let _lock = lock(root, no_wait, io.err)?;
-        let runs = run_hooks(&plan.pending_hooks, mode, root, json, io)?;
-        remember_failed(root, &plan.pending_hooks, &runs)?;
-        if json {
-            writeln!(
-                io.out,
-                "{}",
-                serde_json::to_string_pretty(&crate::json::envelope(
-                    serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
-                ))?
-            )?;
-        } else if !quiet {
-            writeln!(
-                io.out,
-                "The files match the profile; ran the hooks left from an earlier apply."
-            )?;
-        }
-        return hooks_outcome(&runs, "the files were already in place");
+        return run_left_hooks(ctx, opts, &plan, io);
     }
     if plan.in_sync() {
-        if json {
-            writeln!(
-                io.out,
-                "{}",
-                serde_json::to_string_pretty(&crate::json::envelope(
-                    serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings})
-                ))?
-            )?;
-        } else {
-            writeln!(
-                io.out,
-                "{}",
-                if revert {
-                    "Nothing to do: nothing of the profile is left to take out."
-                } else {
-                    "Nothing to do: the files match the profile."
-                }
-            )?;
-        }
+        say_nothing_to_do(opts, &plan, io)?;
         return Ok(0);
     }
-    // `-q --yes` asks nothing, so the diff is not shown: errors and the outcome line only.
-    // Without --yes the diff is the question's subject and is always shown.
-    let asks = !yes;
-    let show_diff = !json && (asks || !quiet);
-    if show_diff {
-        write!(io.out, "{}", diff::text(&plan, style, quiet, false))?;
-    }
-    if !yes {
-        let question = format!("Apply these changes {}?", super::place(root));
-        if !super::confirm(io, &question)? {
-            return Ok(0);
-        }
+    if !show_and_ask(ctx, opts, &plan, io)? {
+        return Ok(0);
     }
     // The lock is taken only now, not while a person reads the plan; the plan is computed again
     // under it and must be the one that was shown.
     let _lock = lock(root, no_wait, io.err)?;
     say_recovery(install::recover(root)?, io.out)?;
     install::clean_stale(root)?;
-    let again = plan_for(root, &profile, revert)?;
-    if again.fingerprint() != plan.fingerprint() {
-        if again.in_sync() {
-            writeln!(
-                io.out,
-                "Nothing to do: another vfio-gen made the same changes meanwhile."
-            )?;
-            return Ok(0);
-        }
-        bail!(
-            "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply` again"
-        );
+    if !same_plan_under_lock(root, &profile, revert, &plan, io)? {
+        return Ok(0);
     }
     let ops = super::install_ops(&plan);
     let kind = if revert {
@@ -127,39 +71,156 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     };
     let mut manifest = install::commit(root, kind, None, &ops)?;
     if !json {
-        let written = ops.iter().filter(|o| o.new.is_some()).count();
-        let removed = ops.len() - written;
-        let mut what = Vec::new();
-        if written > 0 {
-            what.push(format!(
-                "wrote {written} file{}",
-                if written == 1 { "" } else { "s" }
-            ));
-        }
-        if removed > 0 {
-            what.push(format!(
-                "removed {removed} file{}",
-                if removed == 1 { "" } else { "s" }
-            ));
-        }
-        let what = what.join(", ");
-        let mut what_cap = what.clone();
-        if let Some(first) = what_cap.get_mut(0..1) {
-            first.make_ascii_uppercase();
-        }
+        say_installed(root, &ops, &manifest, io)?;
+    }
+    let runs = run_plan_hooks(root, opts, &plan, &mut manifest, io)?;
+    if json {
+        print_json(root, &plan, &manifest, &runs, io)?;
+    }
+    hooks_outcome(&runs, "the new files are installed")
+}
+
+/// The files already match: runs the hooks an earlier apply left failed, under the lock.
+fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<u8> {
+    let root = &ctx.root;
+    let json = opts.format == Format::Json;
+    let _lock = lock(root, opts.no_wait, io.err)?;
+    let runs = run_hooks(&plan.pending_hooks, opts.hooks, root, json, io)?;
+    remember_failed(root, &plan.pending_hooks, &runs)?;
+    if json {
         writeln!(
             io.out,
-            "{what_cap}; the old ones are kept in {} (`vfio-gen rollback` restores them).",
-            root.join(&history::Manifest::dir(&manifest.id))?.display()
+            "{}",
+            serde_json::to_string_pretty(&crate::json::envelope(
+                serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
+            ))?
+        )?;
+    } else if !ctx.quiet {
+        writeln!(
+            io.out,
+            "The files match the profile; ran the hooks left from an earlier apply."
         )?;
     }
+    hooks_outcome(&runs, "the files were already in place")
+}
+
+/// The files already match and no hook is left to run.
+fn say_nothing_to_do(opts: &Options, plan: &Plan, io: &mut Io) -> Result<()> {
+    if opts.format == Format::Json {
+        writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&crate::json::envelope(
+                serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": [], "warnings": plan.warnings})
+            ))?
+        )?;
+    } else {
+        writeln!(
+            io.out,
+            "{}",
+            if opts.revert {
+                "Nothing to do: nothing of the profile is left to take out."
+            } else {
+                "Nothing to do: the files match the profile."
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// Shows the diff and asks (unless --yes); whether to go on.
+fn show_and_ask(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<bool> {
+    // `-q --yes` asks nothing, so the diff is not shown: errors and the outcome line only.
+    // Without --yes the diff is the question's subject and is always shown.
+    let asks = !opts.yes;
+    let show_diff = opts.format != Format::Json && (asks || !ctx.quiet);
+    if show_diff {
+        write!(io.out, "{}", diff::text(plan, ctx.style, ctx.quiet, false))?;
+    }
+    if !asks {
+        return Ok(true);
+    }
+    let question = format!("Apply these changes {}?", super::place(&ctx.root));
+    super::confirm(io, &question)
+}
+
+/// Plans again under the lock: true when the plan is the one shown; false (said) when another
+/// vfio-gen made the same changes meanwhile; an error when the files changed otherwise.
+fn same_plan_under_lock(
+    root: &Root,
+    profile: &Profile,
+    revert: bool,
+    plan: &Plan,
+    io: &mut Io,
+) -> Result<bool> {
+    let again = plan_for(root, profile, revert)?;
+    if again.fingerprint() == plan.fingerprint() {
+        return Ok(true);
+    }
+    if again.in_sync() {
+        writeln!(
+            io.out,
+            "Nothing to do: another vfio-gen made the same changes meanwhile."
+        )?;
+        return Ok(false);
+    }
+    bail!(
+        "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply` again"
+    );
+}
+
+/// The line saying how many files were written and removed, and where the old ones are kept.
+fn say_installed(
+    root: &Root,
+    ops: &[install::Op],
+    manifest: &history::Manifest,
+    io: &mut Io,
+) -> Result<()> {
+    let written = ops.iter().filter(|o| o.new.is_some()).count();
+    let removed = ops.len() - written;
+    let mut what = Vec::new();
+    if written > 0 {
+        what.push(format!(
+            "wrote {written} file{}",
+            if written == 1 { "" } else { "s" }
+        ));
+    }
+    if removed > 0 {
+        what.push(format!(
+            "removed {removed} file{}",
+            if removed == 1 { "" } else { "s" }
+        ));
+    }
+    let what = what.join(", ");
+    let mut what_cap = what.clone();
+    if let Some(first) = what_cap.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    writeln!(
+        io.out,
+        "{what_cap}; the old ones are kept in {} (`vfio-gen rollback` restores them).",
+        root.join(&history::Manifest::dir(&manifest.id))?.display()
+    )?;
+    Ok(())
+}
+
+/// Runs the plan's hooks and those left failed by an earlier apply, and records in the
+/// manifest the files they rewrote.
+fn run_plan_hooks(
+    root: &Root,
+    opts: &Options,
+    plan: &Plan,
+    manifest: &mut history::Manifest,
+    io: &mut Io,
+) -> Result<Vec<HookRun>> {
+    let json = opts.format == Format::Json;
     let mut to_run = plan.hooks.clone();
     for h in &plan.pending_hooks {
         if !to_run.iter().any(|t| t.name == h.name) {
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks(&to_run, mode, root, json, io)?;
+    let runs = run_hooks(&to_run, opts.hooks, root, json, io)?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()
@@ -167,7 +228,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         .map(|r| r.name.clone())
         .collect();
     if !ran.is_empty() {
-        for path in install::after_hooks(root, &mut manifest, &ran)? {
+        for path in install::after_hooks(root, manifest, &ran)? {
             if !json {
                 writeln!(
                     io.out,
@@ -177,18 +238,27 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
             }
         }
     }
-    if json {
-        let changes: Vec<serde_json::Value> = manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action, "old_sha256": e.old_sha256, "new_sha256": e.new_sha256})).collect();
-        writeln!(
-            io.out,
-            "{}",
-            serde_json::to_string_pretty(&crate::json::envelope(serde_json::json!({
-                "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
-                "changes": changes, "hooks": runs, "warnings": plan.warnings,
-            })))?
-        )?;
-    }
-    hooks_outcome(&runs, "the new files are installed")
+    Ok(runs)
+}
+
+/// `--format json`: what changed, where the backup is, the hooks and the warnings.
+fn print_json(
+    root: &Root,
+    plan: &Plan,
+    manifest: &history::Manifest,
+    runs: &[HookRun],
+    io: &mut Io,
+) -> Result<()> {
+    let changes: Vec<serde_json::Value> = manifest.entries.iter().map(|e| serde_json::json!({"path": e.path, "action": e.action, "old_sha256": e.old_sha256, "new_sha256": e.new_sha256})).collect();
+    writeln!(
+        io.out,
+        "{}",
+        serde_json::to_string_pretty(&crate::json::envelope(serde_json::json!({
+            "changed": true, "id": manifest.id, "backup": root.join(&history::Manifest::dir(&manifest.id))?,
+            "changes": changes, "hooks": runs, "warnings": plan.warnings,
+        })))?
+    )?;
+    Ok(())
 }
 
 /// Refuses to install the mkinitcpio drop-in when a preset passes `-c` to mkinitcpio

@@ -15,7 +15,7 @@ mod rollback;
 mod rom;
 mod trial;
 
-use crate::cli::{Cli, ColorChoice, Command, Hooks};
+use crate::cli::{Cli, ColorChoice, Command, Global, Hooks};
 use crate::hooks;
 use crate::host::pci::Pci;
 use crate::inspect;
@@ -122,15 +122,22 @@ fn hooks_mode(hooks: Hooks, no_hooks: bool) -> hooks::Hooks {
     if no_hooks { Hooks::None } else { hooks }.into()
 }
 
+/// Runs a parsed command line with the given environment and streams.
 pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
-    let g = &cli.global;
+    let ctx = context(&cli.global, env)?;
+    dispatch(&ctx, cli.command, io)
+}
+
+/// What every command gets, from the global options; refuses a `--root` that is not a
+/// directory.
+fn context(g: &Global, env: Env) -> Result<Ctx> {
     if !g.root.is_dir() {
         bail!(
             "--root {}: no such directory; pass the directory that holds the system's /etc and /boot (or leave --root out for this machine)",
             g.root.display()
         );
     }
-    let ctx = Ctx {
+    Ok(Ctx {
         root: Root::new(&g.root),
         style: Style {
             color: match g.color {
@@ -142,15 +149,19 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
         quiet: g.quiet,
         verbose: g.verbose,
         env,
-    };
-    match cli.command {
+    })
+}
+
+/// Builds the command's options from its arguments and runs it.
+fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
+    match command {
         Command::Plan {
             profile,
             revert,
             format,
             exit_code,
         } => plan::run(
-            &ctx,
+            ctx,
             &plan::Options {
                 profile: profile.profile,
                 revert,
@@ -165,7 +176,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             check,
             format,
         } => render::run(
-            &ctx,
+            ctx,
             &render::Options {
                 profile: profile.profile,
                 out,
@@ -197,11 +208,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
                 format,
                 no_wait,
             };
-            if trial {
-                trial::apply(&ctx, &opts, auto_commit, io)
-            } else {
-                apply::run(&ctx, &opts, io)
-            }
+            apply_or_trial(ctx, &opts, trial, auto_commit, io)
         }
         Command::Rollback {
             list,
@@ -215,7 +222,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             no_hooks,
             no_wait,
         } => rollback::run(
-            &ctx,
+            ctx,
             &rollback::Options {
                 list,
                 id,
@@ -229,10 +236,10 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             },
             io,
         ),
-        Command::Trial { action } => trial::run(&ctx, action, io),
-        Command::Iommu { format } => iommu::run(&ctx, format, io.out),
+        Command::Trial { action } => trial::run(ctx, action, io),
+        Command::Iommu { format } => iommu::run(ctx, format, io.out),
         Command::Detect { gpu, output, force } => detect::run(
-            &ctx,
+            ctx,
             &detect::Options {
                 gpus: gpu,
                 output,
@@ -241,7 +248,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             io,
         ),
         Command::Check { profile, format } => check::run(
-            &ctx,
+            ctx,
             &check::Options {
                 profile: profile.profile,
                 format,
@@ -254,7 +261,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             file,
             format,
         } => rom::run(
-            &ctx,
+            ctx,
             &rom::Options {
                 profile: profile.profile,
                 bdfs: bdf,
@@ -269,7 +276,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             force,
             dry_run,
         } => bind::run(
-            &ctx,
+            ctx,
             &bind::Options {
                 profile: profile.profile,
                 bdfs: bdf,
@@ -284,7 +291,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             bdf,
             dry_run,
         } => bind::run(
-            &ctx,
+            ctx,
             &bind::Options {
                 profile: profile.profile,
                 bdfs: bdf,
@@ -294,6 +301,21 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             },
             io.out,
         ),
+    }
+}
+
+/// `apply`, or `apply --trial` (which arms the trial boot, docs/trial.md).
+fn apply_or_trial(
+    ctx: &Ctx,
+    opts: &apply::Options,
+    trial: bool,
+    auto_commit: bool,
+    io: &mut Io,
+) -> Result<u8> {
+    if trial {
+        trial::apply(ctx, opts, auto_commit, io)
+    } else {
+        apply::run(ctx, opts, io)
     }
 }
 

@@ -292,8 +292,39 @@ fn esc_driver_host() -> Base {
 }
 
 fn cases() -> Vec<Case> {
-    let mut v = vec![
-        // ---------------- profile values ----------------
+    let mut v = Vec::new();
+    v.extend(profile_value_cases());
+    v.extend(profile_option_cases());
+    v.extend(profile_file_cases());
+    v.extend(edited_file_cases());
+    v.extend(edited_boot_file_cases());
+    v.extend(sysfs_name_cases());
+    v.extend(sysfs_shape_cases());
+    v.extend(cli_cases());
+    // Legitimate controls on the same roots: the harness does not refuse everything.
+    v.push(case("control: plan on the seed GRUB host", PLAN).ok(0, &["modify /etc/default/grub"]));
+    v.push(
+        case("control: apply on the seed GRUB host", APPLY)
+            .ok(0, &[])
+            .may_write("root/")
+            .check(|ws, _| {
+                let g = std::fs::read_to_string(ws.join("root/etc/default/grub"))
+                    .map_err(|e| e.to_string())?;
+                g.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"")
+                    .then_some(())
+                    .ok_or_else(|| format!("not applied:\n{g}"))
+            }),
+    );
+    v
+}
+
+// The tables below keep the layout they were written in, a case to a few lines: rustfmt never
+// reformatted them (it leaves a macro call with over-long lines as it is).
+
+/// Profile values: IDs, unknown keys, value types.
+#[rustfmt::skip]
+fn profile_value_cases() -> Vec<Case> {
+    vec![
         case("profile: id with a space", APPLY)
             .profile(&amd_ids(r#"["10de 2204"]"#))
             .error(&["profile.toml:6:8", "vfio.ids", "\"10de 2204\"", "is not a PCI ID"]),
@@ -350,6 +381,13 @@ fn cases() -> Vec<Case> {
         case("profile: extra is a string", APPLY)
             .profile(&amd_with("[kernel]\nextra = \"video=efifb:off\""))
             .error(&["extra: invalid type", "write a list in brackets"]),
+    ]
+}
+
+/// Profile values: kernel options, paths, module names.
+#[rustfmt::skip]
+fn profile_option_cases() -> Vec<Case> {
+    vec![
         case("profile: option with a double quote", APPLY)
             .profile(&extra(r#""a\"b""#))
             .error(&["kernel.extra", "contains '\"'"]),
@@ -411,6 +449,13 @@ fn cases() -> Vec<Case> {
         case("profile: softdep with $(...)", APPLY)
             .profile(&amd_with("softdep = [\"$(reboot)\"]"))
             .error(&["vfio.softdep", "not a module name"]),
+    ]
+}
+
+/// The profile file itself: duplicate keys, encoding, nesting, what `-p` names.
+#[rustfmt::skip]
+fn profile_file_cases() -> Vec<Case> {
+    vec![
         case("profile: duplicate key", APPLY)
             .profile(&amd_with("ids = [\"10de:13c2\"]"))
             .error(&["ids: duplicate key", "keep one"]),
@@ -444,7 +489,13 @@ fn cases() -> Vec<Case> {
         case("profile: -p /dev/zero", &["plan", "-p", "/dev/zero", "--root", "{root}"])
             .error(&["/dev/zero"])
             .may_block(),
-        // ---------------- edited files ----------------
+    ]
+}
+
+/// Edited files: /etc/default/grub, modprobe.d, the state directory.
+#[rustfmt::skip]
+fn edited_file_cases() -> Vec<Case> {
+    vec![
         case("edited: binary garbage in /etc/default/grub", APPLY)
             .setup(|ws| grub(ws, (0..16).flat_map(|_| 0..=255u8).collect::<Vec<u8>>()))
             .error(&["/etc/default/grub", "fix the file by hand"]),
@@ -525,6 +576,13 @@ fn cases() -> Vec<Case> {
         case("edited: /var/lib/vfio-gen is a regular file", APPLY)
             .setup(|ws| put(ws, "var/lib/vfio-gen", "x\n"))
             .error(&["var/lib/vfio-gen"]),
+    ]
+}
+
+/// Edited files: loader entries, /etc/kernel/cmdline, GRUB drop-ins.
+#[rustfmt::skip]
+fn edited_boot_file_cases() -> Vec<Case> {
+    vec![
         case("edited: loader entry options of 100000 tokens", &["apply", "-p", ARCH, "--root", "{root}", "--yes", "--no-hooks"])
             .base(Base::Fixture("arch-intel-systemd-boot"))
             .setup(|ws| {
@@ -581,7 +639,13 @@ fn cases() -> Vec<Case> {
             .base(Base::Fixture("ubuntu-grub-dropin"))
             .setup(|ws| put(ws, "etc/default/grub.d/zz-evil.cfg", "GRUB_CMDLINE_LINUX_DEFAULT=\"$(reboot)\"\n"))
             .error(&["/etc/default/grub.d/zz-evil.cfg"]),
-        // ---------------- sysfs trees ----------------
+    ]
+}
+
+/// Sysfs trees: names holding ESC, link loops.
+#[rustfmt::skip]
+fn sysfs_name_cases() -> Vec<Case> {
+    vec![
         case("sysfs: device name with ESC (iommu)", &["iommu", "--root", "{root}"])
             .host("intel-3090")
             .setup(esc_pci_ids)
@@ -640,6 +704,13 @@ fn cases() -> Vec<Case> {
             .host("intel-3090")
             .setup(|ws| link(ws, &format!("{GPU_DIR}/iommu_group"), "iommu_group"))
             .error(&["0000:01:00.0"]),
+    ]
+}
+
+/// Sysfs trees: ROMs, the kernel log, missing and misnamed files.
+#[rustfmt::skip]
+fn sysfs_shape_cases() -> Vec<Case> {
+    vec![
         case("sysfs: a rom of random bytes (rom)", &["rom", "0000:01:00.0", "--root", "{root}"])
             .host("intel-3090")
             .setup(|ws| {
@@ -722,7 +793,13 @@ fn cases() -> Vec<Case> {
                 }
             })
             .ok(0, &["0000:01:00.0"]),
-        // ---------------- CLI misuse ----------------
+    ]
+}
+
+/// CLI misuse.
+#[rustfmt::skip]
+fn cli_cases() -> Vec<Case> {
+    vec![
         case("cli: unknown subcommand", &["frobnicate", "--root", "{root}"])
             .error(&["frobnicate"]),
         case("cli: unknown option", &["plan", "-p", "{profile}", "--root", "{root}", "--bogus"])
@@ -792,22 +869,7 @@ fn cases() -> Vec<Case> {
             .may_block(),
         case("cli: man --dir is a file", &["man", "--dir", "{outside}/target"])
             .error(&["outside/target"]),
-    ];
-    // Legitimate controls on the same roots: the harness does not refuse everything.
-    v.push(case("control: plan on the seed GRUB host", PLAN).ok(0, &["modify /etc/default/grub"]));
-    v.push(
-        case("control: apply on the seed GRUB host", APPLY)
-            .ok(0, &[])
-            .may_write("root/")
-            .check(|ws, _| {
-                let g = std::fs::read_to_string(ws.join("root/etc/default/grub"))
-                    .map_err(|e| e.to_string())?;
-                g.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"")
-                    .then_some(())
-                    .ok_or_else(|| format!("not applied:\n{g}"))
-            }),
-    );
-    v
+    ]
 }
 
 // ------------------------------------------------------------------------------------------

@@ -155,8 +155,19 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
     let w = Writer {
         root: root.to_path_buf(),
     };
+    let paths = device_paths(host)?;
+    sys_skeleton(&w)?;
+    let unit_paths = iommu_units(&w, host, &paths)?;
+    let drivers = drivers(&w, host)?;
+    devices(&w, host, &paths, &unit_paths)?;
+    modules(&w, host, &drivers)?;
+    proc_files(&w, host)?;
+    lib_modules(&w, host)?;
+    other_files(&w, host, fixtures_dir)
+}
 
-    // ---- device paths (relative to root) ----
+/// Each device's directory, relative to the root.
+fn device_paths(host: &Host) -> Result<BTreeMap<&str, PathBuf>, String> {
     let by_bdf: BTreeMap<&str, &Device> =
         host.devices.iter().map(|d| (d.bdf.as_str(), d)).collect();
     let mut paths: BTreeMap<&str, PathBuf> = BTreeMap::new();
@@ -164,8 +175,11 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         let p = device_path(d, &by_bdf)?;
         paths.insert(d.bdf.as_str(), p);
     }
+    Ok(paths)
+}
 
-    // ---- sys skeleton (the directories a real sysfs always has) ----
+/// The directories a real sysfs always has.
+fn sys_skeleton(w: &Writer) -> Result<(), String> {
     for d in [
         "sys/devices/virtual",
         "sys/bus/pci/devices",
@@ -177,9 +191,15 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         w.dir(d)?;
     }
     w.file("sys/bus/pci/drivers_probe", "")?;
-    w.file("sys/bus/pci/drivers_autoprobe", "1\n")?;
+    w.file("sys/bus/pci/drivers_autoprobe", "1\n")
+}
 
-    // ---- IOMMU units ----
+/// The IOMMU units and their `sys/class/iommu` links; returns where each unit lives.
+fn iommu_units(
+    w: &Writer,
+    host: &Host,
+    paths: &BTreeMap<&str, PathBuf>,
+) -> Result<Vec<PathBuf>, String> {
     let units: Vec<String> = match (&host.iommu_units, host.iommu.as_str()) {
         (_, "off") => Vec::new(),
         (Some(u), _) => u.clone(),
@@ -204,11 +224,13 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         w.symlink(Path::new("sys/class/iommu").join(u), &p)?;
         unit_paths.push(p);
     }
+    Ok(unit_paths)
+}
 
-    // ---- drivers ----
-    let vfio_loaded = host.vfio_pci_loaded || host.vfio_pci_builtin;
+/// The driver directories under `sys/bus/pci/drivers`; returns their names.
+fn drivers(w: &Writer, host: &Host) -> Result<BTreeSet<String>, String> {
     let mut drivers: BTreeSet<String> = host.extra_drivers.iter().cloned().collect();
-    if vfio_loaded {
+    if host.vfio_pci_loaded || host.vfio_pci_builtin {
         drivers.insert("vfio-pci".into());
     }
     for d in &host.devices {
@@ -222,8 +244,16 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
             w.file(dd.join(f), "")?;
         }
     }
+    Ok(drivers)
+}
 
-    // ---- devices ----
+/// Every device: its attribute files, and its links to bus, driver, group and IOMMU unit.
+fn devices(
+    w: &Writer,
+    host: &Host,
+    paths: &BTreeMap<&str, PathBuf>,
+    unit_paths: &[PathBuf],
+) -> Result<(), String> {
     let group_type = host.group_type.clone().unwrap_or_else(|| {
         if host.cmdline.split_whitespace().any(|o| o == "iommu=pt") {
             "identity".into()
@@ -234,65 +264,7 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
     let mut groups: BTreeSet<u32> = BTreeSet::new();
     for d in &host.devices {
         let p = &paths[d.bdf.as_str()];
-        w.dir(p)?;
-        let class = parse_hex(&d.class)?;
-        let vendor = parse_hex(&d.vendor)?;
-        let device = parse_hex(&d.device)?;
-        let sv = d.subsystem_vendor.as_deref().unwrap_or(&d.vendor);
-        let sd = d.subsystem_device.as_deref().unwrap_or(&d.device);
-        let (svn, sdn) = (parse_hex(sv)?, parse_hex(sd)?);
-        w.file(p.join("vendor"), &format!("{}\n", d.vendor))?;
-        w.file(p.join("device"), &format!("{}\n", d.device))?;
-        w.file(p.join("subsystem_vendor"), &format!("{sv}\n"))?;
-        w.file(p.join("subsystem_device"), &format!("{sd}\n"))?;
-        w.file(p.join("class"), &format!("{}\n", d.class))?;
-        w.file(
-            p.join("revision"),
-            &format!("{}\n", d.revision.as_deref().unwrap_or("0x00")),
-        )?;
-        w.file(
-            p.join("driver_override"),
-            &format!("{}\n", d.driver_override.as_deref().unwrap_or("(null)")),
-        )?;
-        w.file(
-            p.join("enable"),
-            if d.driver.is_some() { "1\n" } else { "0\n" },
-        )?;
-        w.file(p.join("numa_node"), "-1\n")?;
-        let modalias = format!(
-            "pci:v{vendor:08X}d{device:08X}sv{svn:08X}sd{sdn:08X}bc{:02X}sc{:02X}i{:02X}",
-            class >> 16,
-            (class >> 8) & 0xff,
-            class & 0xff
-        );
-        w.file(p.join("modalias"), &format!("{modalias}\n"))?;
-        let mut uevent = String::new();
-        if let Some(drv) = &d.driver {
-            uevent.push_str(&format!("DRIVER={drv}\n"));
-        }
-        uevent.push_str(&format!(
-            "PCI_CLASS={class:X}\nPCI_ID={vendor:04X}:{device:04X}\nPCI_SUBSYS_ID={svn:04X}:{sdn:04X}\nPCI_SLOT_NAME={}\nMODALIAS={modalias}\n",
-            d.bdf
-        ));
-        w.file(p.join("uevent"), &uevent)?;
-        // The kernel shows boot_vga only on VGA-class devices (pci_is_vga): not on a 3D (0x0302)
-        // or other display controller.
-        if d.class.starts_with("0x0300") {
-            w.file(
-                p.join("boot_vga"),
-                if d.boot_vga == Some(true) {
-                    "1\n"
-                } else {
-                    "0\n"
-                },
-            )?;
-        }
-        if let Some(kinds) = &d.rom {
-            let bytes = rom_image(kinds, vendor as u16, device as u16)
-                .map_err(|e| format!("device {}: {e}", d.bdf))?;
-            w.bytes(p.join("rom"), &bytes)?;
-            set_mode(&w.root.join(p.join("rom")), 0o600)?;
-        }
+        device_files(w, d, p)?;
         w.symlink(p.join("subsystem"), Path::new("sys/bus/pci"))?;
         w.symlink(Path::new("sys/bus/pci/devices").join(&d.bdf), p)?;
         if let Some(drv) = &d.driver {
@@ -325,16 +297,82 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
             }
         }
     }
+    Ok(())
+}
 
-    // ---- sys/module: only vfio_pci, whose presence tools look at ----
+/// A device's attribute files in its directory `p` (IDs, class, modalias, uevent, ROM).
+fn device_files(w: &Writer, d: &Device, p: &Path) -> Result<(), String> {
+    w.dir(p)?;
+    let class = parse_hex(&d.class)?;
+    let vendor = parse_hex(&d.vendor)?;
+    let device = parse_hex(&d.device)?;
+    let sv = d.subsystem_vendor.as_deref().unwrap_or(&d.vendor);
+    let sd = d.subsystem_device.as_deref().unwrap_or(&d.device);
+    let (svn, sdn) = (parse_hex(sv)?, parse_hex(sd)?);
+    w.file(p.join("vendor"), &format!("{}\n", d.vendor))?;
+    w.file(p.join("device"), &format!("{}\n", d.device))?;
+    w.file(p.join("subsystem_vendor"), &format!("{sv}\n"))?;
+    w.file(p.join("subsystem_device"), &format!("{sd}\n"))?;
+    w.file(p.join("class"), &format!("{}\n", d.class))?;
+    w.file(
+        p.join("revision"),
+        &format!("{}\n", d.revision.as_deref().unwrap_or("0x00")),
+    )?;
+    w.file(
+        p.join("driver_override"),
+        &format!("{}\n", d.driver_override.as_deref().unwrap_or("(null)")),
+    )?;
+    w.file(
+        p.join("enable"),
+        if d.driver.is_some() { "1\n" } else { "0\n" },
+    )?;
+    w.file(p.join("numa_node"), "-1\n")?;
+    let modalias = format!(
+        "pci:v{vendor:08X}d{device:08X}sv{svn:08X}sd{sdn:08X}bc{:02X}sc{:02X}i{:02X}",
+        class >> 16,
+        (class >> 8) & 0xff,
+        class & 0xff
+    );
+    w.file(p.join("modalias"), &format!("{modalias}\n"))?;
+    let mut uevent = String::new();
+    if let Some(drv) = &d.driver {
+        uevent.push_str(&format!("DRIVER={drv}\n"));
+    }
+    uevent.push_str(&format!(
+        "PCI_CLASS={class:X}\nPCI_ID={vendor:04X}:{device:04X}\nPCI_SUBSYS_ID={svn:04X}:{sdn:04X}\nPCI_SLOT_NAME={}\nMODALIAS={modalias}\n",
+        d.bdf
+    ));
+    w.file(p.join("uevent"), &uevent)?;
+    // The kernel shows boot_vga only on VGA-class devices (pci_is_vga): not on a 3D (0x0302)
+    // or other display controller.
+    if d.class.starts_with("0x0300") {
+        w.file(
+            p.join("boot_vga"),
+            if d.boot_vga == Some(true) {
+                "1\n"
+            } else {
+                "0\n"
+            },
+        )?;
+    }
+    if let Some(kinds) = &d.rom {
+        let bytes = rom_image(kinds, vendor as u16, device as u16)
+            .map_err(|e| format!("device {}: {e}", d.bdf))?;
+        w.bytes(p.join("rom"), &bytes)?;
+        set_mode(&w.root.join(p.join("rom")), 0o600)?;
+    }
+    Ok(())
+}
+
+/// `sys/module`: vfio_pci (whose presence tools look at), and the module links of the drivers
+/// the description names.
+fn modules(w: &Writer, host: &Host, drivers: &BTreeSet<String>) -> Result<(), String> {
     if host.vfio_pci_builtin {
         w.dir("sys/module/vfio_pci/parameters")?;
-    } else if vfio_loaded {
+    } else if host.vfio_pci_loaded {
         w.dir("sys/module/vfio_pci/parameters")?;
         w.file("sys/module/vfio_pci/initstate", "live\n")?;
     }
-
-    // ---- module links of the drivers the description names ----
     for (drv, module) in &host.driver_modules {
         if !drivers.contains(drv) {
             return Err(format!(
@@ -348,8 +386,11 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         w.symlink(dd.join("module"), &md)?;
         w.symlink(md.join("drivers").join(format!("pci:{drv}")), &dd)?;
     }
+    Ok(())
+}
 
-    // ---- proc ----
+/// `proc`: the command line, the release, the version and cpuinfo.
+fn proc_files(w: &Writer, host: &Host) -> Result<(), String> {
     w.file("proc/cmdline", &format!("{}\n", host.cmdline))?;
     w.file("proc/sys/kernel/osrelease", &format!("{}\n", host.release))?;
     w.file(
@@ -359,9 +400,11 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
             host.release
         ),
     )?;
-    w.file("proc/cpuinfo", &cpuinfo(&host.cpu)?)?;
+    w.file("proc/cpuinfo", &cpuinfo(&host.cpu)?)
+}
 
-    // ---- lib/modules ----
+/// `lib/modules/<release>`: modules.builtin and modules.alias.
+fn lib_modules(w: &Writer, host: &Host) -> Result<(), String> {
     let md = PathBuf::from("lib/modules").join(&host.release);
     let mut builtin = String::from(MODULES_BUILTIN);
     if host.vfio_pci_builtin {
@@ -373,15 +416,17 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
     if let Some(aliases) = &host.modules_alias {
         w.file(md.join("modules.alias"), aliases)?;
     }
+    Ok(())
+}
 
-    // ---- pci.ids ----
+/// pci.ids, the kernel log and the description's extra files.
+fn other_files(w: &Writer, host: &Host, fixtures_dir: &Path) -> Result<(), String> {
     if host.pci_ids {
         let src = fixtures_dir.join("pci.ids");
         let ids = fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
         w.file("usr/share/hwdata/pci.ids", &ids)?;
     }
-
-    // ---- the kernel log (docs/kernel-log.md: the /dev/kmsg record format) ----
+    // The kernel log (docs/kernel-log.md: the /dev/kmsg record format).
     if let Some(text) = &host.kernel_log {
         let mut kmsg = String::new();
         for (seq, line) in text.lines().enumerate() {
@@ -390,8 +435,6 @@ pub fn build_host(host: &Host, fixtures_dir: &Path, root: &Path) -> Result<(), S
         w.file("dev/kmsg", &kmsg)?;
         set_mode(&w.root.join("dev/kmsg"), 0o600)?;
     }
-
-    // ---- extra files ----
     for (path, content) in &host.files {
         let rel = path
             .strip_prefix('/')

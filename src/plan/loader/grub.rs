@@ -14,6 +14,14 @@ use crate::targets::lines::{self, Shape};
 use crate::targets::{self, bls, grub, proxmox};
 use anyhow::{Result, bail};
 
+/// What an assignment vfio-gen cannot follow is, for a message.
+fn unsafe_what(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<grub::UnsafeAssignment>() {
+        Some(u) => u.what(),
+        None => e.to_string(),
+    }
+}
+
 /// The grub.cfg that exists under the root, if GRUB has been installed there.
 fn grub_cfg(files: &dyn Files) -> Option<&'static str> {
     GRUB_CFGS.iter().copied().find(|p| files.exists(p))
@@ -207,6 +215,16 @@ pub(super) fn cfg_images(files: &dyn Files) -> Result<Images> {
     Ok(Images::Boot(out))
 }
 
+/// The GRUB files the plan reads: the defaults file and the `grub.d` drop-ins read before
+/// vfio-gen's own, and (drop-in mode) those read after it.
+struct Sources {
+    main: String,
+    dir: String,
+    drop_in_path: String,
+    before: Vec<grub::Source>,
+    after_ours: Vec<grub::Source>,
+}
+
 impl Ctx<'_> {
     pub(crate) fn grub(
         &mut self,
@@ -214,6 +232,17 @@ impl Ctx<'_> {
         wanted: &[Opt],
         facts: &host::Facts,
     ) -> Result<()> {
+        let src = self.grub_sources(profile, facts)?;
+        for s in src.before.iter().chain(&src.after_ours) {
+            self.grub_check(&s.path, &s.bytes, false)?;
+        }
+        match profile.grub.mode {
+            GrubMode::Edit => self.grub_edit(profile, wanted, src),
+            GrubMode::DropIn => self.grub_drop_in(profile, wanted, facts, src),
+        }
+    }
+
+    fn grub_sources(&mut self, profile: &Profile, facts: &host::Facts) -> Result<Sources> {
         let main = &profile.grub.file;
         let Some(main_bytes) = self.files.read(main)? else {
             bail!(
@@ -225,7 +254,7 @@ impl Ctx<'_> {
             main.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
         );
         let drop_in_path = format!("{dir}/vfio-gen.cfg");
-        let mut sources = vec![grub::Source {
+        let mut before = vec![grub::Source {
             path: main.clone(),
             bytes: main_bytes,
         }];
@@ -246,127 +275,148 @@ impl Ctx<'_> {
                 if profile.grub.mode == GrubMode::DropIn && name.as_str() > "vfio-gen.cfg" {
                     after_ours.push(grub::Source { path, bytes });
                 } else {
-                    sources.push(grub::Source { path, bytes });
+                    before.push(grub::Source { path, bytes });
                 }
             }
         }
-        for s in sources.iter().chain(&after_ours) {
-            self.grub_check(&s.path, &s.bytes, false)?;
-        }
+        Ok(Sources {
+            main: main.clone(),
+            dir,
+            drop_in_path,
+            before,
+            after_ours,
+        })
+    }
+
+    /// Edit mode: the variable is edited in place, in whichever file holds each option.
+    fn grub_edit(&mut self, profile: &Profile, wanted: &[Opt], src: Sources) -> Result<()> {
+        let (main, sources) = (&src.main, src.before);
         let variable = &profile.grub.variable;
-        match profile.grub.mode {
-            GrubMode::Edit => {
-                let config = grub::GrubConfig::parse(sources.clone())?;
-                if let Some((file, line)) = config.last_assignment(variable)
-                    && file != *main
-                {
-                    self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
-                }
-                self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
-                for (place, found, w) in config.conditional_conflicts(wanted) {
-                    self.plan.warnings.push(format!(
-                        "{place}: `{found}` is added only when a condition holds, and then it overrides {w}: make it agree with the profile, or remove it"
-                    ));
-                }
-                let (new, notes) = config.edit(variable, wanted, self.revert)?;
-                self.plan.notes.extend(notes);
-                if !self.revert {
-                    // The line the kernel will get from these files (docs/kernel-cmdline.md).
-                    let after: Vec<grub::Source> = sources
-                        .iter()
-                        .zip(&new)
-                        .map(|(s, n)| grub::Source {
-                            path: s.path.clone(),
-                            bytes: n.clone(),
-                        })
-                        .collect();
-                    if let Ok(c) = grub::GrubConfig::parse(after) {
-                        let warn = crate::cmdline::length_check(main, &c.kernel_line())
-                            .map_err(anyhow::Error::msg)?;
-                        self.plan.warnings.extend(warn);
-                    }
-                }
-                for (src, new) in sources.into_iter().zip(new) {
-                    if src.bytes != new || src.path == *main {
-                        self.grub_write(&src.path, Ownership::Edited, Some(src.bytes), Some(new))?;
-                    }
-                }
+        let config = grub::GrubConfig::parse(sources.clone())?;
+        if let Some((file, line)) = config.last_assignment(variable)
+            && file != *main
+        {
+            self.plan.notes.push(format!("{variable} takes effect from {file} line {line}, which overrides {main}; vfio-gen edits it there"));
+        }
+        self.cmdline_ids_warning(main, &config.kernel_line(), wanted);
+        for (place, found, w) in config.conditional_conflicts(wanted) {
+            self.plan.warnings.push(format!(
+                "{place}: `{found}` is added only when a condition holds, and then it overrides {w}: make it agree with the profile, or remove it"
+            ));
+        }
+        let (new, notes) = config.edit(variable, wanted, self.revert)?;
+        self.plan.notes.extend(notes);
+        if !self.revert {
+            // The line the kernel will get from these files (docs/kernel-cmdline.md).
+            let after: Vec<grub::Source> = sources
+                .iter()
+                .zip(&new)
+                .map(|(s, n)| grub::Source {
+                    path: s.path.clone(),
+                    bytes: n.clone(),
+                })
+                .collect();
+            if let Ok(c) = grub::GrubConfig::parse(after) {
+                let warn = crate::cmdline::length_check(main, &c.kernel_line())
+                    .map_err(anyhow::Error::msg)?;
+                self.plan.warnings.extend(warn);
             }
-            GrubMode::DropIn => {
-                if facts.os_release_id.is_some() && !facts.debian_like() {
-                    bail!(
-                        "[grub] mode = \"drop-in\" needs Debian or Ubuntu: only their grub-mkconfig reads {dir}/*.cfg, and this root's /etc/os-release says {}; use mode = \"edit\"",
-                        facts.os_release_id.as_deref().unwrap_or("?")
-                    );
-                }
-                let options: Vec<String> = match grub::GrubConfig::parse(sources) {
-                    Ok(config) => {
-                        let line = config.kernel_line();
-                        self.cmdline_ids_warning(main, &line, wanted);
-                        let missing = config.missing(wanted)?;
-                        if !self.revert {
-                            let whole = format!("{line} {}", missing.join(" "));
-                            let warn = crate::cmdline::length_check(&drop_in_path, whole.trim())
-                                .map_err(anyhow::Error::msg)?;
-                            self.plan.warnings.extend(warn);
-                        }
-                        for w in wanted {
-                            let conflicting = line.split_whitespace().any(|t| {
-                                let o = Opt::parse(t);
-                                crate::cmdline::same_setting(&o, w) && o != *w
-                            });
-                            if conflicting && missing.contains(&w.text()) {
-                                self.plan.warnings.push(format!(
-                                    "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
-                                    w.name
-                                ));
-                            }
-                        }
-                        missing
-                    }
-                    Err(e) => {
-                        let what = match e.downcast_ref::<grub::UnsafeAssignment>() {
-                            Some(u) => u.what(),
-                            None => e.to_string(),
-                        };
-                        self.plan.warnings.push(format!(
-                            "{what}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)"
-                        ));
-                        wanted.iter().map(|w| w.text()).collect()
-                    }
-                };
-                let content = targets::render(
-                    "grub-drop-in.cfg.j2",
-                    minijinja::context! { variable, options },
-                )?;
-                self.grub_write(
-                    &drop_in_path,
-                    Ownership::Owned,
-                    None,
-                    Some(content.into_bytes()),
-                )?;
-                for s in &after_ours {
-                    // A later file whose assignment vfio-gen cannot follow ($(...), a
-                    // condition) decides the line after the drop-in: refused, not passed over.
-                    let later = grub::GrubConfig::parse(vec![s.clone()]).map_err(|e| {
-                        let what = match e.downcast_ref::<grub::UnsafeAssignment>() {
-                            Some(u) => u.what(),
-                            None => e.to_string(),
-                        };
-                        anyhow::anyhow!(
-                            "{what}; it is read after {drop_in_path}, so what it computes replaces the drop-in's options: make it a plain assignment that keeps the value (\"${variable} ...\"), or move or remove it"
-                        )
-                    })?;
-                    if later.last_assignment(variable).is_some() {
-                        self.plan.warnings.push(format!(
-                            "{} is read after vfio-gen.cfg and assigns {variable}: check that it keeps the value (\"${variable} ...\")",
-                            s.path
-                        ));
-                    }
-                }
+        }
+        for (s, new) in sources.into_iter().zip(new) {
+            if s.bytes != new || s.path == *main {
+                self.grub_write(&s.path, Ownership::Edited, Some(s.bytes), Some(new))?;
             }
         }
         Ok(())
+    }
+
+    /// Drop-in mode: vfio-gen's own `grub.d/vfio-gen.cfg` appends the options the line lacks.
+    fn grub_drop_in(
+        &mut self,
+        profile: &Profile,
+        wanted: &[Opt],
+        facts: &host::Facts,
+        src: Sources,
+    ) -> Result<()> {
+        let (main, dir, drop_in_path) = (&src.main, &src.dir, &src.drop_in_path);
+        let variable = &profile.grub.variable;
+        if facts.os_release_id.is_some() && !facts.debian_like() {
+            bail!(
+                "[grub] mode = \"drop-in\" needs Debian or Ubuntu: only their grub-mkconfig reads {dir}/*.cfg, and this root's /etc/os-release says {}; use mode = \"edit\"",
+                facts.os_release_id.as_deref().unwrap_or("?")
+            );
+        }
+        let options = self.drop_in_options(main, drop_in_path, wanted, src.before)?;
+        let content = targets::render(
+            "grub-drop-in.cfg.j2",
+            minijinja::context! { variable, options },
+        )?;
+        self.grub_write(
+            drop_in_path,
+            Ownership::Owned,
+            None,
+            Some(content.into_bytes()),
+        )?;
+        for s in &src.after_ours {
+            // A later file whose assignment vfio-gen cannot follow ($(...), a
+            // condition) decides the line after the drop-in: refused, not passed over.
+            let later = grub::GrubConfig::parse(vec![s.clone()]).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}; it is read after {drop_in_path}, so what it computes replaces the drop-in's options: make it a plain assignment that keeps the value (\"${variable} ...\"), or move or remove it",
+                    unsafe_what(&e)
+                )
+            })?;
+            if later.last_assignment(variable).is_some() {
+                self.plan.warnings.push(format!(
+                    "{} is read after vfio-gen.cfg and assigns {variable}: check that it keeps the value (\"${variable} ...\")",
+                    s.path
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The options the drop-in adds: those the line from the files before it lacks (every
+    /// one the profile manages when that line cannot be read).
+    fn drop_in_options(
+        &mut self,
+        main: &str,
+        drop_in_path: &str,
+        wanted: &[Opt],
+        before: Vec<grub::Source>,
+    ) -> Result<Vec<String>> {
+        let config = match grub::GrubConfig::parse(before) {
+            Ok(config) => config,
+            Err(e) => {
+                self.plan.warnings.push(format!(
+                    "{}; the current command line cannot be read, so the drop-in adds every option the profile manages (one may appear twice)",
+                    unsafe_what(&e)
+                ));
+                return Ok(wanted.iter().map(|w| w.text()).collect());
+            }
+        };
+        let line = config.kernel_line();
+        self.cmdline_ids_warning(main, &line, wanted);
+        let missing = config.missing(wanted)?;
+        if !self.revert {
+            let whole = format!("{line} {}", missing.join(" "));
+            let warn = crate::cmdline::length_check(drop_in_path, whole.trim())
+                .map_err(anyhow::Error::msg)?;
+            self.plan.warnings.extend(warn);
+        }
+        for w in wanted {
+            let conflicting = line.split_whitespace().any(|t| {
+                let o = Opt::parse(t);
+                crate::cmdline::same_setting(&o, w) && o != *w
+            });
+            if conflicting && missing.contains(&w.text()) {
+                self.plan.warnings.push(format!(
+                    "{main} sets {} differently; the drop-in's {w} comes later and wins, but the old value stays on the line: remove it by hand or use mode = \"edit\"",
+                    w.name
+                ));
+            }
+        }
+        Ok(missing)
     }
 
     /// Every GRUB file the plan writes goes through here: the change is recorded (an edited

@@ -33,249 +33,349 @@ pub(super) fn assignments(
     names: &[&str],
 ) -> Result<Vec<Assign>> {
     syntax(src, path)?;
-    let words = words(src, path)?;
-    let mut out = Vec::new();
-    let mut open: Vec<&[u8]> = Vec::new();
-    let mut lead = false;
-    let mut i = 0;
-    while i < words.len() {
-        let w = words[i];
-        let text = &src[w.start..w.end];
-        let at_command = w.first || lead;
-        lead = false;
-        i += 1;
+    let mut walk = Walk {
+        src,
+        file,
+        path,
+        names,
+        words: words(src, path)?,
+        i: 0,
+        lead: false,
+        open: Vec::new(),
+        out: Vec::new(),
+    };
+    while walk.i < walk.words.len() {
+        walk.step()?;
+    }
+    walk.unclosed();
+    walk.unfollowed_lines();
+    Ok(walk.out)
+}
+
+/// The walk over a file's words: the next word, the compound commands open around it, and the
+/// assignments found so far.
+struct Walk<'a> {
+    src: &'a [u8],
+    file: usize,
+    path: &'a str,
+    names: &'a [&'a str],
+    words: Vec<Word>,
+    /// The next word to read.
+    i: usize,
+    /// The next word starts a command although it is not first on its line (after `then`,
+    /// `do`, `{`, `!`, an `export` list).
+    lead: bool,
+    /// The compound commands opened and not closed yet (`if`, `case`, `{`, ...).
+    open: Vec<&'a [u8]>,
+    out: Vec<Assign>,
+}
+
+/// How the command holding an assignment runs.
+#[derive(Clone, Copy)]
+struct Runs {
+    /// A command word follows the assignments: they only reach that command's environment.
+    temporary: bool,
+    /// It runs only sometimes: inside a compound command, after `&&` or `||`, in a pipeline.
+    conditional: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn text(&self, w: &Word) -> &'a [u8] {
+        &self.src[w.start..w.end]
+    }
+
+    fn is_name(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|n| n.as_bytes() == name)
+    }
+
+    /// Whether the word at `self.i` exists and continues the current command.
+    fn continues(&self) -> bool {
+        self.i < self.words.len() && !self.words[self.i].first
+    }
+
+    fn hide(&mut self, w: &Word, name: &[u8], why: &str) {
+        let found = hidden(self.src, self.file, w, name, why);
+        self.out.push(found);
+    }
+
+    /// Reads one word, and the words after it that belong to what it starts.
+    fn step(&mut self) -> Result<()> {
+        let w = self.words[self.i];
+        let text = self.text(&w);
+        let at_command = w.first || self.lead;
+        self.lead = false;
+        self.i += 1;
         if !at_command {
-            // Anything else that looks like an assignment to our variables is one vfio-gen
-            // cannot follow (`case` arms, `env X=...`, `eval`): refuse rather than miss it.
-            if let Some((name, _, _)) = assignment_word(text)
-                && names.iter().any(|n| n.as_bytes() == name)
-            {
-                out.push(hidden(
-                    src,
-                    file,
-                    &w,
-                    name,
-                    "is assigned where vfio-gen cannot tell whether it runs",
-                ));
-            }
-            continue;
+            self.argument(&w, text);
+            return Ok(());
         }
-        // `NAME = "..."`: sh runs a command called NAME; the blanks around `=` are the mistake.
-        if let Some(n) = names.iter().find(|n| n.as_bytes() == text)
-            && i < words.len()
-            && !words[i].first
-            && src[words[i].start..words[i].end].starts_with(b"=")
+        if self.blank_before_equals(&w, text) || self.keyword(&w, text) || self.function(&w) {
+            return Ok(());
+        }
+        match assignment_word(text) {
+            Some((name, offset, appends)) => self.assignment_group(w, name, offset, appends),
+            None => Ok(()),
+        }
+    }
+
+    /// A word that is not a command's first: anything that looks like an assignment to our
+    /// variables there is one vfio-gen cannot follow (`case` arms, `env X=...`, `eval`):
+    /// refuse rather than miss it.
+    fn argument(&mut self, w: &Word, text: &[u8]) {
+        if let Some((name, _, _)) = assignment_word(text)
+            && self.is_name(name)
         {
-            out.push(hidden(
-                src,
-                file,
-                &w,
-                n.as_bytes(),
-                &format!("= ... has a blank before `=`, so sh runs a command named {n} instead of setting the variable (the likely mistake): write {n}=\"...\" with no blank before or after `=`"),
-            ));
-            continue;
+            self.hide(
+                w,
+                name,
+                "is assigned where vfio-gen cannot tell whether it runs",
+            );
         }
+    }
+
+    /// `NAME = "..."`: sh runs a command called NAME; the blanks around `=` are the mistake.
+    fn blank_before_equals(&mut self, w: &Word, text: &[u8]) -> bool {
+        let Some(n) = self.names.iter().find(|n| n.as_bytes() == text) else {
+            return false;
+        };
+        if !(self.continues() && self.text(&self.words[self.i]).starts_with(b"=")) {
+            return false;
+        }
+        self.hide(
+            w,
+            n.as_bytes(),
+            &format!("= ... has a blank before `=`, so sh runs a command named {n} instead of setting the variable (the likely mistake): write {n}=\"...\" with no blank before or after `=`"),
+        );
+        true
+    }
+
+    /// A reserved word or a builtin that changes how the words after it are read; false for
+    /// any other word.
+    fn keyword(&mut self, w: &Word, text: &'a [u8]) -> bool {
         match text {
             b"if" | b"while" | b"until" | b"{" | b"(" => {
-                open.push(text);
-                lead = true;
-                continue;
+                self.open.push(text);
+                self.lead = true;
             }
-            b"for" | b"case" | b"select" => {
-                open.push(text);
-                continue;
-            }
-            b"then" | b"else" | b"elif" | b"do" | b"!" => {
-                lead = true;
-                continue;
-            }
-            // `export A B=c`: every word after it may be an assignment.
-            b"export" | b"readonly" => {
-                while i < words.len()
-                    && !words[i].first
-                    && assignment_word(&src[words[i].start..words[i].end]).is_none()
-                {
-                    let arg = &src[words[i].start..words[i].end];
-                    if let Some(bad) = bad_export_name(arg) {
-                        let what = String::from_utf8_lossy(text).into_owned();
-                        let bad = String::from_utf8_lossy(bad).into_owned();
-                        out.push(hidden(src, file, &words[i], b"the file", &format!("runs `{what} {bad}...`, which is not a variable name: sh stops reading the file there (dash: bad variable name), so grub-mkconfig fails before any later line; fix the name")));
-                    }
-                    i += 1;
-                }
-                lead = i < words.len() && !words[i].first;
-                continue;
-            }
-            // Commands that change a variable without `NAME=`, or run text vfio-gen cannot see.
+            b"for" | b"case" | b"select" => self.open.push(text),
+            b"then" | b"else" | b"elif" | b"do" | b"!" => self.lead = true,
+            b"export" | b"readonly" => self.export(text),
             b"unset" | b"read" | b"declare" | b"typeset" | b"local" | b"eval" | b"."
-            | b"source" => {
-                let mut j = i;
-                while j < words.len() && !words[j].first {
-                    j += 1;
-                }
-                let args = &words[i..j];
-                let touches = matches!(text, b"eval" | b"." | b"source")
-                    || args.iter().any(|a| {
-                        let t = &src[a.start..a.end];
-                        names.iter().any(|n| {
-                            t == n.as_bytes()
-                                || assignment_word(t).is_some_and(|(m, _, _)| m == n.as_bytes())
-                        })
-                    });
-                if touches {
-                    let what = String::from_utf8_lossy(text).into_owned();
-                    out.push(hidden(src, file, &w, b"the file", &format!("runs `{what}`, which can change the command-line variables in ways vfio-gen cannot follow")));
-                }
-                i = j;
-                continue;
-            }
+            | b"source" => self.opaque(w, text),
             b"fi" | b"done" | b"}" => {
-                open.pop();
-                continue;
+                self.open.pop();
             }
             b"esac" => {
-                while let Some(top) = open.pop() {
+                while let Some(top) = self.open.pop() {
                     if top == b"case" {
                         break;
                     }
                 }
-                continue;
             }
             b")" => {
-                if open.last() == Some(&&b"("[..]) {
-                    open.pop();
+                if self.open.last() == Some(&&b"("[..]) {
+                    self.open.pop();
                 }
-                continue;
             }
-            _ => {}
+            _ => return false,
         }
-        // `name() { ...; }` defines a function: its body runs only when called.
-        if i + 1 < words.len()
-            && &src[words[i].start..words[i].end] == b"("
-            && &src[words[i + 1].start..words[i + 1].end] == b")"
+        true
+    }
+
+    /// `export A B=c`: every word after it may be an assignment; the plain names are read here,
+    /// and a name sh rejects stops the file.
+    fn export(&mut self, text: &[u8]) {
+        while self.continues() && assignment_word(self.text(&self.words[self.i])).is_none() {
+            let arg_word = self.words[self.i];
+            if let Some(bad) = bad_export_name(self.text(&arg_word)) {
+                let what = String::from_utf8_lossy(text).into_owned();
+                let bad = String::from_utf8_lossy(bad).into_owned();
+                self.hide(&arg_word, b"the file", &format!("runs `{what} {bad}...`, which is not a variable name: sh stops reading the file there (dash: bad variable name), so grub-mkconfig fails before any later line; fix the name"));
+            }
+            self.i += 1;
+        }
+        self.lead = self.continues();
+    }
+
+    /// Commands that change a variable without `NAME=`, or run text vfio-gen cannot see.
+    fn opaque(&mut self, w: &Word, text: &[u8]) {
+        let mut j = self.i;
+        while j < self.words.len() && !self.words[j].first {
+            j += 1;
+        }
+        let touches = matches!(text, b"eval" | b"." | b"source")
+            || self.words[self.i..j].iter().any(|a| {
+                let t = self.text(a);
+                self.names.iter().any(|n| {
+                    t == n.as_bytes()
+                        || assignment_word(t).is_some_and(|(m, _, _)| m == n.as_bytes())
+                })
+            });
+        if touches {
+            let what = String::from_utf8_lossy(text).into_owned();
+            self.hide(w, b"the file", &format!("runs `{what}`, which can change the command-line variables in ways vfio-gen cannot follow"));
+        }
+        self.i = j;
+    }
+
+    /// `name() { ...; }` defines a function: its body runs only when called.
+    fn function(&mut self, w: &Word) -> bool {
+        let i = self.i;
+        if !(i + 1 < self.words.len()
+            && self.text(&self.words[i]) == b"("
+            && self.text(&self.words[i + 1]) == b")")
         {
-            i += 2;
-            if i >= words.len() {
-                out.push(hidden(
-                    src,
-                    file,
-                    &w,
-                    b"the file",
-                    "ends in a function definition without a body (`sh -n` fails too)",
-                ));
-            }
-            lead = true;
-            continue;
+            return false;
         }
-        let Some((name, offset, appends)) = assignment_word(text) else {
-            continue;
-        };
-        // Further assignments may follow in the same command; a command word after them makes
-        // them all temporary (they only reach that command's environment).
+        self.i += 2;
+        if self.i >= self.words.len() {
+            self.hide(
+                w,
+                b"the file",
+                "ends in a function definition without a body (`sh -n` fails too)",
+            );
+        }
+        self.lead = true;
+        true
+    }
+
+    /// A command that starts with the assignment `name=` in `w`. Further assignments may follow
+    /// in the same command; a command word after them makes them all temporary.
+    fn assignment_group(
+        &mut self,
+        w: Word,
+        name: &'a [u8],
+        offset: usize,
+        appends: bool,
+    ) -> Result<()> {
         let mut group = vec![(w, name, offset, appends)];
-        while i < words.len() && !words[i].first {
-            let next = &src[words[i].start..words[i].end];
-            match assignment_word(next) {
-                Some((n2, o2, a2)) => group.push((words[i], n2, o2, a2)),
+        while self.continues() {
+            match assignment_word(self.text(&self.words[self.i])) {
+                Some((n2, o2, a2)) => group.push((self.words[self.i], n2, o2, a2)),
                 None => break,
             }
-            i += 1;
+            self.i += 1;
         }
-        let temporary = i < words.len() && !words[i].first;
-        let conditional = w.cond || !open.is_empty();
+        let runs = Runs {
+            temporary: self.continues(),
+            conditional: w.cond || !self.open.is_empty(),
+        };
         for (w, name, offset, appends) in group {
-            if !names.iter().any(|n| n.as_bytes() == name) {
-                continue;
+            if self.is_name(name) {
+                let found = self.assignment(&w, name, offset, appends, runs)?;
+                self.out.push(found);
             }
-            let name = String::from_utf8_lossy(name).into_owned();
-            let value_start = w.start + offset;
-            // The kernel keeps 2047 bytes of command line (docs/kernel-cmdline.md): a value
-            // far beyond that is refused before it is evaluated byte by byte.
-            if w.end - value_start > VALUE_MAX {
-                bail!(
-                    "{path}: line {}: {name} is {} bytes long; the x86 kernel keeps at most {} bytes of command line (COMMAND_LINE_SIZE 2048): shorten the value by hand",
-                    line_of(src, w.start),
-                    w.end - value_start,
-                    crate::kernel::COMMAND_LINE_MAX
-                );
-            }
-            let (segs, end, mut reason) = value(src, value_start, path)?;
-            if appends {
-                reason = Some(format!("'{name}+=' is not POSIX sh"));
-            } else if temporary && end == value_start {
-                reason = Some(format!(
-                    "{name}= is followed by a blank, so sh sets {name} to nothing, and only for a command named by the next word (the likely mistake): remove the blank after `=`"
-                ));
-            } else if temporary {
-                reason = Some(format!(
-                    "{name}= here only sets the environment of the command after it"
-                ));
-            }
-            if let Some(why) = mismatched_quotes(&src[value_start..end]) {
-                reason = Some(format!("{name}: {why}"));
-            }
-            let self_refs = segs
-                .iter()
-                .filter(|s| matches!(s, Seg::Param { name: n, .. } if *n == name))
-                .count();
-            if self_refs > 1 {
-                reason.get_or_insert_with(|| format!("the value refers to ${name} more than once"));
-            }
-            let only_appends = self_refs == 1
-                && matches!(segs.first(), Some(Seg::Param { name: n, .. }) if *n == name);
-            if conditional && !only_appends {
-                reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function, after && or ||, or in a pipeline or background job (whether it takes effect depends on the system)"));
-            }
-            out.push(Assign {
-                file,
-                name,
-                line: line_of(src, w.start),
-                value_start,
-                value_end: end,
-                segs,
-                unsafe_reason: reason,
-                maybe: conditional && only_appends,
-            });
         }
+        Ok(())
     }
-    if let Some(top) = open.last() {
-        let what = String::from_utf8_lossy(top).into_owned();
-        let at = words.last().copied().unwrap_or(Word {
-            start: 0,
-            end: 0,
-            first: true,
-            cond: false,
-        });
-        out.push(hidden(
-            src,
-            file,
-            &at,
-            b"the file",
-            &format!("ends inside a `{what}` that is never closed (`sh -n` fails too)"),
-        ));
-    }
-    // Last line of defence: a line that assigns one of the variables but was not seen as an
-    // assignment means the shell syntax around it was not followed; refuse rather than miss it.
-    let seen: Vec<usize> = out.iter().map(|a| line_of(src, a.value_start)).collect();
-    let mut pos = 0;
-    for (k, line) in src.split(|&b| b == b'\n').enumerate() {
-        let start = pos;
-        pos += line.len() + 1;
-        let trimmed = line
+
+    /// One assignment to one of the variables, with why it cannot be edited safely (if so).
+    fn assignment(
+        &self,
+        w: &Word,
+        name: &[u8],
+        offset: usize,
+        appends: bool,
+        runs: Runs,
+    ) -> Result<Assign> {
+        let (src, path) = (self.src, self.path);
+        let name = String::from_utf8_lossy(name).into_owned();
+        let value_start = w.start + offset;
+        // The kernel keeps 2047 bytes of command line (docs/kernel-cmdline.md): a value
+        // far beyond that is refused before it is evaluated byte by byte.
+        if w.end - value_start > VALUE_MAX {
+            bail!(
+                "{path}: line {}: {name} is {} bytes long; the x86 kernel keeps at most {} bytes of command line (COMMAND_LINE_SIZE 2048): shorten the value by hand",
+                line_of(src, w.start),
+                w.end - value_start,
+                crate::kernel::COMMAND_LINE_MAX
+            );
+        }
+        let (segs, end, mut reason) = value(src, value_start, path)?;
+        if appends {
+            reason = Some(format!("'{name}+=' is not POSIX sh"));
+        } else if runs.temporary && end == value_start {
+            reason = Some(format!(
+                "{name}= is followed by a blank, so sh sets {name} to nothing, and only for a command named by the next word (the likely mistake): remove the blank after `=`"
+            ));
+        } else if runs.temporary {
+            reason = Some(format!(
+                "{name}= here only sets the environment of the command after it"
+            ));
+        }
+        if let Some(why) = mismatched_quotes(&src[value_start..end]) {
+            reason = Some(format!("{name}: {why}"));
+        }
+        let self_refs = segs
             .iter()
-            .position(|&b| !matches!(b, b' ' | b'\t'))
-            .map(|i| &line[i..])
-            .unwrap_or(&[]);
-        let trimmed = trimmed.strip_prefix(b"export ").unwrap_or(trimmed);
-        if let Some((name, _, _)) = assignment_word(trimmed)
-            && names.iter().any(|n| n.as_bytes() == name)
-            && !seen.contains(&(k + 1))
-            && !in_heredoc_or_string(&words, start)
-        {
-            out.push(hidden(src, file, &Word { start, end: start, first: true, cond: false }, name, "looks assigned on this line, but vfio-gen could not follow the shell syntax around it"));
+            .filter(|s| matches!(s, Seg::Param { name: n, .. } if *n == name))
+            .count();
+        if self_refs > 1 {
+            reason.get_or_insert_with(|| format!("the value refers to ${name} more than once"));
+        }
+        let only_appends = self_refs == 1
+            && matches!(segs.first(), Some(Seg::Param { name: n, .. }) if *n == name);
+        if runs.conditional && !only_appends {
+            reason.get_or_insert_with(|| format!("{name} is set inside an if/case/loop/function, after && or ||, or in a pipeline or background job (whether it takes effect depends on the system)"));
+        }
+        Ok(Assign {
+            file: self.file,
+            name,
+            line: line_of(src, w.start),
+            value_start,
+            value_end: end,
+            segs,
+            unsafe_reason: reason,
+            maybe: runs.conditional && only_appends,
+        })
+    }
+
+    /// A compound command still open at the end of the file.
+    fn unclosed(&mut self) {
+        if let Some(top) = self.open.last() {
+            let what = String::from_utf8_lossy(top).into_owned();
+            let at = self.words.last().copied().unwrap_or(Word {
+                start: 0,
+                end: 0,
+                first: true,
+                cond: false,
+            });
+            self.hide(
+                &at,
+                b"the file",
+                &format!("ends inside a `{what}` that is never closed (`sh -n` fails too)"),
+            );
         }
     }
-    Ok(out)
+
+    /// Last line of defence: a line that assigns one of the variables but was not seen as an
+    /// assignment means the shell syntax around it was not followed; refuse rather than miss it.
+    fn unfollowed_lines(&mut self) {
+        let src = self.src;
+        let seen: Vec<usize> = self
+            .out
+            .iter()
+            .map(|a| line_of(src, a.value_start))
+            .collect();
+        let mut pos = 0;
+        for (k, line) in src.split(|&b| b == b'\n').enumerate() {
+            let start = pos;
+            pos += line.len() + 1;
+            let trimmed = line
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'\t'))
+                .map(|i| &line[i..])
+                .unwrap_or(&[]);
+            let trimmed = trimmed.strip_prefix(b"export ").unwrap_or(trimmed);
+            if let Some((name, _, _)) = assignment_word(trimmed)
+                && self.is_name(name)
+                && !seen.contains(&(k + 1))
+                && !in_heredoc_or_string(&self.words, start)
+            {
+                self.hide(&Word { start, end: start, first: true, cond: false }, name, "looks assigned on this line, but vfio-gen could not follow the shell syntax around it");
+            }
+        }
+    }
 }
 
 /// A value that opens with one kind of quote, whose first line ends with the other kind, and
