@@ -27,10 +27,10 @@
 //! 5. **Services**: [`diff`] (showing a plan), [`install`] (the only writer), [`hooks`]
 //!    (running the generators), [`bind`] (driver binding), [`companions`] (what must go
 //!    to the guest with the profile's devices), [`boot_images`] and
-//!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
-//!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows),
-//!    [`rom_check`] (the ROM verdicts of `rom` and `check`), [`trial`] (the trial boot's
-//!    record, entry, unit and checks, docs/trial.md).
+//!    [`initramfs_check`] (what the built images hold), [`inspect`] (`iommu`, `detect` and
+//!    `check`, one module each), [`check_state`] (check's state and next step), [`rollback`]
+//!    (what a rollback shows), [`rom_check`] (the ROM verdicts of `rom` and `check`),
+//!    [`trial`] (the trial boot's record, entry, unit and checks, docs/trial.md).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
 // No unwrap or expect on paths input can reach (tests may): a panic is not an error message.

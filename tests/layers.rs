@@ -418,17 +418,21 @@ fn no_function_is_longer_than_150_lines() {
                 continue;
             }
             let close = format!("{indent}}}");
-            if let Some(end) = lines[i..].iter().position(|l| *l == close) {
-                if end + 1 > 150 {
-                    long.push(format!(
-                        "{}:{}: {} lines",
-                        p.strip_prefix(root).unwrap().display(),
-                        i + 1,
-                        end + 1
-                    ));
-                }
+            if let Some(end) = lines[i..].iter().position(|l| *l == close)
+                && end + 1 > 150
+            {
+                long.push(format!(
+                    "{}:{}: {} lines",
+                    p.strip_prefix(root).unwrap().display(),
+                    i + 1,
+                    end + 1
+                ));
             }
         }
     }
-    assert!(long.is_empty(), "functions over 150 lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "functions over 150 lines:\n{}",
+        long.join("\n")
+    );
 }
