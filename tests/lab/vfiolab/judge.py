@@ -37,7 +37,8 @@ class Judge:
               and not (m.root / "usr/local/bin/vfio-gen").exists())
         detail = (f"{m.deb.package} {fields.get('Version', '?')}: {fields.get('Status', '?')}, "
                   f"/usr/bin/vfio-gen {'present' if binary.is_file() else 'missing'}; "
-                  f"dpkg -i exit {installed.returncode}: {one_line(installed.text, 200)}")
+                  f"dpkg -i exit {installed.returncode}: "
+                  + one_line("\n".join(installed.text.splitlines()[-4:]), 300))
         return self.check("vfio-gen from the .deb: dpkg -s says installed", ok, detail)
 
     def boot(self, stage, s, baseline=None, bound=True):
