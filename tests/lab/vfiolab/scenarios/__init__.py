@@ -1,0 +1,18 @@
+"""The scenarios, one module each: SCENARIO (its declaration), steps(ctx) (its steps and
+checks after the machine is prepared) and, when it has steps of its own in the prepare phase,
+setup(ctx). MODULES is the order of `--list`, of the default run and of the table."""
+
+import dataclasses
+
+from . import (amd_dracut_identical_image, amd_grub_dracut, amd_grub_trial, amd_refind,
+               amd_sdboot_ansible, intel_grub_dropin, intel_itools_identical,
+               intel_sdboot_itools, intel_sdboot_trial, intel_uki_dracut)
+
+MODULES = [
+    intel_sdboot_itools, amd_refind, amd_grub_dracut, intel_grub_dropin, intel_itools_identical,
+    amd_dracut_identical_image, intel_uki_dracut, amd_sdboot_ansible, intel_sdboot_trial,
+    amd_grub_trial,
+]
+
+SCENARIOS = [dataclasses.replace(mod.SCENARIO, steps=mod.steps, setup=getattr(mod, "setup", None))
+             for mod in MODULES]
