@@ -30,6 +30,7 @@
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (`iommu`, `detect` and
 //!    `check`, one module each), [`check_state`] (check's state and next step), [`rollback`]
 //!    (what a rollback shows), [`rom_check`] (the ROM verdicts of `rom` and `check`),
+//!    [`share`] (the VM's share of the host, decided with its facts),
 //!    [`trial`] (the trial boot's record, entry, unit and checks, docs/trial.md).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
@@ -68,6 +69,7 @@ pub mod rom;
 pub mod rom_check;
 pub mod root;
 pub mod sh_grammar;
+pub mod share;
 pub mod shell;
 pub mod splice;
 pub mod style;

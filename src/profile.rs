@@ -6,6 +6,8 @@
 //! file, line and column, the key, and what is allowed.
 
 use crate::cmdline::{Opt, same_setting};
+use crate::cpulist::CpuSet;
+use crate::resources::PageSize;
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
@@ -153,6 +155,30 @@ struct RawProfile {
     #[serde(rename = "systemd-boot")]
     systemd_boot: Option<Spanned<RawSystemdBoot>>,
     uki: Option<RawUki>,
+    resources: Option<Spanned<RawResources>>,
+    #[serde(rename = "looking-glass")]
+    looking_glass: Option<Spanned<RawLookingGlass>>,
+}
+
+/// `[resources]` as written (docs/resources.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    hugepages: Option<Spanned<String>>,
+    hugepage_size: Option<Spanned<String>>,
+    isolate_cpus: Option<Spanned<String>>,
+    isolation: Option<Isolation>,
+}
+
+/// `[looking-glass]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLookingGlass {
+    resolution: Option<Spanned<String>>,
+    size_mb: Option<Spanned<i64>>,
+    #[serde(default)]
+    hdr: bool,
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -281,6 +307,49 @@ pub struct Profile {
     /// `file:line:column` of `host.bootloader`, for the plan's refusals of a boot loader the
     /// root does not use.
     pub bootloader_place: String,
+    /// `[resources]`: huge pages and isolated CPUs for the guest.
+    pub resources: Option<ResourceSettings>,
+    /// `[looking-glass]`: the host half of Looking Glass (kvmfr).
+    pub looking_glass: Option<LookingGlass>,
+    /// What `[resources]` and the boot display give on this host (kernel options, warnings,
+    /// what was left out), decided with the host's facts after parsing (`share::resolve`);
+    /// empty until then.
+    pub host_share: crate::resources::Outcome,
+}
+
+/// `[resources] isolation`: the guest's CPUs kept from the host at boot (on the command
+/// line), or only while a VM runs (`handover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    Boot,
+    OnDemand,
+}
+
+/// `[resources]`, validated (docs/resources.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSettings {
+    /// Bytes reserved at boot as huge pages.
+    pub hugepages: Option<u64>,
+    /// `None`: 1G where the CPU has pdpe1gb, else 2M.
+    pub hugepage_size: Option<PageSize>,
+    pub isolate_cpus: Option<CpuSet>,
+    pub isolation: Isolation,
+    /// `file:line:column` of the table and of each key, for refusals made with the host's
+    /// facts: (key, place).
+    pub place: String,
+    pub places: Vec<(&'static str, String)>,
+}
+
+/// `[looking-glass]`, validated: the kvmfr device's size and who may open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookingGlass {
+    pub size_mb: u32,
+    /// Why it has that size, for the file's comment.
+    pub reason: String,
+    pub user: Option<String>,
+    /// A note for `plan` (a size that is not a power of two).
+    pub note: Option<String>,
 }
 
 /// A PCI function named by address (`0000:0b:00.0`) and the `vendor:device` it must hold; the
@@ -321,6 +390,10 @@ impl Profile {
         }
         if vfio_builtin && !self.ids.is_empty() {
             out.push(Opt::parse(&format!("vfio-pci.ids={}", self.ids.join(","))));
+        }
+        // The options of [resources] and the boot display, decided with the host's facts.
+        for o in &self.host_share.options {
+            out.push(Opt::parse(o));
         }
         let extra: Vec<Opt> = self.extra.iter().map(|e| Opt::parse(e)).collect();
         // An extra that holds a managed option (`intel_iommu=on,igfx_off`) stands for it: the
@@ -568,6 +641,15 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
         ignored_tables: ignored,
         uki_builder,
         bootloader_place,
+        resources: raw
+            .resources
+            .map(|r| validate_resources(r, at))
+            .transpose()?,
+        looking_glass: raw
+            .looking_glass
+            .map(|l| validate_looking_glass(l, at))
+            .transpose()?,
+        host_share: crate::resources::Outcome::default(),
     };
 
     for o in &raw.kernel.extra {
@@ -579,6 +661,140 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
     }
     refuse_extra_conflicts(&profile, &raw.kernel.extra, at)?;
     Ok(profile)
+}
+
+/// `[resources]`: sizes, the page size and the CPU list parsed; what they mean on this host is
+/// decided later with its facts (`share::resolve`).
+fn validate_resources(
+    raw: Spanned<RawResources>,
+    at: &At,
+) -> Result<ResourceSettings, ProfileError> {
+    let place = place(at, raw.span());
+    let raw = raw.into_inner();
+    let hugepages = match &raw.hugepages {
+        Some(h) => Some(
+            crate::resources::parse_size(h.get_ref())
+                .map_err(|m| at(h.span(), format!("resources.hugepages: {m}")))?,
+        ),
+        None => None,
+    };
+    let hugepage_size = match &raw.hugepage_size {
+        Some(h) => Some(
+            PageSize::parse(h.get_ref())
+                .map_err(|m| at(h.span(), format!("resources.hugepage_size: {m}")))?,
+        ),
+        None => None,
+    };
+    if hugepage_size.is_some() && hugepages.is_none() {
+        let span = raw
+            .hugepage_size
+            .as_ref()
+            .map(|h| h.span())
+            .unwrap_or_default();
+        return Err(at(
+            span,
+            "resources.hugepage_size without resources.hugepages: say how much memory to reserve, like hugepages = \"16G\"".into(),
+        ));
+    }
+    let isolate_cpus = match &raw.isolate_cpus {
+        Some(c) => Some(
+            crate::cpulist::parse(c.get_ref(), crate::cpulist::MAX_CPUS).map_err(|e| {
+                // The column of the character inside the quoted value.
+                let start = c.span().start + 1 + e.column.saturating_sub(1);
+                at(
+                    start..start + 1,
+                    format!("resources.isolate_cpus: {}", e.message),
+                )
+            })?,
+        ),
+        None => None,
+    };
+    let mut places = Vec::new();
+    for (key, value) in [
+        ("hugepage_size", &raw.hugepage_size),
+        ("hugepages", &raw.hugepages),
+        ("isolate_cpus", &raw.isolate_cpus),
+    ] {
+        if let Some(v) = value {
+            places.push((key, self::place(at, v.span())));
+        }
+    }
+    Ok(ResourceSettings {
+        hugepages,
+        hugepage_size,
+        isolate_cpus,
+        isolation: raw.isolation.unwrap_or(Isolation::Boot),
+        place,
+        places,
+    })
+}
+
+/// `[looking-glass]`: the size from the resolution (Looking Glass's formula) or `size_mb`,
+/// never both; the user a plain login name.
+fn validate_looking_glass(
+    raw: Spanned<RawLookingGlass>,
+    at: &At,
+) -> Result<LookingGlass, ProfileError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let (size_mb, reason, note) = match (&raw.resolution, &raw.size_mb) {
+        (Some(r), Some(_)) => {
+            return Err(at(
+                r.span(),
+                "looking-glass: resolution and size_mb both set; keep one (size_mb overrides the size the resolution gives)".into(),
+            ));
+        }
+        (Some(r), None) => {
+            let (w, h) = crate::resources::parse_resolution(r.get_ref())
+                .map_err(|m| at(r.span(), format!("looking-glass.resolution: {m}")))?;
+            let mb = crate::resources::kvmfr_size_mb(w, h, raw.hdr)
+                .map_err(|m| at(r.span(), format!("looking-glass.resolution: {m}")))?;
+            (
+                mb,
+                crate::resources::kvmfr_reason(Some((w, h)), raw.hdr),
+                None,
+            )
+        }
+        (None, Some(m)) => {
+            let (mb, note) = crate::resources::kvmfr_size_checked(*m.get_ref())
+                .map_err(|e| at(m.span(), format!("looking-glass.{e}")))?;
+            (mb, crate::resources::kvmfr_reason(None, raw.hdr), note)
+        }
+        (None, None) => {
+            return Err(at(
+                span,
+                "[looking-glass] needs resolution = \"WIDTHxHEIGHT\" (the guest's display) or size_mb".into(),
+            ));
+        }
+    };
+    let user = match &raw.user {
+        Some(u) => {
+            let name = u.get_ref();
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                && !name.starts_with('-');
+            if !ok {
+                return Err(at(
+                    u.span(),
+                    format!(
+                        "looking-glass.user {}: write a login name (letters, digits, `_`, `-`, `.`)",
+                        quoted(name)
+                    ),
+                ));
+            }
+            Some(name.clone())
+        }
+        None => None,
+    };
+    Ok(LookingGlass {
+        size_mb,
+        reason,
+        user,
+        note,
+    })
 }
 
 /// `file:line:column` of a span, kept in the profile for messages after parsing.

@@ -148,6 +148,11 @@ pub fn show_bytes(bytes: u64) -> String {
         format!("{} GiB", bytes / GIB)
     } else if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
+    } else if bytes >= GIB {
+        // MemTotal is never a round number: one decimal of GiB says it.
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
     } else {
         format!("{bytes} bytes")
     }

@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "check_state",
             "rollback",
             "rom_check",
+            "share",
             "trial",
         ],
     ),

@@ -374,6 +374,7 @@ pub(crate) fn load_profile(root: &Root, path: &Path, revert: bool) -> Result<Pro
         };
         crate::targets::address_bind::record_ids(&mut profile, pci.as_ref(), revert)?;
     }
+    crate::share::resolve(&mut profile, root, revert)?;
     Ok(profile)
 }
 

@@ -6,7 +6,7 @@ use super::ctx::Ctx;
 use crate::host;
 use crate::kernel;
 use crate::profile::{Initramfs, Profile};
-use crate::targets::{address_bind, initramfs, modprobe};
+use crate::targets::{address_bind, initramfs, kvmfr, modprobe};
 use anyhow::Result;
 
 /// Whether `vfio_virqfd` is listed: a kernel older than 6.2 named or installed
@@ -22,6 +22,34 @@ pub(super) fn virqfd(profile: &Profile, facts: &host::Facts) -> bool {
 }
 
 impl Ctx<'_> {
+    /// What `[resources]`, `[looking-glass]` and a boot-display GPU add on this host: the
+    /// options were decided with its facts (`profile.host_share`); here their warnings and
+    /// what was left out, and the kvmfr files (docs/resources.md).
+    fn vm_share(&mut self, profile: &Profile) -> Result<()> {
+        if !self.revert {
+            self.plan
+                .warnings
+                .extend(profile.host_share.warnings.iter().cloned());
+            for l in &profile.host_share.left_out {
+                self.plan.notes.push(format!("left out: {l}"));
+            }
+        }
+        if let Some(note) = profile.looking_glass.as_ref().and_then(|l| l.note.clone()) {
+            self.plan.notes.push(note);
+        }
+        for (path, content) in kvmfr::files(profile)? {
+            self.owned(&path, Some(content.into_bytes()))?;
+        }
+        if profile.looking_glass.is_some() && self.files.exists("/etc/libvirt/qemu.conf") {
+            self.plan.notes.push(format!(
+                "libvirt is installed: QEMU opens /dev/kvmfr0 only when /etc/libvirt/qemu.conf's cgroup_device_acl lists it and, under AppArmor, {} has `{}` (docs/resources.md, \"libvirt\"); vfio-gen does not edit them yet",
+                crate::resources::KVMFR_APPARMOR_FILE,
+                crate::resources::KVMFR_APPARMOR_LINE
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn device_files(&mut self, profile: &Profile, facts: &host::Facts) -> Result<()> {
         let revert = self.revert;
         // modprobe.d
@@ -30,6 +58,7 @@ impl Ctx<'_> {
             self.owned(path, Some(content.clone().into_bytes()))?;
         }
         self.modprobe_conflicts(&owned_modprobe)?;
+        self.vm_share(profile)?;
 
         // The bind-by-address script ([vfio] devices), which the install line runs.
         // A revert removes the script: its bytes do not matter (an address may be unrecorded).

@@ -52,6 +52,12 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
     if let Some((dir, name)) = targets::uki::DRACUT_CMDLINE.rsplit_once('/') {
         candidates.push((dir, Some(name)));
     }
+    // kvmfr's modules-load.d file and udev rule ([looking-glass]).
+    for path in targets::kvmfr::paths().filter(|p| !p.starts_with("/etc/modprobe.d/")) {
+        if let Some((dir, name)) = path.rsplit_once('/') {
+            candidates.push((dir, Some(name)));
+        }
+    }
     // The bind-by-address script and initramfs-tools' hook for it.
     for path in [address_bind::SCRIPT, address_bind::INITRAMFS_TOOLS_HOOK] {
         if let Some((dir, name)) = path.rsplit_once('/') {
@@ -64,6 +70,7 @@ pub fn stale_owned(files: &dyn Files, produced: &[String]) -> Result<Vec<(String
                 Some(n) => name == n,
                 None => {
                     name == "vfio.conf"
+                        || name == "kvmfr.conf"
                         || (name.starts_with("blacklist-") && name.ends_with(".conf"))
                 }
             };

@@ -8,6 +8,7 @@ pub mod bls;
 pub mod grub;
 pub mod initramfs;
 pub mod kernelstub;
+pub mod kvmfr;
 pub mod limine;
 pub mod lines;
 pub mod modprobe;
@@ -81,6 +82,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "initramfs-tools-hook.j2",
         include_str!("../../templates/initramfs-tools-hook.j2"),
+    ),
+    (
+        "kvmfr-modprobe.conf.j2",
+        include_str!("../../templates/kvmfr-modprobe.conf.j2"),
+    ),
+    (
+        "kvmfr-modules-load.conf.j2",
+        include_str!("../../templates/kvmfr-modules-load.conf.j2"),
+    ),
+    (
+        "kvmfr-udev.rules.j2",
+        include_str!("../../templates/kvmfr-udev.rules.j2"),
     ),
 ];
 
@@ -161,6 +174,7 @@ mod tests {
             devices => vec![context! { address => "0000:0b:00.0", vendor => "10de", device => "1b80" }],
             install => "install vfio-pci /bin/sh /etc/vfio-gen/bind-by-address.sh $CMDLINE_OPTS",
             files_extra => Vec::<String>::new(),
+            size_mb => 64, reason => "the size Looking Glass's docs give for 2560x1440", user => "alice",
         };
         for (name, _) in TEMPLATES {
             let out = render(name, ctx.clone()).unwrap();

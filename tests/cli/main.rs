@@ -183,8 +183,13 @@ fn apply_over(profile: &str, root: &Path, revert: bool) -> Output {
     run(&args)
 }
 
+/// A shipped profile as the binary sees it on its fixture root: parsed, with what
+/// `[resources]` means on that root decided from its facts (`share::resolve`).
 fn load(name: &str) -> Profile {
-    Profile::load(&repo().join(format!("profiles/{name}.toml"))).unwrap()
+    let mut p = Profile::load(&repo().join(format!("profiles/{name}.toml"))).unwrap();
+    let root = vfio_gen::root::Root::new(fixture_root(name));
+    vfio_gen::share::resolve(&mut p, &root, false).unwrap();
+    p
 }
 
 mod golden {
@@ -1052,6 +1057,7 @@ mod refind;
 mod safety;
 mod trial;
 mod uki;
+mod vm_share;
 
 /// A root where GRUB is not installed yet (an image being built: no grub.cfg) gets no GRUB
 /// hook, which in a chroot could not probe the disk, and a note saying why; once grub.cfg
