@@ -225,3 +225,22 @@ fn a_mkinitcpio_drop_in_of_an_earlier_profile_goes_away() {
     assert_eq!(c.action(), Action::Delete);
     assert!(p.notes.iter().any(|n| n.contains("for an earlier profile")));
 }
+
+/// `[vfio] mode = "on-demand"`: vfio-pci loads early but takes nothing at boot, so no ids, no
+/// blacklist and no softdep; the VFIO modules stay in the image (SPEC section 8).
+#[test]
+fn on_demand_mode_puts_no_ids_blacklist_or_softdep_at_boot() {
+    let files = arch("6.9.7-arch1-1");
+    let text = PROFILE.replace("[vfio]\n", "[vfio]\nmode = \"on-demand\"\n");
+    let p = plan(&text, &files, false);
+    let vfio = new_text(&p, "/etc/modprobe.d/vfio.conf");
+    assert!(
+        !vfio.contains("ids=") && !vfio.contains("softdep"),
+        "{vfio}"
+    );
+    assert!(!p.changes.iter().any(|c| c.path.contains("blacklist")));
+    assert!(new_text(&p, "/etc/mkinitcpio.conf.d/vfio.conf").contains("vfio_pci"));
+    // The boot mode of the same profile does put them there.
+    let boot = plan(PROFILE, &files, false);
+    assert!(new_text(&boot, "/etc/modprobe.d/vfio.conf").contains("ids=10de:2204,10de:1aef"));
+}
