@@ -27,7 +27,8 @@
 //!    [`initramfs_check`] (what the built images hold), [`inspect`] (iommu, detect, check),
 //!    [`check_state`] (check's state and next step), [`rollback`] (what a rollback shows),
 //!    [`rom_check`] (the ROM verdicts of `rom` and `check`), [`trial`] (the trial boot's
-//!    record, entry, unit and checks, docs/trial.md).
+//!    record, entry, unit and checks, docs/trial.md), [`handover`] (the devices handed to
+//!    vfio-pci while a VM runs and back, with a record of every step, docs/handover.md).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
 // No unwrap or expect on paths input can reach (tests may): a panic is not an error message.
@@ -44,6 +45,7 @@ pub mod completions;
 pub mod diff;
 pub mod digest;
 pub mod escape;
+pub mod handover;
 pub mod history;
 pub mod hooks;
 pub mod host;

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "rollback",
             "rom_check",
             "trial",
+            "handover",
         ],
     ),
     ("app", &["app", "cli", "completions"]),
