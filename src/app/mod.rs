@@ -7,6 +7,7 @@ mod bind;
 mod check;
 mod completions;
 mod detect;
+mod handover;
 mod iommu;
 mod man;
 mod plan;
@@ -230,6 +231,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
             io,
         ),
         Command::Trial { action } => trial::run(&ctx, action, io),
+        Command::Handover { action } => handover::run(&ctx, action, io.out),
         Command::Iommu { format } => iommu::run(&ctx, format, io.out),
         Command::Detect { gpu, output, force } => detect::run(
             &ctx,

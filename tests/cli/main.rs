@@ -1039,6 +1039,7 @@ mod fake_host;
 #[path = "../support/vg.rs"]
 mod vg;
 use vg::Vg;
+mod handover;
 mod hardware;
 mod hostile;
 mod initramfs;
