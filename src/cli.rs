@@ -152,6 +152,8 @@ pub enum Format {
 pub enum RenderFormat {
     Files,
     Nix,
+    /// The `<hostdev>` elements for the domain XML (docs/libvirt.md).
+    Libvirt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,7 +287,7 @@ pub enum Command {
         /// Compare with the files under DIR; exit 1 on drift
         #[arg(long, value_name = "DIR")]
         check: Option<PathBuf>,
-        /// `nix`: print a NixOS module (boot.kernelParams, ...) to import, instead of files
+        /// `nix`: print a NixOS module (boot.kernelParams, ...) to import; `libvirt`: the <hostdev> elements; instead of files
         #[arg(long, value_enum, default_value_t = RenderFormat::Files, conflicts_with_all = ["out", "check"])]
         format: RenderFormat,
     },

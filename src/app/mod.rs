@@ -172,6 +172,7 @@ pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
                 out,
                 check,
                 nix: format == crate::cli::RenderFormat::Nix,
+                libvirt: format == crate::cli::RenderFormat::Libvirt,
             },
             io.out,
         ),

@@ -4,6 +4,7 @@
 //! what it did, and `stop` undoes exactly what the record holds. All system access goes
 //! through [`system::System`].
 
+pub mod hostdev;
 pub mod record;
 pub mod scan;
 pub mod system;

@@ -117,3 +117,119 @@ fn a_start_that_fails_undoes_itself_and_exits_2() {
     let o = handover(h.path(), &["stop"]);
     status(&o, 0);
 }
+
+fn render_libvirt(root: &Path) -> Output {
+    run(&[
+        "render",
+        "--format",
+        "libvirt",
+        "--root",
+        root.to_str().unwrap(),
+    ])
+}
+
+fn put_rom(root: &Path, path: &str, kinds: &[&str]) {
+    let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, fake_host::rom_image(&kinds, 0x10de, 0x2204).unwrap()).unwrap();
+}
+
+/// Both functions of the card (its whole IOMMU group but the root port), the ROM on the
+/// display function only, and the result valid inside a domain for libvirt's schema.
+#[test]
+fn render_libvirt_gives_every_function_and_validates_in_a_domain() {
+    let h = host(&format!("{PROFILE}rom = \"/usr/share/vgabios/gpu.rom\"\n"));
+    put_rom(h.path(), "/usr/share/vgabios/gpu.rom", &["x86", "efi-x64"]);
+    let o = render_libvirt(h.path());
+    status(&o, 0);
+    let xml = stdout(&o);
+    assert_eq!(
+        xml.matches("<hostdev mode='subsystem' type='pci' managed='no'>")
+            .count(),
+        2,
+        "{xml}"
+    );
+    for f in ["function='0x0'", "function='0x1'"] {
+        assert!(
+            xml.contains(&format!(
+                "<address domain='0x0000' bus='0x01' slot='0x00' {f}/>"
+            )),
+            "{xml}"
+        );
+    }
+    assert!(!xml.contains("bus='0x00'"), "the root port stays: {xml}");
+    let rom_at = xml
+        .find("<rom file='/usr/share/vgabios/gpu.rom'/>")
+        .expect("rom");
+    assert!(
+        rom_at < xml.find("function='0x1'").unwrap(),
+        "on the display function"
+    );
+    assert!(!xml.contains("warning"), "{xml}");
+
+    if !have("virt-xml-validate") || !have("xmllint") {
+        return;
+    }
+    let domain = format!(
+        "<domain type='kvm'>\n<name>t</name>\n<memory>1048576</memory>\n<os><type>hvm</type></os>\n<devices>\n{xml}</devices>\n</domain>\n"
+    );
+    let f = h.path().join("domain.xml");
+    std::fs::write(&f, &domain).unwrap();
+    let v = Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success()
+            && format!(
+                "{}{}",
+                String::from_utf8_lossy(&v.stdout),
+                String::from_utf8_lossy(&v.stderr)
+            )
+            .contains("validates"),
+        "{}{}\n{domain}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    // The validator does catch a broken element (it is not a no-op).
+    std::fs::write(&f, domain.replace("<rom file=", "<rom fiel=")).unwrap();
+    let v = Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(!v.status.success(), "an unknown attribute must fail");
+}
+
+#[test]
+fn render_libvirt_checks_the_rom_and_warns_where_apparmor_denies_it() {
+    let h = host(&format!(
+        "{PROFILE}rom = \"/var/lib/libvirt/vbios/gpu.rom\"\n"
+    ));
+    put_rom(
+        h.path(),
+        "/var/lib/libvirt/vbios/gpu.rom",
+        &["x86", "efi-x64"],
+    );
+    let o = render_libvirt(h.path());
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("<!-- warning: libvirt.rom /var/lib/libvirt/vbios/gpu.rom is outside"),
+        "{}",
+        stdout(&o)
+    );
+
+    put_rom(h.path(), "/var/lib/libvirt/vbios/gpu.rom", &["x86"]);
+    let o = render_libvirt(h.path());
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains(
+            "profile.toml:11:7: libvirt.rom /var/lib/libvirt/vbios/gpu.rom: no UEFI image"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty());
+}
