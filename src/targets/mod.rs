@@ -8,6 +8,7 @@ pub mod bls;
 pub mod grub;
 pub mod initramfs;
 pub mod kernelstub;
+pub mod libvirt_hook;
 pub mod limine;
 pub mod lines;
 pub mod modprobe;
@@ -81,6 +82,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "initramfs-tools-hook.j2",
         include_str!("../../templates/initramfs-tools-hook.j2"),
+    ),
+    (
+        "libvirt-hook.sh.j2",
+        include_str!("../../templates/libvirt-hook.sh.j2"),
     ),
 ];
 
@@ -160,7 +165,7 @@ mod tests {
             options => vec!["iommu=pt"], script => "/etc/vfio-gen/bind-by-address.sh",
             devices => vec![context! { address => "0000:0b:00.0", vendor => "10de", device => "1b80" }],
             install => "install vfio-pci /bin/sh /etc/vfio-gen/bind-by-address.sh $CMDLINE_OPTS",
-            files_extra => Vec::<String>::new(),
+            files_extra => Vec::<String>::new(), vfio_gen => "/usr/bin/vfio-gen",
         };
         for (name, _) in TEMPLATES {
             let out = render(name, ctx.clone()).unwrap();
