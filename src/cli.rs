@@ -72,6 +72,13 @@ Examples:
   sudo vfio-gen bind -p host.toml                     # every device with a profile ID
   sudo vfio-gen bind 0000:01:00.0 0000:01:00.1";
 
+const HANDOVER_EXAMPLES: &str = "\
+Examples:
+  sudo vfio-gen handover start                      # hand the profile's devices to vfio-pci
+  sudo vfio-gen handover stop                       # give them back, exactly as start found them
+  sudo vfio-gen handover start --domain win11       # what the libvirt hook runs
+  vfio-gen handover stop --root /tmp/fake --format json";
+
 const UNBIND_EXAMPLES: &str = "\
 Examples:
   vfio-gen unbind --dry-run 0000:01:00.0 0000:01:00.1
@@ -145,6 +152,8 @@ pub enum Format {
 pub enum RenderFormat {
     Files,
     Nix,
+    /// The `<hostdev>` elements for the domain XML (docs/libvirt.md).
+    Libvirt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,6 +245,19 @@ pub enum Command {
         #[arg(long, requires = "trial")]
         auto_commit: bool,
     },
+    /// Hand the profile's devices to vfio-pci while a VM runs (start), and back (stop)
+    #[command(
+        long_about = "start makes the host let go of the profile's devices (display manager, framebuffer consoles, \
+                      firmware framebuffer, nvidia modules, drivers) and binds them to vfio-pci; stop gives them back. \
+                      Every step is recorded under /run/vfio-gen/handover before it is taken, so stop reverses exactly \
+                      what start did, also after a crash; a start that fails undoes what it did and exits 2. Needs \
+                      [vfio] mode = \"on-demand\" (docs/handover.md).",
+        after_help = HANDOVER_EXAMPLES
+    )]
+    Handover {
+        #[command(subcommand)]
+        action: HandoverAction,
+    },
     /// The trial boot of `apply --trial`: its status; commit it, or abort it
     #[command(after_help = TRIAL_EXAMPLES)]
     Trial {
@@ -265,7 +287,7 @@ pub enum Command {
         /// Compare with the files under DIR; exit 1 on drift
         #[arg(long, value_name = "DIR")]
         check: Option<PathBuf>,
-        /// `nix`: print a NixOS module (boot.kernelParams, ...) to import, instead of files
+        /// `nix`: print a NixOS module (boot.kernelParams, ...) to import; `libvirt`: the <hostdev> elements; instead of files
         #[arg(long, value_enum, default_value_t = RenderFormat::Files, conflicts_with_all = ["out", "check"])]
         format: RenderFormat,
     },
@@ -424,6 +446,29 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandoverAction {
+    /// Hand the devices to vfio-pci (refuses, changing nothing, or undoes what it did: exit 2)
+    Start(HandoverArgs),
+    /// Give the devices back as the record says (nothing recorded: nothing to do, exit 0)
+    Stop(HandoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// The libvirt domain starting or stopping: one not in [libvirt] domains is left alone (exit 0)
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// start: stop the system services that hold the card (stop starts them again)
+    #[arg(long)]
+    pub force: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,7 +31,9 @@
 //!    `check`, one module each), [`check_state`] (check's state and next step), [`rollback`]
 //!    (what a rollback shows), [`rom_check`] (the ROM verdicts of `rom` and `check`),
 //!    [`share`] (the VM's share of the host, decided with its facts),
-//!    [`trial`] (the trial boot's record, entry, unit and checks, docs/trial.md).
+//!    [`trial`] (the trial boot's record, entry, unit and checks, docs/trial.md), [`handover`]
+//!    (the devices handed to vfio-pci while a VM runs and back, with a record of every step,
+//!    docs/handover.md).
 //! 6. **App**: [`cli`] (clap definitions only), [`completions`] (the shell scripts) and
 //!    [`app`] (one command each).
 // No unwrap or expect on paths input can reach (tests may): a panic is not an error message.
@@ -53,6 +55,7 @@ pub mod cpulist;
 pub mod diff;
 pub mod digest;
 pub mod escape;
+pub mod handover;
 pub mod history;
 pub mod hooks;
 pub mod host;

@@ -158,6 +158,7 @@ struct RawProfile {
     resources: Option<Spanned<RawResources>>,
     #[serde(rename = "looking-glass")]
     looking_glass: Option<Spanned<RawLookingGlass>>,
+    libvirt: Option<Spanned<RawLibvirt>>,
 }
 
 /// `[resources]` as written (docs/resources.md).
@@ -204,6 +205,37 @@ struct RawVfio {
     softdep: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     disable_vga: bool,
+    mode: Option<VfioMode>,
+}
+
+/// `[vfio] mode` (SPEC section 8): when vfio-pci takes the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VfioMode {
+    /// vfio-pci takes them at boot (ids/devices), as before the key existed.
+    #[default]
+    Boot,
+    /// They stay on their host drivers until `vfio-gen handover start` (docs/handover.md).
+    OnDemand,
+}
+
+/// `[libvirt]`: the domains the devices go to, and the option ROM for the display function.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLibvirt {
+    domains: Option<Vec<Spanned<String>>>,
+    rom: Option<Spanned<String>>,
+}
+
+/// `[libvirt]`, validated (docs/libvirt.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Libvirt {
+    /// The domains whose start hands the devices over (the qemu hook) and whose XML `check` reads.
+    pub domains: Vec<String>,
+    /// `<rom file=...>` for the display function.
+    pub rom: Option<String>,
+    /// `file:line:column` of `[libvirt] rom`, for messages after parsing.
+    pub rom_place: String,
 }
 
 /// One `[vfio] devices` entry: a function named by its PCI address, as a table with the ID it
@@ -315,6 +347,10 @@ pub struct Profile {
     /// what was left out), decided with the host's facts after parsing (`share::resolve`);
     /// empty until then.
     pub host_share: crate::resources::Outcome,
+    /// `[vfio] mode`.
+    pub vfio_mode: VfioMode,
+    /// `[libvirt]`.
+    pub libvirt: Libvirt,
 }
 
 /// `[resources] isolation`: the guest's CPUs kept from the host at boot (on the command
@@ -463,6 +499,24 @@ impl Profile {
     /// The `devices` entry for an address.
     pub fn device_at(&self, bdf: &str) -> Option<&AddressedDevice> {
         self.devices.iter().find(|d| d.address == bdf)
+    }
+
+    /// What acts at boot. With `[vfio] mode = "on-demand"` nothing may take the devices at boot
+    /// (SPEC section 8): no `ids` (neither `options vfio-pci ids=` nor `vfio-pci.ids=`), no
+    /// bind-by-address script, no blacklists (they would keep the host driver off the card the
+    /// host uses until a handover) and no softdeps (they only order vfio-pci before a driver to
+    /// win the card for the ids). The VFIO modules still load early, binding nothing.
+    pub fn at_boot(&self) -> Profile {
+        match self.vfio_mode {
+            VfioMode::Boot => self.clone(),
+            VfioMode::OnDemand => Profile {
+                ids: Vec::new(),
+                devices: Vec::new(),
+                blacklist: Vec::new(),
+                softdep: Vec::new(),
+                ..self.clone()
+            },
+        }
     }
 
     /// Whether `rd.driver.pre=vfio-pci` goes on the command line.
@@ -650,6 +704,8 @@ fn validate(raw: RawProfile, at: &At) -> Result<Profile, ProfileError> {
             .map(|l| validate_looking_glass(l, at))
             .transpose()?,
         host_share: crate::resources::Outcome::default(),
+        vfio_mode: vfio.mode.unwrap_or_default(),
+        libvirt: validate_libvirt(raw.libvirt, at)?,
     };
 
     for o in &raw.kernel.extra {
@@ -1101,6 +1157,54 @@ fn refuse_extra_conflicts(
     Ok(())
 }
 
+/// Checks `[libvirt]`: each domain named once, as libvirt accepts a name (not empty, no `/`,
+/// no control characters: docs/libvirt.md section 6), and `rom` an absolute path.
+fn validate_libvirt(raw: Option<Spanned<RawLibvirt>>, at: &At) -> Result<Libvirt, ProfileError> {
+    let Some(raw) = raw else {
+        return Ok(Libvirt::default());
+    };
+    let raw = raw.into_inner();
+    let mut domains: Vec<String> = Vec::new();
+    for d in raw.domains.unwrap_or_default() {
+        let name = d.get_ref();
+        let bad = if name.is_empty() {
+            Some("is empty; write the domain's name as `virsh list --all` shows it".to_string())
+        } else if name.contains('/') {
+            Some("contains '/', which libvirt refuses in a domain name".to_string())
+        } else if name.chars().any(char::is_control) {
+            Some("contains a control character; write the domain's name as `virsh list --all` shows it".to_string())
+        } else if domains.contains(name) {
+            Some("is listed twice; list each domain once".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(at(
+                d.span(),
+                format!("libvirt.domains: {} {why}", quoted(name)),
+            ));
+        }
+        domains.push(d.into_inner());
+    }
+    let (rom, rom_place) = match raw.rom {
+        Some(r) => {
+            crate::root::check_system_path(r.get_ref())
+                .map_err(|m| at(r.span(), format!("libvirt.rom: {m}")))?;
+            let e = at(r.span(), String::new());
+            (
+                Some(r.into_inner()),
+                format!("{}:{}:{}", e.file, e.line, e.column),
+            )
+        }
+        None => (None, String::new()),
+    };
+    Ok(Libvirt {
+        domains,
+        rom,
+        rom_place,
+    })
+}
+
 /// Checks a PCI `vendor:device` ID.
 pub fn check_id(id: &str) -> Result<(), String> {
     let ok = |s: &str| s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -1297,5 +1401,60 @@ ids = ["10de:2204", "10de:1aef"]
             err(&format!("{SEED}[kernel]\ndriver_pre = \"yes\"\n"))
                 .contains("true, false or \"auto\"")
         );
+    }
+
+    #[test]
+    fn vfio_mode_defaults_to_boot_and_on_demand_takes_nothing_at_boot() {
+        let p = parse(SEED, "p").unwrap();
+        assert_eq!(p.vfio_mode, VfioMode::Boot);
+        assert_eq!(p.at_boot(), p);
+        let text = SEED.replace("[vfio]\n", "[vfio]\nmode = \"on-demand\"\n");
+        let p = parse(&text, "p").unwrap();
+        assert_eq!(p.vfio_mode, VfioMode::OnDemand);
+        assert_eq!(p.ids, ["10de:2204", "10de:1aef"], "the devices stay named");
+        let b = p.at_boot();
+        assert!(b.ids.is_empty() && b.blacklist.is_empty() && b.softdep.is_empty());
+        let e = err(&SEED.replace("[vfio]\n", "[vfio]\nmode = \"later\"\n"));
+        assert!(
+            e.starts_with("p.toml:8:8: ") && e.contains("boot") && e.contains("on-demand"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn libvirt_domains_and_rom_are_checked_with_their_place() {
+        let ok = format!(
+            "{SEED}[libvirt]\ndomains = [\"win11\", \"gaming vm\"]\nrom = \"/usr/share/vgabios/gpu.rom\"\n"
+        );
+        let p = parse(&ok, "p.toml").unwrap();
+        assert_eq!(p.libvirt.domains, ["win11", "gaming vm"]);
+        assert_eq!(p.libvirt.rom.as_deref(), Some("/usr/share/vgabios/gpu.rom"));
+        assert_eq!(p.libvirt.rom_place, "p.toml:11:7");
+        assert_eq!(parse(SEED, "p").unwrap().libvirt, Libvirt::default());
+        for (domains, want) in [
+            (
+                "[\"win11\", \"win11\"]",
+                "p.toml:10:21: libvirt.domains: \"win11\" is listed twice",
+            ),
+            (
+                "[\"a/b\"]",
+                "p.toml:10:12: libvirt.domains: \"a/b\" contains '/'",
+            ),
+            ("[\"\"]", "p.toml:10:12: libvirt.domains: \"\" is empty"),
+            (
+                "[\"a\\nb\"]",
+                "p.toml:10:12: libvirt.domains: \"a\\nb\" contains a control character",
+            ),
+        ] {
+            let e = err(&format!("{SEED}[libvirt]\ndomains = {domains}\n"));
+            assert!(e.starts_with(want), "{domains}: {e}");
+        }
+        let e = err(&format!("{SEED}[libvirt]\nrom = \"gpu.rom\"\n"));
+        assert!(
+            e.starts_with("p.toml:10:7: libvirt.rom: ") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = err(&format!("{SEED}[libvirt]\nroms = \"/x\"\n"));
+        assert!(e.starts_with("p.toml:10:1: unknown field `roms`"), "{e}");
     }
 }

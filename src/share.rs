@@ -22,11 +22,15 @@ pub fn resolve(profile: &mut Profile, root: &Root, revert: bool) -> Result<()> {
         None
     };
     let mut out = Outcome::default();
-    let boot_display = pci.as_ref().is_some_and(|pci| {
-        pci.devices
-            .iter()
-            .any(|d| d.boot_vga && d.is_display() && profile.covers(&d.bdf, &d.id()))
-    });
+    // Only when vfio-pci takes the card at boot: on demand, the host keeps its console until a
+    // handover releases the framebuffer (docs/handover.md).
+    let at_boot = profile.vfio_mode == crate::profile::VfioMode::Boot;
+    let boot_display = at_boot
+        && pci.as_ref().is_some_and(|pci| {
+            pci.devices
+                .iter()
+                .any(|d| d.boot_vga && d.is_display() && profile.covers(&d.bdf, &d.id()))
+        });
     let needs_facts = profile.resources.is_some() || boot_display;
     if !needs_facts {
         profile.host_share = out;

@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "rom_check",
             "share",
             "trial",
+            "handover",
         ],
     ),
     ("app", &["app", "cli", "completions"]),

@@ -7,6 +7,7 @@ mod bind;
 mod check;
 mod completions;
 mod detect;
+mod handover;
 mod iommu;
 mod man;
 mod plan;
@@ -182,6 +183,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
                 out,
                 check,
                 nix: format == crate::cli::RenderFormat::Nix,
+                libvirt: format == crate::cli::RenderFormat::Libvirt,
             },
             io.out,
         ),
@@ -238,6 +240,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
         ),
         Command::Trial { action } => trial::run(ctx, action, io),
         Command::Iommu { format } => iommu::run(ctx, format, io.out),
+        Command::Handover { action } => handover::run(ctx, action, io.out),
         Command::Detect { gpu, output, force } => detect::run(
             ctx,
             &detect::Options {
@@ -275,33 +278,32 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             bdf,
             force,
             dry_run,
-        } => bind::run(
-            ctx,
-            &bind::Options {
-                profile: profile.profile,
-                bdfs: bdf,
-                to_vfio: true,
-                force,
-                dry_run,
-            },
-            io.out,
-        ),
+        } => bind_or_unbind(ctx, (profile.profile, bdf), true, force, dry_run, io),
         Command::Unbind {
             profile,
             bdf,
             dry_run,
-        } => bind::run(
-            ctx,
-            &bind::Options {
-                profile: profile.profile,
-                bdfs: bdf,
-                to_vfio: false,
-                force: true,
-                dry_run,
-            },
-            io.out,
-        ),
+        } => bind_or_unbind(ctx, (profile.profile, bdf), false, true, dry_run, io),
     }
+}
+
+/// `bind` (`to_vfio`) or `unbind` of the profile's devices or the addresses given.
+fn bind_or_unbind(
+    ctx: &Ctx,
+    (profile, bdfs): (Option<PathBuf>, Vec<String>),
+    to_vfio: bool,
+    force: bool,
+    dry_run: bool,
+    io: &mut Io,
+) -> Result<u8> {
+    let opts = bind::Options {
+        profile,
+        bdfs,
+        to_vfio,
+        force,
+        dry_run,
+    };
+    bind::run(ctx, &opts, io.out)
 }
 
 /// `apply`, or `apply --trial` (which arms the trial boot, docs/trial.md).

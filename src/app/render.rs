@@ -16,10 +16,23 @@ pub struct Options {
     pub check: Option<PathBuf>,
     /// `--format nix`: print a NixOS module instead (docs/distributions.md, "NixOS").
     pub nix: bool,
+    /// `--format libvirt`: print the `<hostdev>` elements (docs/libvirt.md section 2).
+    pub libvirt: bool,
 }
 
 pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     let root = &ctx.root;
+    if opts.libvirt {
+        let path = super::profile_path(root, &opts.profile)?;
+        let profile = super::load_profile(root, &path, false)?;
+        let (xml, warnings) = crate::handover::hostdev::render(root, &profile)?;
+        // Warnings as XML comments: the output stays one piece to paste into <devices>.
+        for w in warnings {
+            writeln!(out, "<!-- warning: {} -->", w.replace("--", "- -"))?;
+        }
+        write!(out, "{xml}")?;
+        return Ok(0);
+    }
     if opts.nix {
         let path = super::profile_path(root, &opts.profile)?;
         let profile = super::load_profile(root, &path, false)?;

@@ -75,6 +75,18 @@ impl Ctx<'_> {
             self.owned(address_bind::SCRIPT, Some(script.into_bytes()))?;
         }
 
+        // The libvirt hook ([libvirt] domains, docs/libvirt.md).
+        if !profile.libvirt.domains.is_empty() {
+            let hook = crate::targets::libvirt_hook::PATH;
+            if !self.files.exists(hook) && !revert {
+                self.plan
+                    .notes
+                    .push(crate::targets::libvirt_hook::RELOAD_NOTE.to_string());
+            }
+            let script = crate::targets::libvirt_hook::script()?;
+            self.owned(hook, Some(script.into_bytes()))?;
+        }
+
         // initramfs
         let virqfd = virqfd(profile, facts);
         if virqfd && profile.initramfs != Initramfs::None {

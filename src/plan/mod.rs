@@ -124,6 +124,8 @@ pub fn build_with(
     revert: bool,
     shell: &Shell,
 ) -> Result<Plan> {
+    // `[vfio] mode = "on-demand"`: nothing takes the devices at boot (Profile::at_boot).
+    let profile = &profile.at_boot();
     build_inner(profile, files, revert, shell).map_err(|e| {
         if e.to_string().starts_with("host.bootloader = ") {
             anyhow::anyhow!("{}: {e:#}", profile.bootloader_place)
@@ -198,6 +200,7 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
 /// The NixOS module for a profile (`render --format nix`): the same kernel options, VFIO
 /// modules and modprobe.d lines the files would carry, for the host tree's kernels.
 pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<String> {
+    let profile = &profile.at_boot();
     let facts = host::Facts::read(files)?;
     let options = profile.kernel_options(facts.vfio_pci_builtin.is_some());
     let virqfd = devices::virqfd(profile, &facts);
@@ -216,6 +219,7 @@ pub type FileChange<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>);
 /// `render`'s `/usr/lib/bootc/kargs.d/vfio-gen.toml` for a `rpm-ostree` profile, which an
 /// image build (bootc) copies into the image: (path, bytes).
 pub fn bootc_kargs(profile: &Profile, files: &dyn Files) -> Result<Option<(String, Vec<u8>)>> {
+    let profile = &profile.at_boot();
     let facts = host::Facts::read(files)?;
     loader::bootc_kargs(
         profile,

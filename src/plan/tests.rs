@@ -225,3 +225,55 @@ fn a_mkinitcpio_drop_in_of_an_earlier_profile_goes_away() {
     assert_eq!(c.action(), Action::Delete);
     assert!(p.notes.iter().any(|n| n.contains("for an earlier profile")));
 }
+
+/// `[vfio] mode = "on-demand"`: vfio-pci loads early but takes nothing at boot, so no ids, no
+/// blacklist and no softdep; the VFIO modules stay in the image (SPEC section 8).
+#[test]
+fn on_demand_mode_puts_no_ids_blacklist_or_softdep_at_boot() {
+    let files = arch("6.9.7-arch1-1");
+    let text = PROFILE.replace("[vfio]\n", "[vfio]\nmode = \"on-demand\"\n");
+    let p = plan(&text, &files, false);
+    let vfio = new_text(&p, "/etc/modprobe.d/vfio.conf");
+    assert!(
+        !vfio.contains("ids=") && !vfio.contains("softdep"),
+        "{vfio}"
+    );
+    assert!(!p.changes.iter().any(|c| c.path.contains("blacklist")));
+    assert!(new_text(&p, "/etc/mkinitcpio.conf.d/vfio.conf").contains("vfio_pci"));
+    // The boot mode of the same profile does put them there.
+    let boot = plan(PROFILE, &files, false);
+    assert!(new_text(&boot, "/etc/modprobe.d/vfio.conf").contains("ids=10de:2204,10de:1aef"));
+}
+
+/// `[libvirt] domains`: the qemu hook is an owned file (0755 at install), with a note that
+/// libvirt's daemon must reload to see it; --revert takes it out.
+#[test]
+fn libvirt_domains_install_the_qemu_hook_and_revert_removes_it() {
+    let files = arch("6.9.7-arch1-1");
+    let text = format!("{PROFILE}\n[libvirt]\ndomains = [\"win11\"]\n");
+    let p = plan(&text, &files, false);
+    let hook = crate::targets::libvirt_hook::PATH;
+    let c = p.changes.iter().find(|c| c.path == hook).unwrap();
+    assert_eq!(c.action(), Action::Create);
+    assert!(new_text(&p, hook).contains("exec \"${VFIO_GEN:-/usr/bin/vfio-gen}\" handover"));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("systemctl reload virtqemud"))
+    );
+    assert_eq!(crate::targets::address_bind::mode(hook), Some(0o755));
+    let after = applied(&files, &p);
+    let again = plan(&text, &after, false);
+    assert!(again.in_sync(), "idempotent");
+    assert!(!again.notes.iter().any(|n| n.contains("reload virtqemud")));
+    let back = plan(&text, &after, true);
+    let c = back.changes.iter().find(|c| c.path == hook).unwrap();
+    assert_eq!(c.action(), Action::Delete);
+    // Without domains, no hook.
+    assert!(
+        !plan(PROFILE, &files, false)
+            .changes
+            .iter()
+            .any(|c| c.path == hook)
+    );
+}

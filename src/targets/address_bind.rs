@@ -75,7 +75,8 @@ pub fn initramfs_tools_hook() -> Result<String> {
 
 /// The mode a file vfio-gen creates must have, when it is not 0644.
 pub fn mode(path: &str) -> Option<u32> {
-    (path == INITRAMFS_TOOLS_HOOK).then_some(0o755)
+    // The libvirt hook too: libvirt skips a hook without its execute bit (docs/libvirt.md).
+    (path == INITRAMFS_TOOLS_HOOK || path == super::libvirt_hook::PATH).then_some(0o755)
 }
 
 /// Why a profile with `devices` cannot work on this host, if it cannot: the install line runs

@@ -9,6 +9,7 @@ pub mod grub;
 pub mod initramfs;
 pub mod kernelstub;
 pub mod kvmfr;
+pub mod libvirt_hook;
 pub mod limine;
 pub mod lines;
 pub mod modprobe;
@@ -95,6 +96,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "kvmfr-udev.rules.j2",
         include_str!("../../templates/kvmfr-udev.rules.j2"),
     ),
+    (
+        "libvirt-hook.sh.j2",
+        include_str!("../../templates/libvirt-hook.sh.j2"),
+    ),
 ];
 
 // The templates are embedded and parsed by a unit test: no input reaches these expects.
@@ -175,6 +180,7 @@ mod tests {
             install => "install vfio-pci /bin/sh /etc/vfio-gen/bind-by-address.sh $CMDLINE_OPTS",
             files_extra => Vec::<String>::new(),
             size_mb => 64, reason => "the size Looking Glass's docs give for 2560x1440", user => "alice",
+            vfio_gen => "/usr/bin/vfio-gen",
         };
         for (name, _) in TEMPLATES {
             let out = render(name, ctx.clone()).unwrap();

@@ -425,9 +425,19 @@ mod real_tools {
             assert!(o.status.success());
             assert_eq!(stderr(&o), "", "{name}: modprobe complains");
             let config = stdout(&o);
-            let mut expect = vec![format!("options vfio_pci ids={}", profile.ids.join(","))];
-            if profile.disable_vga {
-                expect[0].push_str(" disable_vga=1");
+            // `[vfio] mode = "on-demand"`: nothing takes the card at boot (Profile::at_boot).
+            let profile = profile.at_boot();
+            let mut expect = Vec::new();
+            if profile.ids.is_empty() {
+                assert!(
+                    !config.contains("ids="),
+                    "{name}: on-demand sets no ids\n{config}"
+                );
+            } else {
+                expect.push(format!("options vfio_pci ids={}", profile.ids.join(",")));
+                if profile.disable_vga {
+                    expect[0].push_str(" disable_vga=1");
+                }
             }
             expect.extend(profile.blacklist.iter().map(|m| format!("blacklist {m}")));
             expect.extend(
@@ -1048,6 +1058,7 @@ mod fake_host;
 #[path = "../support/vg.rs"]
 mod vg;
 use vg::Vg;
+mod handover;
 mod hardware;
 mod hostile;
 mod initramfs;
