@@ -1,5 +1,6 @@
-//! Limine: `limine.conf` entries, or `/etc/default/limine` where limine-entry-tool writes
-//! them (docs/limine.md). The edits are `targets::limine`.
+//! Limine: `limine.conf` (Limine 8 and later) and `limine.cfg` (Limine 7) entries, and
+//! limine-entry-tool's settings where it writes them (docs/limine.md). The edits are
+//! `targets::limine`.
 
 use super::{Ctx, Images, Loader, Rank, Sign};
 use crate::cmdline::Opt;
@@ -36,7 +37,7 @@ impl Loader for Limine {
     ) {
         let inputs: Vec<String> = changed
             .iter()
-            .filter(|p| *p == limine::DEFAULTS)
+            .filter(|p| *p == limine::DEFAULTS || *p == limine::DROP_IN)
             .cloned()
             .collect();
         if !inputs.is_empty() {
