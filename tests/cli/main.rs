@@ -1047,6 +1047,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod limine;
 mod newcomer;
 mod refind;
 mod safety;

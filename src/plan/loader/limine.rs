@@ -53,3 +53,23 @@ impl Loader for Limine {
         super::grub::cfg_images(files)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::profile::Bootloader;
+    use crate::root::MemFiles;
+
+    /// Limine 7's limine.cfg names Limine, over GRUB's leftover defaults (docs/limine.md).
+    #[test]
+    fn a_limine_7_root_is_limine_not_grub() {
+        let files = MemFiles::new()
+            .with("/boot/limine.cfg", "TIMEOUT=5\n:Arch\nPROTOCOL=linux\n")
+            .with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        let (b, why) = super::super::detect(&files);
+        assert_eq!(b, Bootloader::Limine);
+        assert_eq!(
+            why,
+            "/boot/limine.cfg (Limine 7 or older: limine.cfg, KEY=VALUE)"
+        );
+    }
+}

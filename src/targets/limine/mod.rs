@@ -225,7 +225,7 @@ fn entry_tool_settings(out: &mut dyn Out, wanted: &[Opt], tool: &str) -> Result<
         bail!("{DEFAULTS}: the edit would not parse as a shell file ({e}); please report it");
     }
     let new = (old.is_some() || !new.is_empty()).then_some(new);
-    if old.is_some() || new.is_some() {
+    if old != new {
         out.edited(DEFAULTS, old, new)?;
     }
     let content = if use_drop_in && !missing.is_empty() {
