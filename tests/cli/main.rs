@@ -1063,6 +1063,7 @@ mod hardware;
 mod hostile;
 mod initramfs;
 mod inspect;
+mod limine;
 mod newcomer;
 mod refind;
 mod safety;

@@ -1,5 +1,6 @@
-//! Limine: `limine.conf` entries, or `/etc/default/limine` where limine-entry-tool writes
-//! them (docs/limine.md). The edits are `targets::limine`.
+//! Limine: `limine.conf` (Limine 8 and later) and `limine.cfg` (Limine 7) entries, and
+//! limine-entry-tool's settings where it writes them (docs/limine.md). The edits are
+//! `targets::limine`.
 
 use super::{Ctx, Images, Loader, Rank, Sign};
 use crate::cmdline::Opt;
@@ -36,7 +37,7 @@ impl Loader for Limine {
     ) {
         let inputs: Vec<String> = changed
             .iter()
-            .filter(|p| *p == limine::DEFAULTS)
+            .filter(|p| *p == limine::DEFAULTS || *p == limine::DROP_IN)
             .cloned()
             .collect();
         if !inputs.is_empty() {
@@ -50,5 +51,25 @@ impl Loader for Limine {
 
     fn images(&self, _profile: &Profile, files: &dyn Files) -> Result<Images> {
         super::grub::cfg_images(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::profile::Bootloader;
+    use crate::root::MemFiles;
+
+    /// Limine 7's limine.cfg names Limine, over GRUB's leftover defaults (docs/limine.md).
+    #[test]
+    fn a_limine_7_root_is_limine_not_grub() {
+        let files = MemFiles::new()
+            .with("/boot/limine.cfg", "TIMEOUT=5\n:Arch\nPROTOCOL=linux\n")
+            .with("/etc/default/grub", "GRUB_TIMEOUT=5\n");
+        let (b, why) = super::super::detect(&files);
+        assert_eq!(b, Bootloader::Limine);
+        assert_eq!(
+            why,
+            "/boot/limine.cfg (Limine 7 or older: limine.cfg, KEY=VALUE)"
+        );
     }
 }
