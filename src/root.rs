@@ -88,6 +88,9 @@ pub struct Root {
 #[derive(Debug, Default)]
 struct Kernel {
     fd: OnceLock<OwnedFd>,
+    /// Whether a path was found to pass a link (sysfs): a missing file is then best confirmed
+    /// in its directory rather than by a resolution without links (a hint for speed only).
+    linked: AtomicBool,
     /// How often a question was answered by the walk instead (tests look).
     #[cfg(test)]
     walks: std::sync::atomic::AtomicUsize,
@@ -435,19 +438,38 @@ impl Root {
     }
 
     /// Whether the kernel's ENOENT for `rel` means what the walk would find: nothing. It does
-    /// when the deepest leading part of `rel` that resolves is a directory in which the next
-    /// name is absent (not even a dangling link): the walk reaches the same directory, finds the
-    /// same name missing, and everything after it is under a missing name. It does too when the
-    /// kernel, forbidden every link, still stops at a missing name: no link came before it.
-    /// Otherwise (say a link whose target passes a missing name and then `..`, which the walk
-    /// takes lexically) the walk answers.
+    /// when the kernel, forbidden every link, still stops at a missing name: no link came
+    /// before it, so the walk meets the same names and the same gap. It does too when the
+    /// deepest leading part of `rel` that resolves is a directory in which the next name is
+    /// absent (not even a dangling link): the walk reaches the same directory, finds the same
+    /// name missing, and everything after it is under a missing name. Otherwise (say a link
+    /// whose target passes a missing name and then `..`, which the walk takes lexically) the
+    /// walk answers. The first way costs one call; the tree's links decide which is tried first.
     fn certainly_absent(&self, rel: &str) -> bool {
+        let Some(kernel) = &self.kernel else {
+            return false;
+        };
+        let without_links = || {
+            let no_links = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
+            match self.open_scoped(rel, OFlag::O_PATH, no_links) {
+                Some(Err(Errno::ENOENT)) => true,
+                Some(Err(Errno::ELOOP)) => {
+                    kernel.linked.store(true, Ordering::Relaxed);
+                    false
+                }
+                _ => false,
+            }
+        };
+        let linked = kernel.linked.load(Ordering::Relaxed);
+        if !linked && without_links() {
+            return true;
+        }
         let parts: Vec<&str> = if rel == "." {
             Vec::new()
         } else {
             rel.split('/').collect()
         };
-        let mut tried_without_links = false;
+        let mut tried_without_links = !linked;
         for k in (0..parts.len()).rev() {
             let parent = if k == 0 {
                 ".".to_string()
@@ -461,9 +483,7 @@ impl Root {
                 }
                 Some(Err(Errno::ENOENT)) if !tried_without_links => {
                     tried_without_links = true;
-                    let no_links = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
-                    if let Some(Err(Errno::ENOENT)) = self.open_scoped(rel, OFlag::O_PATH, no_links)
-                    {
+                    if without_links() {
                         return true;
                     }
                 }
