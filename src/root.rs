@@ -107,6 +107,11 @@ impl Root {
         if cfg!(vfio_gen_root_walk) {
             return Root::walking(dir);
         }
+        Root::in_kernel(dir)
+    }
+
+    /// A root that asks the kernel where it can, however the binary was built.
+    fn in_kernel(dir: impl Into<PathBuf>) -> Self {
         Root {
             dir: dir.into(),
             kernel: Some(Arc::default()),
@@ -765,7 +770,7 @@ mod tests {
     fn the_kernel_answers_every_question_as_the_walk_does() {
         let tmp = tempfile::tempdir().unwrap();
         hostile_tree(tmp.path());
-        let kernel = Root::new(tmp.path());
+        let kernel = Root::in_kernel(tmp.path());
         let walk = Root::walking(tmp.path());
         for path in KERNEL_PATHS
             .iter()
@@ -799,7 +804,7 @@ mod tests {
     fn both_ways_keep_the_refusals_and_the_chroot_rules() {
         let tmp = tempfile::tempdir().unwrap();
         hostile_tree(tmp.path());
-        for root in [Root::new(tmp.path()), Root::walking(tmp.path())] {
+        for root in [Root::in_kernel(tmp.path()), Root::walking(tmp.path())] {
             let err = |p: &str| format!("{:#}", root.read(p).unwrap_err());
             assert_eq!(root.read("/etc/default/grub").unwrap().unwrap(), b"X=1\n");
             assert!(err("/etc/out-relative").contains("leads outside"));
@@ -838,7 +843,7 @@ mod tests {
     fn a_root_made_after_its_root_value_is_seen() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("later");
-        let root = Root::new(&dir);
+        let root = Root::in_kernel(&dir);
         assert_eq!(root.read("/etc/hostname").unwrap(), None);
         assert!(root.list("/").unwrap().is_empty() && !root.exists("/"));
         std::fs::create_dir_all(dir.join("etc")).unwrap();
@@ -849,7 +854,7 @@ mod tests {
 
     #[test]
     fn magic_links_of_the_host_are_handed_to_the_walk() {
-        let kernel = Root::new("/");
+        let kernel = Root::in_kernel("/");
         let walk = Root::walking("/");
         let path = "/proc/self/root/proc/self/comm";
         assert_eq!(kernel.exists(path), walk.exists(path));
