@@ -33,11 +33,6 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let (revert, no_wait) = (opts.revert, opts.no_wait);
     let json = opts.format == Format::Json;
     let profile = load_profile(root, &profile_path(root, &opts.profile)?, revert)?;
-    if !opts.yes && !ctx.env.stdin_is_terminal {
-        bail!(
-            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
-        );
-    }
     // An interrupted transaction is settled first, under the lock, before anything is planned.
     settle(root, no_wait, io)?;
     let plan = plan_for(root, &profile, revert)?;
@@ -51,6 +46,13 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     if plan.in_sync() {
         say_nothing_to_do(opts, &plan, io)?;
         return Ok(0);
+    }
+    // Only a change is confirmed: with nothing to change there is no question, so no terminal
+    // is needed (above, hooks left from an earlier apply run as they would on a terminal).
+    if !opts.yes && !ctx.env.stdin_is_terminal {
+        bail!(
+            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
+        );
     }
     if !show_and_ask(ctx, opts, &plan, io)? {
         return Ok(0);

@@ -87,3 +87,24 @@ fn a_complete_profile_gets_no_companion_warning() {
     status(&o, 0);
     assert!(!stderr(&o).contains("not in vfio.ids") && !stdout(&o).contains("not in vfio.ids"));
 }
+
+/// Item 5: `apply` with nothing to change asks nothing, so it needs no terminal (exit 0).
+#[test]
+fn apply_with_nothing_to_do_needs_no_terminal() {
+    let host = copy_root("amd-grub");
+    let p = repo().join("profiles/amd-grub.toml");
+    let p = p.to_str().unwrap();
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    // stdin is /dev/null: no terminal to ask on, and nothing to ask.
+    let o = at(host.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 0);
+    assert!(stdout(&o).contains("Nothing to do"), "{}", stdout(&o));
+    // With something to change, the refusal stands.
+    let other = copy_root("amd-grub");
+    let o = at(other.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("no terminal"), "{}", stderr(&o));
+}
