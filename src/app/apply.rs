@@ -2,8 +2,8 @@
 //! then runs the hooks.
 
 use super::{
-    Ctx, Io, hooks_outcome, load_profile, lock, plan_for, profile_path, remember_failed, run_hooks,
-    say_recovery, settle,
+    Ctx, Io, hooks_outcome, load_profile, lock, plan_for, profile_path, remember_failed,
+    run_hooks_again, say_recovery, settle,
 };
 use crate::cli::Format;
 use crate::diff;
@@ -87,7 +87,14 @@ fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result
     let root = &ctx.root;
     let json = opts.format == Format::Json;
     let _lock = lock(root, opts.no_wait, io.err)?;
-    let runs = run_hooks(&plan.pending_hooks, opts.hooks, root, json, io)?;
+    let runs = run_hooks_again(
+        &plan.pending_hooks,
+        opts.hooks,
+        root,
+        json,
+        io,
+        Some("apply"),
+    )?;
     remember_failed(root, &plan.pending_hooks, &runs)?;
     if json {
         writeln!(
@@ -200,8 +207,9 @@ fn say_installed(
     }
     writeln!(
         io.out,
-        "{what_cap}; the old ones are kept in {} (`vfio-gen rollback` restores them).",
-        root.join(&history::Manifest::dir(&manifest.id))?.display()
+        "{what_cap}; the old ones are kept in {} (`{}` restores them).",
+        root.join(&history::Manifest::dir(&manifest.id))?.display(),
+        root.command("rollback")
     )?;
     Ok(())
 }
@@ -222,7 +230,7 @@ fn run_plan_hooks(
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks(&to_run, opts.hooks, root, json, io)?;
+    let runs = run_hooks_again(&to_run, opts.hooks, root, json, io, Some("apply"))?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()

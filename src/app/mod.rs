@@ -124,8 +124,38 @@ fn hooks_mode(hooks: Hooks, no_hooks: bool) -> hooks::Hooks {
 
 /// Runs a parsed command line with the given environment and streams.
 pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
-    let ctx = context(&cli.global, env)?;
-    dispatch(&ctx, cli.command, io)
+    let mut ctx = context(&cli.global, env)?;
+    ctx.root = ctx.root.with_profile(given_profile(&cli.command));
+    dispatch(&ctx, cli.command, io).map_err(|e| with_commands(e, &ctx.root))
+}
+
+/// The error with the commands it suggests worded for this root and profile
+/// ([`Root::commands_in`]); its kind (a failed hook) is kept.
+fn with_commands(e: anyhow::Error, root: &Root) -> anyhow::Error {
+    let text = format!("{e:#}");
+    let worded = root.commands_in(&text);
+    if worded == text {
+        e
+    } else if e.downcast_ref::<HookFailed>().is_some() {
+        HookFailed(worded).into()
+    } else {
+        anyhow::anyhow!(worded)
+    }
+}
+
+/// The `-p` a command was given, which the commands it suggests repeat.
+fn given_profile(command: &Command) -> Option<&Path> {
+    match command {
+        Command::Plan { profile, .. }
+        | Command::Apply { profile, .. }
+        | Command::Render { profile, .. }
+        | Command::Rollback { profile, .. }
+        | Command::Check { profile, .. }
+        | Command::Rom { profile, .. }
+        | Command::Bind { profile, .. }
+        | Command::Unbind { profile, .. } => profile.profile.as_deref(),
+        _ => None,
+    }
 }
 
 /// What every command gets, from the global options; refuses a `--root` that is not a
@@ -408,6 +438,10 @@ pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<P
             }
         }
     }
+    // Worded in the pure layers, which know no root: their commands get it here.
+    for w in plan.warnings.iter_mut().chain(plan.notes.iter_mut()) {
+        *w = root.commands_in(w);
+    }
     Ok(plan)
 }
 
@@ -434,6 +468,18 @@ fn run_hooks(
     json: bool,
     io: &mut Io,
 ) -> Result<Vec<hooks::HookRun>> {
+    run_hooks_again(list, mode, root, json, io, None)
+}
+
+/// [`run_hooks`], a hook not run saying that the vfio-gen subcommand `again` runs it later.
+fn run_hooks_again(
+    list: &[crate::plan::Hook],
+    mode: hooks::Hooks,
+    root: &Root,
+    json: bool,
+    io: &mut Io,
+    again: Option<&str>,
+) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
     if let Some(notice) = hooks::host_notice(list, mode, root) {
         writeln!(io.err, "vfio-gen: {notice}")?;
@@ -444,7 +490,7 @@ fn run_hooks(
             match r.status {
                 hooks::HookStatus::Ok => writeln!(io.out, "ran {}", r.command.join(" "))?,
                 hooks::HookStatus::Skipped => {
-                    writeln!(io.out, "{}", hooks::by_hand(&r.command, root))?
+                    writeln!(io.out, "{}", hooks::by_hand(&r.command, root, again))?
                 }
                 hooks::HookStatus::Failed => {
                     write!(io.out, "FAILED {}:\n{}", r.command.join(" "), r.output)?

@@ -108,3 +108,71 @@ fn apply_with_nothing_to_do_needs_no_terminal() {
     status(&o, 2);
     assert!(stderr(&o).contains("no terminal"), "{}", stderr(&o));
 }
+
+/// Item 4: `vfio-gen` and `vfio-gen trial` with no subcommand list the subcommands, not
+/// `--color`'s values.
+#[test]
+fn no_subcommand_lists_the_subcommands() {
+    for (args, names) in [
+        (
+            &[][..],
+            &["plan", "apply", "check", "detect", "rollback"][..],
+        ),
+        (&["trial"][..], &["status", "commit"][..]),
+    ] {
+        let o = run(args);
+        status(&o, 2);
+        let err = stderr(&o);
+        assert!(!err.contains("always"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in names {
+            assert!(err.contains(n), "{n} missing: {err}");
+        }
+    }
+}
+
+/// Item 3: every suggested command repeats `--root` and `-p`: check's next step, apply's
+/// refusal without a terminal, and the remedies of check's items.
+#[test]
+fn suggested_commands_repeat_root_and_profile() {
+    let host = seed_host();
+    let r = host.path().to_str().unwrap();
+    // No profile: the next step writes one for this root, and plans it there.
+    let o = at(host.path(), &["check"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "`sudo vfio-gen detect -o {r}/etc/vfio-gen/profile.toml --root {r}`"
+        )) && out.contains(&format!("`vfio-gen plan --root {r}`")),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let o = at(host.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("`vfio-gen apply --yes -p {p} --root {r}`"))
+            && stderr(&o).contains(&format!("`vfio-gen plan -p {p} --root {r}`")),
+        "{}",
+        stderr(&o)
+    );
+    // Applied, not rebooted: every command check suggests is for this root and profile.
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    let o = at(host.path(), &["check", "-p", p]);
+    let out = stdout(&o);
+    let mut suggested = 0;
+    for span in out.split('`').skip(1).step_by(2) {
+        if span.starts_with("vfio-gen ") || span.starts_with("sudo vfio-gen ") {
+            suggested += 1;
+            assert!(
+                span.ends_with(&format!("--root {r}")),
+                "{span:?} in:\n{out}"
+            );
+        }
+    }
+    assert!(suggested > 0, "{out}");
+}
