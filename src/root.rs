@@ -138,7 +138,10 @@ impl Root {
                 Some(c) => ("sudo ", c),
                 None => ("", span),
             };
-            let keep = !cmd.starts_with("vfio-gen ")
+            // A command to run elsewhere ("... on the booted machine") keeps its words.
+            let elsewhere = rest[close + 1..].starts_with(" on the");
+            let keep = elsewhere
+                || !cmd.starts_with("vfio-gen ")
                 || cmd
                     .split_whitespace()
                     .any(|w| matches!(w, "-p" | "--profile" | "--root" | ">" | "|" | "&&" | ";"));

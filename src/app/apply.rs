@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         super::refuse_host_devices(root, &profile)?;
         refuse_preset_config(root, &profile)?;
     }
-    if plan.in_sync() && !plan.pending_hooks.is_empty() {
+    if plan.in_sync() && !left_hooks(&plan).is_empty() {
         return run_left_hooks(ctx, opts, &plan, io);
     }
     if plan.in_sync() {
@@ -82,20 +82,33 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     hooks_outcome(&runs, "the new files are installed")
 }
 
-/// The files already match: runs the hooks an earlier apply left failed, under the lock.
+/// The hooks an earlier apply left to run: failed, or not run because hooks were off.
+fn left_hooks(plan: &Plan) -> Vec<crate::plan::Hook> {
+    let mut list = plan.pending_hooks.clone();
+    for h in &plan.skipped_hooks {
+        if !list.iter().any(|l| l.name == h.name) {
+            list.push(h.clone());
+        }
+    }
+    list
+}
+
+/// The files already match: runs the hooks an earlier apply left to run, under the lock. With
+/// hooks still off, nothing runs and they stay left (said, with how to run them).
 fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<u8> {
     let root = &ctx.root;
     let json = opts.format == Format::Json;
+    let list = left_hooks(plan);
+    let off = crate::hooks::effective(opts.hooks, root) == Hooks::None;
+    if off && !json {
+        writeln!(
+            io.out,
+            "Nothing to do: the files match the profile, but hooks left from an earlier apply have not run (hooks are off):"
+        )?;
+    }
     let _lock = lock(root, opts.no_wait, io.err)?;
-    let runs = run_hooks_again(
-        &plan.pending_hooks,
-        opts.hooks,
-        root,
-        json,
-        io,
-        Some("apply"),
-    )?;
-    remember_failed(root, &plan.pending_hooks, &runs)?;
+    let runs = run_hooks_again(&list, opts.hooks, root, json, io, Some("apply"))?;
+    remember_failed(root, &list, &runs)?;
     if json {
         writeln!(
             io.out,
@@ -104,7 +117,7 @@ fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result
                 serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
             ))?
         )?;
-    } else if !ctx.quiet {
+    } else if !ctx.quiet && !off {
         writeln!(
             io.out,
             "The files match the profile; ran the hooks left from an earlier apply."
@@ -225,7 +238,7 @@ fn run_plan_hooks(
 ) -> Result<Vec<HookRun>> {
     let json = opts.format == Format::Json;
     let mut to_run = plan.hooks.clone();
-    for h in &plan.pending_hooks {
+    for h in &left_hooks(plan) {
         if !to_run.iter().any(|t| t.name == h.name) {
             to_run.push(h.clone());
         }

@@ -83,6 +83,24 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             path: None,
         });
     }
+    // A generator that did not run after an apply (hooks were off): the images lack the files
+    // unless it was run by hand.
+    for h in install::skipped_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Warn,
+            message: format!(
+                "`{}` has not run since an earlier apply with hooks off: unless it was run by hand, the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(format!(
+                "`{}` runs it",
+                root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
+            )),
+            bdf: None,
+            path: None,
+        });
+    }
     // A trial boot in progress (docs/trial.md).
     if let Some(t) = super::trial::state(root)? {
         items.push(inspect::Item {

@@ -418,6 +418,14 @@ pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<P
         ));
         plan.pending_hooks.push(h);
     }
+    for h in install::skipped_hooks(root)? {
+        plan.warnings.push(format!(
+            "`{}` has not run since an earlier apply with hooks off: the images it builds lack the installed files; `{}` runs it",
+            h.command.join(" "),
+            root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
+        ));
+        plan.skipped_hooks.push(h);
+    }
     if !revert && root.exists("/sys/bus/pci/devices") {
         let pci = Pci::read(root)?;
         for (_, risk) in inspect::profile_risks(&pci, profile) {
@@ -501,20 +509,23 @@ fn run_hooks_again(
     Ok(runs)
 }
 
-/// Remembers the hooks of `list` that failed (those that ran and succeeded, or were not
-/// asked for, are forgotten; those skipped stay as they were).
+/// Remembers the hooks of `list` left to run: those that failed, and those skipped (hooks
+/// off) that were not already left failed; those that ran and succeeded are forgotten.
 fn remember_failed(root: &Root, list: &[crate::plan::Hook], runs: &[hooks::HookRun]) -> Result<()> {
-    let mut pending = install::pending_hooks(root)?;
+    let mut left = install::hooks_left(root)?;
     for (h, r) in list.iter().zip(runs) {
-        match r.status {
-            hooks::HookStatus::Ok => pending.retain(|p| p.name != h.name),
-            hooks::HookStatus::Failed if !pending.iter().any(|p| p.name == h.name) => {
-                pending.push(h.clone())
-            }
-            _ => {}
+        let known = left.iter().position(|p| p.hook.name == h.name);
+        match (r.status, known) {
+            (hooks::HookStatus::Ok, _) => left.retain(|p| p.hook.name != h.name),
+            (hooks::HookStatus::Failed, Some(i)) => left[i].skipped = false,
+            (status, None) => left.push(install::LeftHook {
+                hook: h.clone(),
+                skipped: status == hooks::HookStatus::Skipped,
+            }),
+            (hooks::HookStatus::Skipped, Some(_)) => {}
         }
     }
-    install::set_pending_hooks(root, &pending)
+    install::set_hooks_left(root, &left)
 }
 
 /// Exit 3 (files installed, a hook failed) or 0.
@@ -544,7 +555,7 @@ impl std::error::Error for HookFailed {}
 
 /// Settles an interrupted transaction, if there is one, under the lock.
 fn settle(root: &Root, no_wait: bool, io: &mut Io) -> Result<()> {
-    if install::pending(root)?.is_some() {
+    if install::pending(root)?.is_some() || install::hooks_left_torn(root)? {
         let _lock = lock(root, no_wait, io.err)?;
         say_recovery(install::recover(root)?, io.out)?;
         install::clean_stale(root)?;

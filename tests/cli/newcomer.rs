@@ -176,3 +176,55 @@ fn suggested_commands_repeat_root_and_profile() {
     }
     assert!(suggested > 0, "{out}");
 }
+
+/// Item 2: hooks that did not run (`--hooks none`, or `auto` under a root other than `/`) are
+/// left to run like failed ones: plan and check name them, and the hint `apply --hooks chroot`
+/// runs them although no file changes; then they are forgotten.
+#[test]
+fn hooks_not_run_are_left_for_the_next_apply() {
+    let host = seed_host();
+    let r = host.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let o = at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]);
+    status(&o, 0);
+    let hint = format!("`vfio-gen apply --hooks chroot -p {p} --root {r}`");
+    assert!(stdout(&o).contains(&hint), "{}", stdout(&o));
+
+    let o = at(host.path(), &["plan", "-p", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["skipped_hooks"][0]["command"][0], "mkinitcpio", "{v}");
+    assert!(v["warnings"].to_string().contains("has not run"), "{v}");
+    let o = at(host.path(), &["check", "-p", p]);
+    assert!(
+        stdout(&o).contains("`mkinitcpio -P` has not run") && stdout(&o).contains(&hint),
+        "{}",
+        stdout(&o)
+    );
+
+    // Still off: nothing runs, and the hooks stay left.
+    let o = at(host.path(), &["apply", "-p", p, "--yes"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("have not run (hooks are off)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The hint, with a stand-in chroot on PATH: it runs the hooks, and they are forgotten.
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    let path = super::apply::stand_ins(bin.path(), &[]);
+    let o = Vg::new(&["apply", "-p", p, "--yes", "--hooks", "chroot"])
+        .root(host.path())
+        .env("PATH", &path)
+        .env("HOOK_LOG", log.to_str().unwrap())
+        .output();
+    status(&o, 0);
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert!(ran.contains(&format!("chroot {r} mkinitcpio -P")), "{ran}");
+    let o = at(host.path(), &["plan", "-p", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["skipped_hooks"], serde_json::json!([]), "{v}");
+}
