@@ -66,41 +66,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
                 .check_items(root, &p.kernel_options(builtin.is_some()))?,
         );
     }
-    // A generator that failed after an apply leaves the boot images stale.
-    for h in install::pending_hooks(root)? {
-        items.push(inspect::Item {
-            id: "hooks",
-            status: inspect::Status::Fail,
-            message: format!(
-                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
-                h.command.join(" ")
-            ),
-            remedy: Some(format!(
-                "fix the cause shown by that apply, then run `{}` (it runs the hook again)",
-                root.command("apply")
-            )),
-            bdf: None,
-            path: None,
-        });
-    }
-    // A generator that did not run after an apply (hooks were off): the images lack the files
-    // unless it was run by hand.
-    for h in install::skipped_hooks(root)? {
-        items.push(inspect::Item {
-            id: "hooks",
-            status: inspect::Status::Warn,
-            message: format!(
-                "`{}` has not run since an earlier apply with hooks off: unless it was run by hand, the boot images do not hold the installed files",
-                h.command.join(" ")
-            ),
-            remedy: Some(format!(
-                "`{}` runs it",
-                root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
-            )),
-            bdf: None,
-            path: None,
-        });
-    }
+    items.extend(hook_items(root)?);
     // A trial boot in progress (docs/trial.md).
     if let Some(t) = super::trial::state(root)? {
         items.push(inspect::Item {
@@ -186,6 +152,48 @@ fn reverted(root: &Root, profile: &Profile) -> Result<bool> {
         .next()
         .is_some_and(|m| m.kind == crate::history::Kind::Revert);
     Ok(last_is_revert && crate::plan::build(profile, root, true).is_ok_and(|p| p.in_sync()))
+}
+
+/// The generators left to run after an earlier apply: failed (the boot images are stale), or
+/// not run because hooks were off.
+fn hook_items(root: &Root) -> Result<Vec<inspect::Item>> {
+    let mut items = Vec::new();
+    // A generator that failed after an apply leaves the boot images stale.
+    for h in install::pending_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Fail,
+            message: format!(
+                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(format!(
+                "fix the cause shown by that apply, then run `{}` (it runs the hook again)",
+                root.command("apply")
+            )),
+            bdf: None,
+            path: None,
+        });
+    }
+    // A generator that did not run after an apply (hooks were off): the images lack the files
+    // unless it was run by hand.
+    for h in install::skipped_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Warn,
+            message: format!(
+                "`{}` has not run since an earlier apply with hooks off: unless it was run by hand, the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(format!(
+                "`{}` runs it",
+                root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
+            )),
+            bdf: None,
+            path: None,
+        });
+    }
+    Ok(items)
 }
 
 /// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
