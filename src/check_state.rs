@@ -16,6 +16,7 @@
 //! remedies of the command-line and driver items are worded for the state.
 
 use crate::inspect::{Item, Status};
+use crate::root::Root;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,8 +71,8 @@ fn running(i: &Item) -> bool {
 }
 
 /// The state, the next step, and the remedies of the running-system items worded for it.
-/// `profile_arg`: how to name the profile in commands (`""` for the default, or ` -p FILE`).
-pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
+/// `root` words the commands suggested ([`Root::command`]: its `--root` and `-p`).
+pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
     let not_running: Vec<&Item> = items
         .iter()
         .filter(|i| running(i) && i.status == Status::Fail)
@@ -96,40 +97,48 @@ pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
         Files::Unknown(err) => Outcome {
             state: State::Unknown,
             next: format!(
-                "vfio-gen cannot tell whether its files are in place ({err}); fix that, or run `sudo vfio-gen check{profile_arg}` if it is a permission"
+                "vfio-gen cannot tell whether its files are in place ({err}); fix that, or run `sudo {}` if it is a permission",
+                root.command("check")
             ),
         },
         Files::HookPending(cmd) => Outcome {
             state: State::NotApplied,
             next: format!(
-                "`{cmd}` failed after the last apply, so the boot images lack the files: fix its cause, then `sudo vfio-gen apply{profile_arg}` runs it again"
+                "`{cmd}` failed after the last apply, so the boot images lack the files: fix its cause, then `sudo {}` runs it again",
+                root.command("apply")
             ),
         },
         Files::Reverted if took => Outcome {
             state: State::RevertedNotRebooted,
             next: format!(
-                "reboot to boot without passthrough (the running system still has it); `sudo vfio-gen apply{profile_arg}` sets it up again"
+                "reboot to boot without passthrough (the running system still has it); `sudo {}` sets it up again",
+                root.command("apply")
             ),
         },
         Files::Reverted => Outcome {
             state: State::Reverted,
             next: format!(
-                "nothing: vfio-gen's changes are out and the devices are back on their drivers; `sudo vfio-gen apply{profile_arg}` sets passthrough up again"
+                "nothing: vfio-gen's changes are out and the devices are back on their drivers; `sudo {}` sets passthrough up again",
+                root.command("apply")
             ),
         },
         Files::Pending(paths) if took => Outcome {
             state: State::Done,
             next: format!(
-                "the running system is set up, but {} differ{} from the profile, so the next boot may not be: `vfio-gen plan{profile_arg}` shows how, `sudo vfio-gen apply{profile_arg}` makes {} match",
+                "the running system is set up, but {} differ{} from the profile, so the next boot may not be: `{}` shows how, `sudo {}` makes {} match",
                 list(paths),
                 if paths.len() == 1 { "s" } else { "" },
+                root.command("plan"),
+                root.command("apply"),
                 if paths.len() == 1 { "it" } else { "them" }
             ),
         },
         Files::Pending(_) => Outcome {
             state: State::NotApplied,
             next: format!(
-                "`sudo vfio-gen apply{profile_arg}` (`vfio-gen plan{profile_arg}` shows what it changes), then reboot"
+                "`sudo {}` (`{}` shows what it changes), then reboot",
+                root.command("apply"),
+                root.command("plan")
             ),
         },
         Files::InPlace if took => Outcome {
@@ -147,7 +156,7 @@ pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
                 Some(remedy) => {
                     format!("the boot image lacks what vfio-gen wrote: {remedy}, then reboot")
                 }
-                None => "reboot; then run `vfio-gen check` again".to_string(),
+                None => format!("reboot; then run `{}` again", root.command("check")),
             },
         },
     };
@@ -172,7 +181,8 @@ pub fn assess(items: &mut [Item], files: &Files, profile_arg: &str) -> Outcome {
             i.remedy = Some(match i.id {
                 "cmdline" => "the files are in place: reboot to boot with them".to_string(),
                 _ => format!(
-                    "the files are in place: reboot, or bind it now with `vfio-gen bind{profile_arg}`"
+                    "the files are in place: reboot, or bind it now with `{}`",
+                    root.command("bind")
                 ),
             });
         }
@@ -206,11 +216,12 @@ mod tests {
 
     #[test]
     fn the_three_states() {
+        let host = Root::new("/");
         let mut items = vec![item("cmdline", Status::Fail), item("driver", Status::Fail)];
-        let o = assess(&mut items, &Files::Pending(vec!["/etc/x".into()]), "");
+        let o = assess(&mut items, &Files::Pending(vec!["/etc/x".into()]), &host);
         assert_eq!(o.state, State::NotApplied);
         assert!(o.next.starts_with("`sudo vfio-gen apply`"), "{}", o.next);
-        let o = assess(&mut items, &Files::InPlace, "");
+        let o = assess(&mut items, &Files::InPlace, &host);
         assert_eq!(o.state, State::AppliedNotRebooted);
         assert!(o.next.starts_with("reboot"), "{}", o.next);
         assert!(
@@ -219,11 +230,14 @@ mod tests {
                 .all(|i| !i.remedy.as_deref().unwrap().contains("apply"))
         );
         let mut items = vec![item("cmdline", Status::Pass), item("driver", Status::Pass)];
-        assert_eq!(assess(&mut items, &Files::InPlace, "").state, State::Done);
+        assert_eq!(
+            assess(&mut items, &Files::InPlace, &host).state,
+            State::Done
+        );
         let o = assess(
             &mut items,
             &Files::Pending(vec!["/etc/x".into()]),
-            " -p h.toml",
+            &Root::new("/").with_profile(Some(std::path::Path::new("h.toml"))),
         );
         assert_eq!(o.state, State::Done);
         assert!(o.next.contains("`vfio-gen plan -p h.toml`"), "{}", o.next);
@@ -233,8 +247,9 @@ mod tests {
     /// failing running items are what the revert wanted and pass.
     #[test]
     fn reverted_states() {
+        let host = Root::new("/");
         let mut items = vec![item("cmdline", Status::Pass), item("driver", Status::Pass)];
-        let o = assess(&mut items, &Files::Reverted, "");
+        let o = assess(&mut items, &Files::Reverted, &host);
         assert_eq!(o.state, State::RevertedNotRebooted);
         assert!(o.next.starts_with("reboot"), "{}", o.next);
         let mut items = vec![
@@ -242,7 +257,7 @@ mod tests {
             item("driver", Status::Fail),
             item("initramfs", Status::Fail),
         ];
-        let o = assess(&mut items, &Files::Reverted, "");
+        let o = assess(&mut items, &Files::Reverted, &host);
         assert_eq!(o.state, State::Reverted);
         assert!(
             items

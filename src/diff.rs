@@ -177,6 +177,7 @@ pub fn json(plan: &Plan, revert: bool) -> serde_json::Value {
         "changes": changes,
         "hooks": plan.hooks,
         "pending_hooks": plan.pending_hooks,
+        "skipped_hooks": plan.skipped_hooks,
         "warnings": plan.warnings,
         "notes": plan.notes,
     }))

@@ -59,11 +59,16 @@ pub fn host_notice(hooks: &[Hook], mode: Hooks, root: &Root) -> Option<String> {
     ))
 }
 
-/// The line that says how to run a hook that did not run: inside the root with chroot (or
-/// `--hooks chroot`), or as it is on this machine.
-pub fn by_hand(command: &[String], root: &Root) -> String {
+/// The line that says how to run a hook that did not run: inside the root with chroot, or as
+/// it is on this machine; `again`, when given, is the vfio-gen subcommand that runs it
+/// (`apply`, which runs the hooks left from an earlier apply), said with `--hooks`.
+pub fn by_hand(command: &[String], root: &Root, again: Option<&str>) -> String {
     if root.is_host() {
-        format!("run by hand (hooks were off): {}", command.join(" "))
+        let mut line = format!("run by hand (hooks were off): {}", command.join(" "));
+        if let Some(sub) = again {
+            line.push_str(&format!(" (or `{}`)", root.command(sub)));
+        }
+        line
     } else {
         let dir = root.dir().display().to_string();
         let quoted = if dir
@@ -74,10 +79,17 @@ pub fn by_hand(command: &[String], root: &Root) -> String {
         } else {
             format!("'{}'", dir.replace('\'', "'\\''"))
         };
-        format!(
-            "run by hand, inside the root: chroot {quoted} {} (or run vfio-gen again with --hooks chroot)",
+        let mut line = format!(
+            "run by hand, inside the root: chroot {quoted} {}",
             command.join(" ")
-        )
+        );
+        if let Some(sub) = again {
+            line.push_str(&format!(
+                " (or `{}`)",
+                root.command(&format!("{sub} --hooks chroot"))
+            ));
+        }
+        line
     }
 }
 

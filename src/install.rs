@@ -391,11 +391,21 @@ pub fn after_hooks(root: &Root, manifest: &mut Manifest, hooks: &[String]) -> Re
     Ok(changed)
 }
 
-/// Where hooks that failed are remembered until they succeed.
+/// Where hooks that failed, or did not run (hooks off), are remembered until they succeed.
 pub const PENDING_HOOKS: &str = "/var/lib/vfio-gen/pending-hooks.json";
 
-/// The hooks that failed after an earlier apply or rollback and have not succeeded since.
-pub fn pending_hooks(root: &Root) -> Result<Vec<crate::plan::Hook>> {
+/// A hook left to run: it failed, or (`skipped`) it did not run because hooks were off
+/// (`--hooks none`, or `auto` with a root other than `/`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeftHook {
+    #[serde(flatten)]
+    pub hook: crate::plan::Hook,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+/// Every hook left to run after an earlier apply or rollback, failed or not run.
+pub fn hooks_left(root: &Root) -> Result<Vec<LeftHook>> {
     match root.read(PENDING_HOOKS)? {
         None => Ok(Vec::new()),
         Some(b) => serde_json::from_slice(&b).with_context(|| {
@@ -407,8 +417,32 @@ pub fn pending_hooks(root: &Root) -> Result<Vec<crate::plan::Hook>> {
     }
 }
 
+/// The hooks that failed after an earlier apply or rollback and have not succeeded since.
+pub fn pending_hooks(root: &Root) -> Result<Vec<crate::plan::Hook>> {
+    Ok(hooks_left(root)?
+        .into_iter()
+        .filter(|h| !h.skipped)
+        .map(|h| h.hook)
+        .collect())
+}
+
+/// The hooks that did not run after an earlier apply (hooks were off) and have not run since.
+pub fn skipped_hooks(root: &Root) -> Result<Vec<crate::plan::Hook>> {
+    Ok(hooks_left(root)?
+        .into_iter()
+        .filter(|h| h.skipped)
+        .map(|h| h.hook)
+        .collect())
+}
+
+/// Whether a write of the record of hooks left to run was cut off (its temporary file is
+/// there): the next apply removes it under the lock ([`clean_stale`]).
+pub fn hooks_left_torn(root: &Root) -> Result<bool> {
+    Ok(tmp_path(&root.resolve(PENDING_HOOKS)?).exists())
+}
+
 /// Records the hooks still to run (none: the record goes away).
-pub fn set_pending_hooks(root: &Root, hooks: &[crate::plan::Hook]) -> Result<()> {
+pub fn set_hooks_left(root: &Root, hooks: &[LeftHook]) -> Result<()> {
     if hooks.is_empty() {
         if root.read(PENDING_HOOKS)?.is_some() {
             remove_durable(&root.resolve(PENDING_HOOKS)?)?;
@@ -529,6 +563,11 @@ pub fn recover(root: &Root) -> Result<Recovery> {
 
 /// Removes backup directories of transactions that never got a journal (killed while backing up).
 pub fn clean_stale(root: &Root) -> Result<()> {
+    // A record of hooks left to run that was being written when the process was killed.
+    let left = tmp_path(&root.resolve(PENDING_HOOKS)?);
+    if left.exists() {
+        fs_err::remove_file(left)?;
+    }
     let journal = pending(root)?;
     for id in root.list(BACKUPS)? {
         if Some(&id) == journal.as_ref() {

@@ -57,6 +57,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
         Some(s) => format!("vfio-gen {s} --help"),
         None => "vfio-gen --help".to_string(),
     };
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return missing_subcommand(&command, sub.as_deref(), &help);
+    }
     let text = e.to_string();
     let mut what = String::new();
     let mut tips = Vec::new();
@@ -81,7 +84,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if let Some(items) = list.filter(|l| !l.is_empty()) {
         what = format!("{} {}", what, items.join(", "));
     }
-    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand || what.is_empty() {
+    if what.is_empty() {
         what = match &sub {
             Some(s) => format!("`vfio-gen {s}` needs more arguments"),
             None => "no subcommand given".to_string(),
@@ -96,5 +99,35 @@ fn usage_error(e: clap::Error) -> ExitCode {
         "vfio-gen: error: {}{tips}; run `{help}` to see what it takes",
         vfio_gen::escape::text(&what)
     );
+    ExitCode::from(2)
+}
+
+/// `vfio-gen` (or `vfio-gen trial`) with no subcommand: the subcommands it takes, not the help
+/// page's first list of values (which is `--color`'s).
+fn missing_subcommand(command: &clap::Command, sub: Option<&str>, help: &str) -> ExitCode {
+    let cmd = sub
+        .and_then(|s| command.find_subcommand(s))
+        .unwrap_or(command);
+    let names: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(clap::Command::get_name)
+        .filter(|n| *n != "help")
+        .collect();
+    let what = match sub {
+        Some(s) => format!("`vfio-gen {s}` needs a subcommand"),
+        None => "no subcommand given".to_string(),
+    };
+    if names.is_empty() {
+        let what = sub.map_or("no subcommand given".to_string(), |s| {
+            format!("`vfio-gen {s}` needs more arguments")
+        });
+        eprintln!("vfio-gen: error: {what}; run `{help}` to see what it takes");
+    } else {
+        eprintln!(
+            "vfio-gen: error: {what}: one of {}; run `{help}` to see what each does",
+            names.join(", ")
+        );
+    }
     ExitCode::from(2)
 }

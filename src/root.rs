@@ -82,7 +82,15 @@ pub struct Root {
     dir: PathBuf,
     /// The root directory opened for `openat2`; `None` when every path takes the walk.
     kernel: Option<Arc<Kernel>>,
+    /// The profile the command was given with `-p`, when it is not the root's default: the
+    /// commands vfio-gen suggests repeat it ([`Root::command`]).
+    profile: Option<PathBuf>,
 }
+
+/// The subcommands that take `-p PROFILE` (src/cli.rs): a suggested one repeats it.
+const TAKES_PROFILE: &[&str] = &[
+    "plan", "apply", "render", "rollback", "check", "rom", "bind", "unbind",
+];
 
 /// The root directory opened once (on first use: a root may be created after its `Root`).
 #[derive(Debug, Default)]
@@ -115,6 +123,7 @@ impl Root {
         Root {
             dir: dir.into(),
             kernel: Some(Arc::default()),
+            profile: None,
         }
     }
 
@@ -123,7 +132,80 @@ impl Root {
         Root {
             dir: dir.into(),
             kernel: None,
+            profile: None,
         }
+    }
+
+    /// The same root, remembering the `-p` the command was given (none when it is the
+    /// default, ROOT/etc/vfio-gen/profile.toml).
+    #[must_use]
+    pub fn with_profile(mut self, profile: Option<&Path>) -> Self {
+        let default = self.dir.join("etc/vfio-gen/profile.toml");
+        self.profile = profile.filter(|p| *p != default).map(Path::to_path_buf);
+        self
+    }
+
+    /// A vfio-gen command to suggest, `args` being the subcommand and its own arguments
+    /// (`"apply --yes"`), with the options that make it the same command as the one running:
+    /// `-p PROFILE` when it was given and the subcommand takes it, `--root DIR` when the root
+    /// is not `/`. Every "run `vfio-gen ...`" hint is written with this.
+    pub fn command(&self, args: &str) -> String {
+        let mut cmd = format!("vfio-gen {args}");
+        let sub = args.split_whitespace().next().unwrap_or("");
+        if let Some(p) = self
+            .profile
+            .as_ref()
+            .filter(|_| TAKES_PROFILE.contains(&sub))
+        {
+            cmd.push_str(" -p ");
+            cmd.push_str(&shell_word(&p.to_string_lossy()));
+        }
+        if !self.is_host() {
+            cmd.push_str(" --root ");
+            cmd.push_str(&shell_word(&self.dir.to_string_lossy()));
+        }
+        cmd
+    }
+
+    /// `text` with every vfio-gen command it suggests between backquotes (`` `vfio-gen
+    /// apply` ``, `` `sudo vfio-gen check` ``) written by [`Root::command`]: the one place
+    /// where hints worded in the pure layers (which know no root) get their `--root` and `-p`.
+    /// A command that already names `-p` or `--root`, or holds a redirection or a pipe, is
+    /// left as it is.
+    pub fn commands_in(&self, text: &str) -> String {
+        if self.is_host() && self.profile.is_none() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('`') {
+            out.push_str(&rest[..=open]);
+            rest = &rest[open + 1..];
+            let Some(close) = rest.find('`') else { break };
+            let span = &rest[..close];
+            let (sudo, cmd) = match span.strip_prefix("sudo ") {
+                Some(c) => ("sudo ", c),
+                None => ("", span),
+            };
+            // A command to run elsewhere ("... on the booted machine") keeps its words.
+            let elsewhere = rest[close + 1..].starts_with(" on the");
+            let keep = elsewhere
+                || !cmd.starts_with("vfio-gen ")
+                || cmd
+                    .split_whitespace()
+                    .any(|w| matches!(w, "-p" | "--profile" | "--root" | ">" | "|" | "&&" | ";"));
+            match cmd.strip_prefix("vfio-gen ").filter(|_| !keep) {
+                Some(args) => {
+                    out.push_str(sudo);
+                    out.push_str(&self.command(args));
+                }
+                None => out.push_str(span),
+            }
+            out.push('`');
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 
     pub fn dir(&self) -> &Path {
@@ -583,6 +665,19 @@ impl Files for MemFiles {
     }
 }
 
+/// A path as one shell word: as it is when it holds only characters no shell reads specially,
+/// else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,5 +958,27 @@ mod tests {
             assert!(kernel.exists(path));
             assert!(kernel.walks() > before);
         }
+    }
+
+    #[test]
+    fn a_suggested_command_repeats_root_and_profile() {
+        let host = Root::new("/").with_profile(Some(Path::new("/etc/vfio-gen/profile.toml")));
+        assert_eq!(host.command("apply --yes"), "vfio-gen apply --yes");
+        let r = Root::new("/tmp/my root").with_profile(Some(Path::new("prof/x.toml")));
+        assert_eq!(
+            r.command("apply --yes"),
+            "vfio-gen apply --yes -p prof/x.toml --root '/tmp/my root'"
+        );
+        assert_eq!(r.command("iommu"), "vfio-gen iommu --root '/tmp/my root'");
+        let d = Root::new("/r").with_profile(Some(Path::new("/r/etc/vfio-gen/profile.toml")));
+        assert_eq!(d.command("plan"), "vfio-gen plan --root /r");
+        assert_eq!(
+            r.commands_in(
+                "run `sudo vfio-gen apply`, or `vfio-gen detect > p.toml`; `x` `vfio-gen iommu"
+            ),
+            "run `sudo vfio-gen apply -p prof/x.toml --root '/tmp/my root'`, or `vfio-gen detect > p.toml`; `x` `vfio-gen iommu"
+        );
+        let done = r.command("check");
+        assert_eq!(r.commands_in(&format!("`{done}`")), format!("`{done}`"));
     }
 }

@@ -2,8 +2,8 @@
 //! then runs the hooks.
 
 use super::{
-    Ctx, Io, hooks_outcome, load_profile, lock, plan_for, profile_path, remember_failed, run_hooks,
-    say_recovery, settle,
+    Ctx, Io, hooks_outcome, load_profile, lock, plan_for, profile_path, remember_failed,
+    run_hooks_again, say_recovery, settle,
 };
 use crate::cli::Format;
 use crate::diff;
@@ -33,11 +33,6 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     let (revert, no_wait) = (opts.revert, opts.no_wait);
     let json = opts.format == Format::Json;
     let profile = load_profile(root, &profile_path(root, &opts.profile)?, revert)?;
-    if !opts.yes && !ctx.env.stdin_is_terminal {
-        bail!(
-            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
-        );
-    }
     // An interrupted transaction is settled first, under the lock, before anything is planned.
     settle(root, no_wait, io)?;
     let plan = plan_for(root, &profile, revert)?;
@@ -45,12 +40,19 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         super::refuse_host_devices(root, &profile)?;
         refuse_preset_config(root, &profile)?;
     }
-    if plan.in_sync() && !plan.pending_hooks.is_empty() {
+    if plan.in_sync() && !left_hooks(&plan).is_empty() {
         return run_left_hooks(ctx, opts, &plan, io);
     }
     if plan.in_sync() {
         say_nothing_to_do(opts, &plan, io)?;
         return Ok(0);
+    }
+    // Only a change is confirmed: with nothing to change there is no question, so no terminal
+    // is needed (above, hooks left from an earlier apply run as they would on a terminal).
+    if !opts.yes && !ctx.env.stdin_is_terminal {
+        bail!(
+            "refusing to change files without confirmation and there is no terminal to ask on; review `vfio-gen plan`, then run `vfio-gen apply --yes`"
+        );
     }
     if !show_and_ask(ctx, opts, &plan, io)? {
         return Ok(0);
@@ -80,13 +82,33 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     hooks_outcome(&runs, "the new files are installed")
 }
 
-/// The files already match: runs the hooks an earlier apply left failed, under the lock.
+/// The hooks an earlier apply left to run: failed, or not run because hooks were off.
+fn left_hooks(plan: &Plan) -> Vec<crate::plan::Hook> {
+    let mut list = plan.pending_hooks.clone();
+    for h in &plan.skipped_hooks {
+        if !list.iter().any(|l| l.name == h.name) {
+            list.push(h.clone());
+        }
+    }
+    list
+}
+
+/// The files already match: runs the hooks an earlier apply left to run, under the lock. With
+/// hooks still off, nothing runs and they stay left (said, with how to run them).
 fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<u8> {
     let root = &ctx.root;
     let json = opts.format == Format::Json;
+    let list = left_hooks(plan);
+    let off = crate::hooks::effective(opts.hooks, root) == Hooks::None;
+    if off && !json {
+        writeln!(
+            io.out,
+            "Nothing to do: the files match the profile, but hooks left from an earlier apply have not run (hooks are off):"
+        )?;
+    }
     let _lock = lock(root, opts.no_wait, io.err)?;
-    let runs = run_hooks(&plan.pending_hooks, opts.hooks, root, json, io)?;
-    remember_failed(root, &plan.pending_hooks, &runs)?;
+    let runs = run_hooks_again(&list, opts.hooks, root, json, io, Some("apply"))?;
+    remember_failed(root, &list, &runs)?;
     if json {
         writeln!(
             io.out,
@@ -95,7 +117,7 @@ fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result
                 serde_json::json!({"changed": false, "id": null, "changes": [], "hooks": runs, "warnings": plan.warnings})
             ))?
         )?;
-    } else if !ctx.quiet {
+    } else if !ctx.quiet && !off {
         writeln!(
             io.out,
             "The files match the profile; ran the hooks left from an earlier apply."
@@ -198,8 +220,9 @@ fn say_installed(
     }
     writeln!(
         io.out,
-        "{what_cap}; the old ones are kept in {} (`vfio-gen rollback` restores them).",
-        root.join(&history::Manifest::dir(&manifest.id))?.display()
+        "{what_cap}; the old ones are kept in {} (`{}` restores them).",
+        root.join(&history::Manifest::dir(&manifest.id))?.display(),
+        root.command("rollback")
     )?;
     Ok(())
 }
@@ -215,12 +238,12 @@ fn run_plan_hooks(
 ) -> Result<Vec<HookRun>> {
     let json = opts.format == Format::Json;
     let mut to_run = plan.hooks.clone();
-    for h in &plan.pending_hooks {
+    for h in &left_hooks(plan) {
         if !to_run.iter().any(|t| t.name == h.name) {
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks(&to_run, opts.hooks, root, json, io)?;
+    let runs = run_hooks_again(&to_run, opts.hooks, root, json, io, Some("apply"))?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()

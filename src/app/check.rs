@@ -66,23 +66,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
                 .check_items(root, &p.kernel_options(builtin.is_some()))?,
         );
     }
-    // A generator that failed after an apply leaves the boot images stale.
-    for h in install::pending_hooks(root)? {
-        items.push(inspect::Item {
-            id: "hooks",
-            status: inspect::Status::Fail,
-            message: format!(
-                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
-                h.command.join(" ")
-            ),
-            remedy: Some(
-                "fix the cause shown by that apply, then run `vfio-gen apply` (it runs the hook again)"
-                    .into(),
-            ),
-            bdf: None,
-            path: None,
-        });
-    }
+    items.extend(hook_items(root)?);
     // A trial boot in progress (docs/trial.md).
     if let Some(t) = super::trial::state(root)? {
         items.push(inspect::Item {
@@ -96,16 +80,18 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
                 }
                 m
             },
-            remedy: Some(
-                "`vfio-gen trial status` says more; `sudo vfio-gen trial commit` or `sudo vfio-gen trial abort` ends it"
-                    .into(),
-            ),
+            remedy: Some(format!(
+                "`{}` says more; `sudo {}` or `sudo {}` ends it",
+                root.command("trial status"),
+                root.command("trial commit"),
+                root.command("trial abort")
+            )),
             bdf: None,
             path: Some(crate::trial::STATE.into()),
         });
     }
     let outcome = match &profile {
-        Some(p) => Some(outcome(root, p, &opts.profile, &mut items)?),
+        Some(p) => Some(outcome(root, p, &mut items)?),
         None => None,
     };
     // The hardware checks of docs/rom.md and docs/kernel-log.md.
@@ -116,6 +102,11 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         &crate::host::kmsg::read(root),
         pci.iommu_active,
     ));
+    // The items are worded in the pure layers, which know no root: their commands get it here.
+    for i in &mut items {
+        i.message = root.commands_in(&i.message);
+        i.remedy = i.remedy.as_deref().map(|r| root.commands_in(r));
+    }
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
     let style = ctx.style;
     match opts.format {
@@ -134,9 +125,10 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
                 )?,
                 None if !ctx.quiet => writeln!(
                     out,
-                    "{} write a profile: `sudo vfio-gen detect -o {}`, read it, then `vfio-gen plan`.",
+                    "{} write a profile: `sudo {}`, read it, then `{}`.",
                     style.bold("Next:"),
-                    path.display()
+                    root.command(&format!("detect -o {}", path.display())),
+                    root.command("plan")
                 )?,
                 None => {}
             }
@@ -162,19 +154,56 @@ fn reverted(root: &Root, profile: &Profile) -> Result<bool> {
     Ok(last_is_revert && crate::plan::build(profile, root, true).is_ok_and(|p| p.in_sync()))
 }
 
+/// The generators left to run after an earlier apply: failed (the boot images are stale), or
+/// not run because hooks were off.
+fn hook_items(root: &Root) -> Result<Vec<inspect::Item>> {
+    let mut items = Vec::new();
+    // A generator that failed after an apply leaves the boot images stale.
+    for h in install::pending_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Fail,
+            message: format!(
+                "`{}` failed after an earlier apply and has not succeeded since: the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(format!(
+                "fix the cause shown by that apply, then run `{}` (it runs the hook again)",
+                root.command("apply")
+            )),
+            bdf: None,
+            path: None,
+        });
+    }
+    // A generator that did not run after an apply (hooks were off): the images lack the files
+    // unless it was run by hand.
+    for h in install::skipped_hooks(root)? {
+        items.push(inspect::Item {
+            id: "hooks",
+            status: inspect::Status::Warn,
+            message: format!(
+                "`{}` has not run since an earlier apply with hooks off: unless it was run by hand, the boot images do not hold the installed files",
+                h.command.join(" ")
+            ),
+            remedy: Some(format!(
+                "`{}` runs it",
+                root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
+            )),
+            bdf: None,
+            path: None,
+        });
+    }
+    Ok(items)
+}
+
 /// Whether vfio-gen's files are in place for the profile, and so the state `check` reports
 /// (src/check_state.rs).
 fn outcome(
     root: &Root,
     profile: &Profile,
-    profile_path: &Option<PathBuf>,
     items: &mut [inspect::Item],
 ) -> Result<crate::check_state::Outcome> {
     use crate::check_state::{Files, assess};
-    let profile_arg = match profile_path {
-        Some(p) => format!(" -p {}", p.display()),
-        None => String::new(),
-    };
     let pending = install::pending_hooks(root)?;
     let planned = crate::plan::build(profile, root, false);
     let err;
@@ -188,5 +217,5 @@ fn outcome(
         (Ok(_), None) if reverted(root, profile)? => Files::Reverted,
         (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
     };
-    Ok(assess(items, &files, &profile_arg))
+    Ok(assess(items, &files, root))
 }

@@ -39,13 +39,9 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         }
         writeln!(
             io.out,
-            "wrote {}; read it, then `vfio-gen plan{}` shows what apply would change",
+            "wrote {}; read it, then `{}` shows what apply would change",
             file.display(),
-            if *file == root.join("/etc/vfio-gen/profile.toml")? {
-                String::new()
-            } else {
-                format!(" -p {}", file.display())
-            }
+            root.clone().with_profile(Some(file)).command("plan")
         )?;
     }
     Ok(0)

@@ -125,8 +125,38 @@ fn hooks_mode(hooks: Hooks, no_hooks: bool) -> hooks::Hooks {
 
 /// Runs a parsed command line with the given environment and streams.
 pub fn run_with(cli: Cli, env: Env, io: &mut Io) -> Result<u8> {
-    let ctx = context(&cli.global, env)?;
-    dispatch(&ctx, cli.command, io)
+    let mut ctx = context(&cli.global, env)?;
+    ctx.root = ctx.root.with_profile(given_profile(&cli.command));
+    dispatch(&ctx, cli.command, io).map_err(|e| with_commands(e, &ctx.root))
+}
+
+/// The error with the commands it suggests worded for this root and profile
+/// ([`Root::commands_in`]); its kind (a failed hook) is kept.
+fn with_commands(e: anyhow::Error, root: &Root) -> anyhow::Error {
+    let text = format!("{e:#}");
+    let worded = root.commands_in(&text);
+    if worded == text {
+        e
+    } else if e.downcast_ref::<HookFailed>().is_some() {
+        HookFailed(worded).into()
+    } else {
+        anyhow::anyhow!(worded)
+    }
+}
+
+/// The `-p` a command was given, which the commands it suggests repeat.
+fn given_profile(command: &Command) -> Option<&Path> {
+    match command {
+        Command::Plan { profile, .. }
+        | Command::Apply { profile, .. }
+        | Command::Render { profile, .. }
+        | Command::Rollback { profile, .. }
+        | Command::Check { profile, .. }
+        | Command::Rom { profile, .. }
+        | Command::Bind { profile, .. }
+        | Command::Unbind { profile, .. } => profile.profile.as_deref(),
+        _ => None,
+    }
 }
 
 /// What every command gets, from the global options; refuses a `--root` that is not a
@@ -391,6 +421,14 @@ pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<P
         ));
         plan.pending_hooks.push(h);
     }
+    for h in install::skipped_hooks(root)? {
+        plan.warnings.push(format!(
+            "`{}` has not run since an earlier apply with hooks off: the images it builds lack the installed files; `{}` runs it",
+            h.command.join(" "),
+            root.command(if root.is_host() { "apply" } else { "apply --hooks chroot" })
+        ));
+        plan.skipped_hooks.push(h);
+    }
     if !revert && root.exists("/sys/bus/pci/devices") {
         let pci = Pci::read(root)?;
         for (_, risk) in inspect::profile_risks(&pci, profile) {
@@ -410,6 +448,10 @@ pub(crate) fn plan_for(root: &Root, profile: &Profile, revert: bool) -> Result<P
                 ));
             }
         }
+    }
+    // Worded in the pure layers, which know no root: their commands get it here.
+    for w in plan.warnings.iter_mut().chain(plan.notes.iter_mut()) {
+        *w = root.commands_in(w);
     }
     Ok(plan)
 }
@@ -437,6 +479,18 @@ fn run_hooks(
     json: bool,
     io: &mut Io,
 ) -> Result<Vec<hooks::HookRun>> {
+    run_hooks_again(list, mode, root, json, io, None)
+}
+
+/// [`run_hooks`], a hook not run saying that the vfio-gen subcommand `again` runs it later.
+fn run_hooks_again(
+    list: &[crate::plan::Hook],
+    mode: hooks::Hooks,
+    root: &Root,
+    json: bool,
+    io: &mut Io,
+    again: Option<&str>,
+) -> Result<Vec<hooks::HookRun>> {
     let mode = hooks::effective(mode, root);
     if let Some(notice) = hooks::host_notice(list, mode, root) {
         writeln!(io.err, "vfio-gen: {notice}")?;
@@ -447,7 +501,7 @@ fn run_hooks(
             match r.status {
                 hooks::HookStatus::Ok => writeln!(io.out, "ran {}", r.command.join(" "))?,
                 hooks::HookStatus::Skipped => {
-                    writeln!(io.out, "{}", hooks::by_hand(&r.command, root))?
+                    writeln!(io.out, "{}", hooks::by_hand(&r.command, root, again))?
                 }
                 hooks::HookStatus::Failed => {
                     write!(io.out, "FAILED {}:\n{}", r.command.join(" "), r.output)?
@@ -458,20 +512,23 @@ fn run_hooks(
     Ok(runs)
 }
 
-/// Remembers the hooks of `list` that failed (those that ran and succeeded, or were not
-/// asked for, are forgotten; those skipped stay as they were).
+/// Remembers the hooks of `list` left to run: those that failed, and those skipped (hooks
+/// off) that were not already left failed; those that ran and succeeded are forgotten.
 fn remember_failed(root: &Root, list: &[crate::plan::Hook], runs: &[hooks::HookRun]) -> Result<()> {
-    let mut pending = install::pending_hooks(root)?;
+    let mut left = install::hooks_left(root)?;
     for (h, r) in list.iter().zip(runs) {
-        match r.status {
-            hooks::HookStatus::Ok => pending.retain(|p| p.name != h.name),
-            hooks::HookStatus::Failed if !pending.iter().any(|p| p.name == h.name) => {
-                pending.push(h.clone())
-            }
-            _ => {}
+        let known = left.iter().position(|p| p.hook.name == h.name);
+        match (r.status, known) {
+            (hooks::HookStatus::Ok, _) => left.retain(|p| p.hook.name != h.name),
+            (hooks::HookStatus::Failed, Some(i)) => left[i].skipped = false,
+            (status, None) => left.push(install::LeftHook {
+                hook: h.clone(),
+                skipped: status == hooks::HookStatus::Skipped,
+            }),
+            (hooks::HookStatus::Skipped, Some(_)) => {}
         }
     }
-    install::set_pending_hooks(root, &pending)
+    install::set_hooks_left(root, &left)
 }
 
 /// Exit 3 (files installed, a hook failed) or 0.
@@ -501,7 +558,7 @@ impl std::error::Error for HookFailed {}
 
 /// Settles an interrupted transaction, if there is one, under the lock.
 fn settle(root: &Root, no_wait: bool, io: &mut Io) -> Result<()> {
-    if install::pending(root)?.is_some() {
+    if install::pending(root)?.is_some() || install::hooks_left_torn(root)? {
         let _lock = lock(root, no_wait, io.err)?;
         say_recovery(install::recover(root)?, io.out)?;
         install::clean_stale(root)?;

@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         }
         for h in &hook_list {
             let line = match hooks::effective(mode, root) {
-                Hooks::None | Hooks::Auto => hooks::by_hand(&h.command, root),
+                Hooks::None | Hooks::Auto => hooks::by_hand(&h.command, root, None),
                 Hooks::Chroot => format!(
                     "would run: chroot {} {}",
                     root.dir().display(),

@@ -77,6 +77,9 @@ pub struct Plan {
     /// Hooks that failed after an earlier apply and have not succeeded since: the images they
     /// build are stale; `apply` runs them again.
     pub pending_hooks: Vec<Hook>,
+    /// Hooks that did not run after an earlier apply because hooks were off (`--hooks none`,
+    /// or `auto` with a root other than `/`); `apply` with hooks on runs them.
+    pub skipped_hooks: Vec<Hook>,
     pub warnings: Vec<String>,
     /// Things worth knowing that need no action.
     pub notes: Vec<String>,

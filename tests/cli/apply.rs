@@ -341,7 +341,7 @@ fn the_lock_keeps_applies_apart() {
 }
 
 /// Stand-in generators first on PATH record their runs in a log.
-fn stand_ins(dir: &Path, fail: &[&str]) -> String {
+pub(crate) fn stand_ins(dir: &Path, fail: &[&str]) -> String {
     for name in [
         "mkinitcpio",
         "grub-mkconfig",
@@ -1125,7 +1125,7 @@ fn hooks_for_another_root_say_where_they_run() {
     status(&o, 0);
     assert!(
         stdout(&o).contains(&format!(
-            "run by hand, inside the root: chroot {root} grub-mkconfig -o /boot/grub/grub.cfg (or run vfio-gen again with --hooks chroot)"
+            "run by hand, inside the root: chroot {root} grub-mkconfig -o /boot/grub/grub.cfg (or `vfio-gen apply --hooks chroot -p profiles/amd-grub.toml --root {root}`)"
         )),
         "{}",
         stdout(&o)

@@ -921,7 +921,8 @@ fn detect_writes_the_profile_where_it_is_told() {
     );
     assert!(
         stdout(&o).contains(&format!(
-            "wrote {file_s}; read it, then `vfio-gen plan` shows"
+            "wrote {file_s}; read it, then `vfio-gen plan --root {}` shows",
+            h.path().display()
         )),
         "{}",
         stdout(&o)
@@ -971,12 +972,16 @@ fn check_tells_not_applied_applied_and_done_apart() {
     let profile = root.join("etc/vfio-gen/profile.toml");
     status(&at(root, &["detect", "-o", profile.to_str().unwrap()]), 0);
 
+    let r = root.to_str().unwrap();
     let (state, next) = check_state(root);
     assert_eq!(state, "not-applied");
-    assert!(next.starts_with("`sudo vfio-gen apply`"), "{next}");
+    assert!(
+        next.starts_with(&format!("`sudo vfio-gen apply --root {r}`")),
+        "{next}"
+    );
     let o = at(root, &["check"]);
     assert!(
-        stdout(&o).ends_with("State: not applied. Next: `sudo vfio-gen apply` (`vfio-gen plan` shows what it changes), then reboot.\n"),
+        stdout(&o).ends_with(&format!("State: not applied. Next: `sudo vfio-gen apply --root {r}` (`vfio-gen plan --root {r}` shows what it changes), then reboot.\n")),
         "{}",
         stdout(&o)
     );
@@ -984,7 +989,10 @@ fn check_tells_not_applied_applied_and_done_apart() {
     status(&at(root, &["apply", "--yes", "--no-hooks"]), 0);
     let (state, next) = check_state(root);
     assert_eq!(state, "applied-not-rebooted");
-    assert_eq!(next, "reboot; then run `vfio-gen check` again");
+    assert_eq!(
+        next,
+        format!("reboot; then run `vfio-gen check --root {r}` again")
+    );
     let o = at(root, &["check", "-q"]);
     status(&o, 1);
     let text = stdout(&o);
@@ -997,9 +1005,9 @@ fn check_tells_not_applied_applied_and_done_apart() {
         "{text}"
     );
     assert!(
-        text.ends_with(
-            "State: applied, not rebooted. Next: reboot; then run `vfio-gen check` again.\n"
-        ),
+        text.ends_with(&format!(
+            "State: applied, not rebooted. Next: reboot; then run `vfio-gen check --root {r}` again.\n"
+        )),
         "{text}"
     );
 

@@ -87,3 +87,144 @@ fn a_complete_profile_gets_no_companion_warning() {
     status(&o, 0);
     assert!(!stderr(&o).contains("not in vfio.ids") && !stdout(&o).contains("not in vfio.ids"));
 }
+
+/// Item 5: `apply` with nothing to change asks nothing, so it needs no terminal (exit 0).
+#[test]
+fn apply_with_nothing_to_do_needs_no_terminal() {
+    let host = copy_root("amd-grub");
+    let p = repo().join("profiles/amd-grub.toml");
+    let p = p.to_str().unwrap();
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    // stdin is /dev/null: no terminal to ask on, and nothing to ask.
+    let o = at(host.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 0);
+    assert!(stdout(&o).contains("Nothing to do"), "{}", stdout(&o));
+    // With something to change, the refusal stands.
+    let other = copy_root("amd-grub");
+    let o = at(other.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("no terminal"), "{}", stderr(&o));
+}
+
+/// Item 4: `vfio-gen` and `vfio-gen trial` with no subcommand list the subcommands, not
+/// `--color`'s values.
+#[test]
+fn no_subcommand_lists_the_subcommands() {
+    for (args, names) in [
+        (
+            &[][..],
+            &["plan", "apply", "check", "detect", "rollback"][..],
+        ),
+        (&["trial"][..], &["status", "commit"][..]),
+    ] {
+        let o = run(args);
+        status(&o, 2);
+        let err = stderr(&o);
+        assert!(!err.contains("always"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in names {
+            assert!(err.contains(n), "{n} missing: {err}");
+        }
+    }
+}
+
+/// Item 3: every suggested command repeats `--root` and `-p`: check's next step, apply's
+/// refusal without a terminal, and the remedies of check's items.
+#[test]
+fn suggested_commands_repeat_root_and_profile() {
+    let host = seed_host();
+    let r = host.path().to_str().unwrap();
+    // No profile: the next step writes one for this root, and plans it there.
+    let o = at(host.path(), &["check"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "`sudo vfio-gen detect -o {r}/etc/vfio-gen/profile.toml --root {r}`"
+        )) && out.contains(&format!("`vfio-gen plan --root {r}`")),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let o = at(host.path(), &["apply", "-p", p, "--hooks", "none"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("`vfio-gen apply --yes -p {p} --root {r}`"))
+            && stderr(&o).contains(&format!("`vfio-gen plan -p {p} --root {r}`")),
+        "{}",
+        stderr(&o)
+    );
+    // Applied, not rebooted: every command check suggests is for this root and profile.
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    let o = at(host.path(), &["check", "-p", p]);
+    let out = stdout(&o);
+    let mut suggested = 0;
+    for span in out.split('`').skip(1).step_by(2) {
+        if span.starts_with("vfio-gen ") || span.starts_with("sudo vfio-gen ") {
+            suggested += 1;
+            assert!(
+                span.ends_with(&format!("--root {r}")),
+                "{span:?} in:\n{out}"
+            );
+        }
+    }
+    assert!(suggested > 0, "{out}");
+}
+
+/// Item 2: hooks that did not run (`--hooks none`, or `auto` under a root other than `/`) are
+/// left to run like failed ones: plan and check name them, and the hint `apply --hooks chroot`
+/// runs them although no file changes; then they are forgotten.
+#[test]
+fn hooks_not_run_are_left_for_the_next_apply() {
+    let host = seed_host();
+    let r = host.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let o = at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]);
+    status(&o, 0);
+    let hint = format!("`vfio-gen apply --hooks chroot -p {p} --root {r}`");
+    assert!(stdout(&o).contains(&hint), "{}", stdout(&o));
+
+    let o = at(host.path(), &["plan", "-p", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["skipped_hooks"][0]["command"][0], "mkinitcpio", "{v}");
+    assert!(v["warnings"].to_string().contains("has not run"), "{v}");
+    let o = at(host.path(), &["check", "-p", p]);
+    assert!(
+        stdout(&o).contains("`mkinitcpio -P` has not run") && stdout(&o).contains(&hint),
+        "{}",
+        stdout(&o)
+    );
+
+    // Still off: nothing runs, and the hooks stay left.
+    let o = at(host.path(), &["apply", "-p", p, "--yes"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("have not run (hooks are off)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The hint, with a stand-in chroot on PATH: it runs the hooks, and they are forgotten.
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    let path = super::apply::stand_ins(bin.path(), &[]);
+    let o = Vg::new(&["apply", "-p", p, "--yes", "--hooks", "chroot"])
+        .root(host.path())
+        .env("PATH", &path)
+        .env("HOOK_LOG", log.to_str().unwrap())
+        .output();
+    status(&o, 0);
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert!(ran.contains(&format!("chroot {r} mkinitcpio -P")), "{ran}");
+    let o = at(host.path(), &["plan", "-p", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["skipped_hooks"], serde_json::json!([]), "{v}");
+}
