@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The release artifacts, from the committed tree (HEAD), into dist/ (docs/packaging.md):
+#   vfio-gen_VERSION-1_ARCH.deb        dpkg-deb, from contrib/dist/install.sh's layout; lintian
+#   vfio-gen-VERSION-1-ARCH.pkg.tar.*  makepkg with contrib/arch/PKGBUILD (its check() runs the tests)
+#   vfio-gen-VERSION-1.ARCH.rpm        rpmbuild with contrib/rpm/vfio-gen.spec; rpmlint
+#   vfio_gen-vfio_gen-VERSION.tar.gz   ansible-galaxy collection build
+#   vfio-gen-VERSION.tar.gz            the source tarball the two package builds start from
+#   SHA256SUMS
+# The release binary is compiled once, by makepkg's build(); rpmbuild and the .deb use the same
+# cargo target directory and find it up to date. contrib/dist/check.sh then checks the packages.
+# Needs: cargo, git, dpkg-deb, dpkg-shlibdeps, lintian, makepkg, fakeroot, bsdtar, rpmbuild, rpmlint.
+# As root (CI), makepkg runs as an unprivileged uid with no passwd entry (VFIO_GEN_DIST_UID,
+# default 64055) in a mount namespace that shows it the root user's Rust toolchain.
+#
+#   VFIO_GEN_DIST_CACHE   the crates and the cargo target directory kept between runs
+#                         (default /var/cache/vfio-gen-dist as root, else target/dist-cache)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+say() { echo "dist: $*"; }
+die() { echo "dist: $*" >&2; exit 2; }
+t0=$SECONDS
+
+version=$(sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"$/\1/p' Cargo.toml)
+[ -n "$version" ] || die "Cargo.toml: no version in [package]"
+url=$(sed -n '/^\[package\]/,/^\[/s/^repository = "\(.*\)"$/\1/p' Cargo.toml)
+summary=$(sed -n '/^\[package\]/,/^\[/s/^description = "\(.*\)"$/\1/p' Cargo.toml)
+commit=$(git rev-parse --short HEAD) || die "not a git checkout: the packages are built from HEAD"
+[ -z "$(git status --porcelain --untracked-files=no)" ] ||
+    echo "dist: warning: uncommitted changes are not in the packages (they are built from HEAD $commit)" >&2
+export VFIO_GEN_COMMIT=$commit
+export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
+release=1
+arch_deb=$(dpkg --print-architecture)
+arch_uname=$(uname -m)
+
+if [ "$(id -u)" = 0 ]; then
+    cache=${VFIO_GEN_DIST_CACHE:-/var/cache/vfio-gen-dist}
+else
+    cache=${VFIO_GEN_DIST_CACHE:-$repo/target/dist-cache}
+fi
+dist=$repo/dist
+work=$repo/target/dist-work
+rm -rf "$dist" "$work"
+mkdir -p "$dist" "$work" "$cache/cargo-home" "$cache/target"
+export CARGO_HOME=$cache/cargo-home CARGO_TARGET_DIR=$cache/target
+bin=$CARGO_TARGET_DIR/release/vfio-gen
+
+# The source tarball, as a forge makes it from a tag: the committed tree under vfio-gen-VERSION/.
+src=$work/vfio-gen-$version.tar.gz
+git archive --format=tar.gz --prefix="vfio-gen-$version/" -o "$src" HEAD
+cp "$src" "$dist/"
+
+# Copies of the package recipes with Cargo.toml's version (the one place it is kept).
+stamp() { # FILE PATTERN REPLACEMENT
+    sed -e "s|$2|$3|" "$1"
+}
+
+# --- Arch: makepkg -------------------------------------------------------------------------
+say "makepkg (build, check: the tests, package)"
+arch=$work/arch
+mkdir -p "$arch"
+stamp contrib/arch/PKGBUILD '^pkgver=.*' "pkgver=$version" >"$arch/PKGBUILD"
+cp "$src" "$arch/"
+# makepkg -d: pacman's database here is not Arch's (dependencies are not checked);
+# the sources are unpacked here with the current time, so cargo rebuilds vfio-gen itself and
+# only the dependencies come from the cache.
+mkdir -p "$arch/src"
+tar -xzf "$src" -C "$arch/src" --touch
+makepkg_env=(PKGDEST="$arch" SRCDEST="$arch" BUILDDIR="$work/arch-build" PKGEXT=.pkg.tar.zst
+    CARGO_HOME="$CARGO_HOME" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" VFIO_GEN_COMMIT="$commit"
+    SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH")
+mkdir -p "$work/arch-build/vfio-gen"
+mv "$arch/src" "$work/arch-build/vfio-gen/src"
+# makepkg --noextract skips prepare() too: its `cargo fetch` is done here, into the cache.
+cargo fetch --locked --manifest-path "$work/arch-build/vfio-gen/src/vfio-gen-$version/Cargo.toml"
+run_makepkg() {
+    if [ "$(id -u)" != 0 ]; then
+        (cd "$arch" && env "${makepkg_env[@]}" makepkg --noextract --nodeps --noconfirm)
+        return
+    fi
+    local uid=${VFIO_GEN_DIST_UID:-64055} sysroot
+    sysroot=$(rustc --print sysroot)
+    mkdir -p "$cache/toolchain" "$cache/home"
+    chown -R "$uid:$uid" "$cache/cargo-home" "$cache/target" "$cache/home" "$work"
+    # The toolchain lives under /root (mode 700): a private mount namespace binds it where the
+    # unprivileged uid can reach it; nothing changes outside this command.
+    unshare --mount --propagation private -- bash -c '
+        mount --bind -o ro "$1" "$2/toolchain" && uid=$3 && shift 3 &&
+        exec setpriv --reuid "$uid" --regid "$uid" --clear-groups --reset-env "$@"
+    ' _ "$sysroot" "$cache" "$uid" env "${makepkg_env[@]}" HOME="$cache/home" \
+        PATH="$cache/toolchain/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
+        bash -c 'cd "$0" && makepkg --noextract --nodeps --noconfirm' "$arch"
+}
+run_makepkg 2>&1 | tee "$work/makepkg.log" || die "makepkg failed (log: $work/makepkg.log)"
+cp "$arch"/vfio-gen-"$version"-"$release"-"$arch_uname".pkg.tar.zst "$dist/"
