@@ -94,3 +94,117 @@ run_makepkg() {
 }
 run_makepkg 2>&1 | tee "$work/makepkg.log" || die "makepkg failed (log: $work/makepkg.log)"
 cp "$arch"/vfio-gen-"$version"-"$release"-"$arch_uname".pkg.tar.zst "$dist/"
+
+# --- RPM: rpmbuild ---------------------------------------------------------------------------
+say "rpmbuild"
+top=$work/rpmbuild
+mkdir -p "$top/SOURCES" "$top/SPECS"
+cp "$src" "$top/SOURCES/"
+stamp contrib/rpm/vfio-gen.spec '^Version: .*' "Version:        $version" >"$top/SPECS/vfio-gen.spec"
+# --nodeps: rpm's database here is not Fedora's (BuildRequires are not checked). --nocheck: the
+# tests of this very source ran in makepkg's check() above, on the same build.
+rpmbuild -bb --nodeps --nocheck --define "_topdir $top" "$top/SPECS/vfio-gen.spec" \
+    >"$work/rpmbuild.log" 2>&1 || { tail -40 "$work/rpmbuild.log" >&2; die "rpmbuild failed (log: $work/rpmbuild.log)"; }
+grep -E '^(Wrote|Processing files)' "$work/rpmbuild.log" || true
+cp "$top"/RPMS/*/vfio-gen-"$version"-"$release".*.rpm "$dist/"
+
+# --- Debian: dpkg-deb -------------------------------------------------------------------------
+# dpkg-deb with a control file written here rather than cargo-deb: no tool to compile (cargo
+# install cargo-deb takes minutes on CI), the layout is install.sh's like the other two, and
+# every field lintian checks is in sight below.
+say "dpkg-deb"
+deb=$work/deb
+debian_date=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
+maintainer=${VFIO_GEN_DEB_MAINTAINER:-the vfio-gen authors <vfio-gen@users.noreply.github.com>}
+# Debian's zsh looks in vendor-completions, not site-functions (its $fpath).
+contrib/dist/install.sh "$deb" "$bin" vendor-completions
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$deb/usr/bin/vfio-gen"
+doc=$deb/usr/share/doc/vfio-gen
+# Debian policy 12.5: the copyright file, machine-readable (DEP-5), with the MIT text in full;
+# the Apache license is in /usr/share/common-licenses.
+{
+    cat <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: vfio-gen
+Source: $url
+
+Files: *
+Copyright: the vfio-gen authors
+License: MIT or Apache-2.0
+
+License: MIT
+COPYRIGHT
+    sed -e 's/^$/./' -e 's/^/ /' LICENSE-MIT
+    cat <<'COPYRIGHT'
+
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License, Version 2.0 is in
+ /usr/share/common-licenses/Apache-2.0.
+COPYRIGHT
+} >"$doc/copyright"
+# Debian policy 12.7: a native package's changelog.gz, in the Debian changelog format; what the
+# version brings is CHANGELOG.md beside it.
+cat >"$work/changelog" <<CHANGELOG
+vfio-gen ($version) unstable; urgency=medium
+
+  * Release $version (commit $commit); what it brings is in
+    /usr/share/doc/vfio-gen/CHANGELOG.md.
+
+ -- $maintainer  $debian_date
+CHANGELOG
+gzip -9nc "$work/changelog" >"$doc/changelog.gz"
+chmod 644 "$doc/copyright" "$doc/changelog.gz"
+mkdir -p "$deb/DEBIAN" "$work/shlibs/debian"
+printf 'Source: vfio-gen\n\nPackage: vfio-gen\nArchitecture: any\n' >"$work/shlibs/debian/control"
+depends=$(cd "$work/shlibs" && dpkg-shlibdeps -O "$deb/usr/bin/vfio-gen" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+[ -n "$depends" ] || die "dpkg-shlibdeps found no library dependencies of $deb/usr/bin/vfio-gen"
+cat >"$deb/DEBIAN/control" <<CONTROL
+Package: vfio-gen
+Version: $version
+Architecture: $arch_deb
+Maintainer: $maintainer
+Installed-Size: $(du -sk --exclude=DEBIAN "$deb" | cut -f1)
+Depends: $depends
+Section: admin
+Priority: optional
+Homepage: $url
+Description: $summary
+ vfio-gen turns a TOML host profile into the kernel command line, modprobe.d
+ and initramfs files that VFIO GPU passthrough needs (GRUB, systemd-boot,
+ kernel-install, mkinitcpio, dracut, initramfs-tools, booster), shows the
+ diff before anything changes, and installs it atomically with a way back.
+ .
+ Example profiles are in /usr/share/doc/vfio-gen/examples.
+CONTROL
+(cd "$deb" && find usr -type f -printf '%P\n' | LC_ALL=C sort | sed 's|^|usr/|' | xargs md5sum) >"$deb/DEBIAN/md5sums"
+find "$deb" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+debfile=$dist/vfio-gen_${version}-${release}_${arch_deb}.deb
+dpkg-deb --root-owner-group -Zxz --build "$deb" "$debfile" >/dev/null
+say "lintian $(basename "$debfile")"
+# Errors fail the build; warnings and the rest are printed.
+lintian --fail-on error --info "$debfile" | tee "$work/lintian.log"
+
+# --- RPM lint ---------------------------------------------------------------------------------
+if command -v rpmlint >/dev/null 2>&1; then
+    say "rpmlint"
+    rpmlint "$dist"/vfio-gen-"$version"-"$release".*.rpm | tee "$work/rpmlint.log" ||
+        die "rpmlint found errors"
+else
+    say "rpmlint: not installed, the RPM is not linted"
+fi
+
+# --- Ansible collection -----------------------------------------------------------------------
+say "ansible-galaxy collection build"
+venv=$(contrib/ansible/tests/venv.sh)
+coll=$work/collection
+mkdir -p "$coll"
+tar -xzf "$src" -C "$work" "vfio-gen-$version/contrib/ansible/ansible_collections/vfio_gen/vfio_gen"
+cp -a "$work/vfio-gen-$version/contrib/ansible/ansible_collections/vfio_gen/vfio_gen/." "$coll/"
+cp LICENSE-MIT LICENSE-APACHE "$coll/"
+sed -i "s|^version: .*|version: $version|" "$coll/galaxy.yml"
+"$venv/bin/ansible-galaxy" collection build "$coll" --output-path "$dist" --force
+
+# --- Checksums --------------------------------------------------------------------------------
+(cd "$dist" && sha256sum -- * | grep -v ' SHA256SUMS$' >SHA256SUMS)
+say "done in $((SECONDS - t0)) s:"
+(cd "$dist" && ls -l)
