@@ -120,6 +120,8 @@ maintainer=${VFIO_GEN_DEB_MAINTAINER:-the vfio-gen authors <vfio-gen@users.norep
 contrib/dist/install.sh "$deb" "$bin" vendor-completions
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$deb/usr/bin/vfio-gen"
 doc=$deb/usr/share/doc/vfio-gen
+# The years of the history (Debian wants them in the notice): first commit to HEAD.
+years=$(git log --format=%cd --date=format:%Y HEAD | sort -u | sed -n '1p;$p' | paste -sd- | sed 's/^\([0-9]*\)-\1$/\1/')
 # Debian policy 12.5: the copyright file, machine-readable (DEP-5), with the MIT text in full;
 # the Apache license is in /usr/share/common-licenses.
 {
@@ -129,7 +131,7 @@ Upstream-Name: vfio-gen
 Source: $url
 
 Files: *
-Copyright: the vfio-gen authors
+Copyright: $years the vfio-gen authors
 License: MIT or Apache-2.0
 
 License: MIT
@@ -187,7 +189,7 @@ lintian --fail-on error --info "$debfile" | tee "$work/lintian.log"
 # --- RPM lint ---------------------------------------------------------------------------------
 if command -v rpmlint >/dev/null 2>&1; then
     say "rpmlint"
-    rpmlint "$dist"/vfio-gen-"$version"-"$release".*.rpm | tee "$work/rpmlint.log" ||
+    rpmlint -c contrib/rpm/rpmlint.toml "$dist"/vfio-gen-"$version"-"$release".*.rpm | tee "$work/rpmlint.log" ||
         die "rpmlint found errors"
 else
     say "rpmlint: not installed, the RPM is not linted"

@@ -38,16 +38,18 @@ trap cleanup EXIT
 #         looks, compared as site-functions;
 #   Arch: .PKGINFO, .BUILDINFO, .MTREE (package metadata), usr/share/licenses/vfio-gen/;
 #   RPM:  usr/share/licenses/vfio-gen/ (%license), usr/lib/.build-id/ (rpm's debuginfo links).
-say "file lists"
-dpkg-deb -c "$deb" >"$dist/filelist.deb.txt"
-bsdtar -tvf "$pkg" >"$dist/filelist.arch.txt"
-rpm -qlvp "$rpm" >"$dist/filelist.rpm.txt"
-awk '$1 ~ /^[-l]/ { p = $6; sub(/^\.\//, "", p); print p }' "$dist/filelist.deb.txt" |
+lists=$repo/target/dist-work
+mkdir -p "$lists"
+say "file lists (raw: $lists/filelist.*.txt)"
+dpkg-deb -c "$deb" >"$lists/filelist.deb.txt"
+bsdtar -tvf "$pkg" >"$lists/filelist.arch.txt"
+rpm -qlvp "$rpm" >"$lists/filelist.rpm.txt"
+awk '$1 ~ /^[-l]/ { p = $6; sub(/^\.\//, "", p); print p }' "$lists/filelist.deb.txt" |
     grep -vxE 'usr/share/doc/vfio-gen/(copyright|changelog\.gz)' |
     sed 's|^usr/share/zsh/vendor-completions/|usr/share/zsh/site-functions/|' | LC_ALL=C sort >"$tmp/deb"
-awk '$1 ~ /^[-l]/ { print $9 }' "$dist/filelist.arch.txt" |
+awk '$1 ~ /^[-l]/ { print $9 }' "$lists/filelist.arch.txt" |
     grep -vE '^\.(PKGINFO|BUILDINFO|MTREE|INSTALL)$|^usr/share/licenses/vfio-gen/' | LC_ALL=C sort >"$tmp/arch"
-awk '$1 ~ /^[-l]/ { p = $9; sub(/^\//, "", p); print p }' "$dist/filelist.rpm.txt" |
+awk '$1 ~ /^[-l]/ { p = $9; sub(/^\//, "", p); print p }' "$lists/filelist.rpm.txt" |
     grep -vE '^usr/share/licenses/vfio-gen/|^usr/lib/\.build-id/' | LC_ALL=C sort >"$tmp/rpm"
 for f in deb arch rpm; do say "  $f: $(wc -l <"$tmp/$f") files"; done
 diff -u "$tmp/deb" "$tmp/arch" || die "the .deb and the Arch package install different files (above)"
