@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The release artifacts, from the committed tree (HEAD), into dist/ (docs/packaging.md):
-#   vfio-gen_VERSION-1_ARCH.deb        dpkg-deb, from contrib/dist/install.sh's layout; lintian
+#   vfio-gen_VERSION_ARCH.deb          dpkg-deb, from contrib/dist/install.sh's layout; lintian
 #   vfio-gen-VERSION-1-ARCH.pkg.tar.*  makepkg with contrib/arch/PKGBUILD (its check() runs the tests)
 #   vfio-gen-VERSION-1.ARCH.rpm        rpmbuild with contrib/rpm/vfio-gen.spec; rpmlint
 #   vfio_gen-vfio_gen-VERSION.tar.gz   ansible-galaxy collection build
@@ -180,7 +180,7 @@ Description: $summary
 CONTROL
 (cd "$deb" && find usr -type f -printf '%P\n' | LC_ALL=C sort | sed 's|^|usr/|' | xargs md5sum) >"$deb/DEBIAN/md5sums"
 find "$deb" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-debfile=$dist/vfio-gen_${version}-${release}_${arch_deb}.deb
+debfile=$dist/vfio-gen_${version}_${arch_deb}.deb  # a native package: no Debian revision
 dpkg-deb --root-owner-group -Zxz --build "$deb" "$debfile" >/dev/null
 say "lintian $(basename "$debfile")"
 # Errors fail the build; warnings and the rest are printed.
