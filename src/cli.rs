@@ -104,7 +104,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "vfio-gen",
-    version,
+    version = env!("VFIO_GEN_VERSION"),
     about = "Generate, check and install the boot configuration for VFIO GPU passthrough",
     long_about = "vfio-gen turns a TOML host profile into the kernel command line, modprobe.d and initramfs \
                   files that VFIO GPU passthrough needs, shows the diff before anything changes, and installs \

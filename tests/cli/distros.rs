@@ -116,10 +116,15 @@ fn the_nixos_module_matches_its_golden_file() {
     status(&o, 2);
 }
 
+/// Parsing and evaluating need no store: the dummy one keeps nix-instantiate from opening
+/// /nix/var, which a user other than its owner (a package's check()) may not write.
+const NIX_STORE: [&str; 2] = ["--store", "dummy://"];
+
 /// `nix-instantiate --eval` of the module: Nix reads back exactly the values vfio-gen meant.
 fn nix_eval(file: &Path, attr: &str) -> serde_json::Value {
     let expr = format!("(import {} {{ }}).{attr}", file.display());
     let o = Command::new("nix-instantiate")
+        .args(NIX_STORE)
         .args(["--eval", "--strict", "--json", "-E", &expr])
         .output()
         .unwrap();
@@ -136,6 +141,7 @@ fn nix_parses_and_evaluates_the_module() {
     let file = tmp.path().join("vfio-gen.nix");
     std::fs::write(&file, nix_module()).unwrap();
     let o = Command::new("nix-instantiate")
+        .args(NIX_STORE)
         .arg("--parse")
         .arg(&file)
         .output()
