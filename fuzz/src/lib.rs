@@ -84,6 +84,11 @@ pub fn profile(data: &[u8]) {
         for d in &mut p.devices {
             d.place.clear();
         }
+        if let Some(r) = &mut p.resources {
+            r.place.clear();
+            r.places.clear();
+        }
+        p.libvirt.rom_place.clear();
         format!("{p:?}")
     };
     assert_eq!(
