@@ -235,6 +235,10 @@ pub enum Command {
         /// With --trial: the trial boot commits itself when its checks pass
         #[arg(long, requires = "trial")]
         auto_commit: bool,
+        /// With --trial: a trial boot that has recorded no outcome this long after it booted
+        /// reboots into the default entry (default 10min; e.g. 4min, 90s, 1h)
+        #[arg(long, requires = "trial", value_parser = humantime::parse_duration)]
+        deadline: Option<std::time::Duration>,
     },
     /// The trial boot of `apply --trial`: its status; commit it, or abort it
     #[command(after_help = TRIAL_EXAMPLES)]

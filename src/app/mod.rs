@@ -198,6 +198,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             no_wait,
             trial,
             auto_commit,
+            deadline,
         } => {
             let opts = apply::Options {
                 profile: profile.profile,
@@ -208,7 +209,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
                 format,
                 no_wait,
             };
-            apply_or_trial(ctx, &opts, trial, auto_commit, io)
+            apply_or_trial(ctx, &opts, trial, (auto_commit, deadline), io)
         }
         Command::Rollback {
             list,
@@ -309,11 +310,11 @@ fn apply_or_trial(
     ctx: &Ctx,
     opts: &apply::Options,
     trial: bool,
-    auto_commit: bool,
+    (auto_commit, deadline): (bool, Option<std::time::Duration>),
     io: &mut Io,
 ) -> Result<u8> {
     if trial {
-        trial::apply(ctx, opts, auto_commit, io)
+        trial::apply(ctx, opts, auto_commit, deadline, io)
     } else {
         apply::run(ctx, opts, io)
     }

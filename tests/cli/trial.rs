@@ -8,6 +8,17 @@ const PROFILE: &str = "profiles/arch-intel-systemd-boot.toml";
 const ONESHOT: &str =
     "sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 const ENTRY: &str = "boot/loader/entries/vfio-gen-trial.conf";
+/// The trial's units and drop-ins (docs/trial.md), in path order.
+const UNITS: [&str; 8] = [
+    "etc/systemd/system/emergency.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/rescue.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/sysinit.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/vfio-gen-trial-deadline.service",
+    "etc/systemd/system/vfio-gen-trial-deadline.timer",
+    "etc/systemd/system/vfio-gen-trial-fallback@.service",
+    "etc/systemd/system/vfio-gen-trial.service",
+];
 
 /// The Arch systemd-boot fixture's files on the Intel RTX 3090 host; `bound`: the card's two
 /// functions are on vfio-pci (as on a trial boot that worked), else on nvidia/snd_hda_intel.
@@ -115,15 +126,26 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
         .keys()
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
+    let mut want = vec![
+        ENTRY,
+        "etc/mkinitcpio.conf.d/vfio.conf",
+        "etc/modprobe.d/vfio.conf",
+    ];
+    want.extend(UNITS);
     assert_eq!(
-        changed,
-        [
-            ENTRY,
-            "etc/mkinitcpio.conf.d/vfio.conf",
-            "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
-            "etc/systemd/system/vfio-gen-trial.service",
-        ],
-        "only the trial's files; the default entry and modprobe.d stay as they were"
+        changed, want,
+        "only the trial's files; the default entry stays as it was"
+    );
+    // modprobe.d gets the softdeps alone: they order loading, so the trial boot loads its
+    // modules as the committed configuration will; the ids and blacklists stay off it.
+    let modprobe = String::from_utf8(after["etc/modprobe.d/vfio.conf"].clone()).unwrap();
+    assert!(
+        modprobe.contains("\nsoftdep nvidia pre: vfio-pci\n"),
+        "{modprobe}"
+    );
+    assert!(
+        !modprobe.contains("options") && !modprobe.contains("blacklist"),
+        "{modprobe}"
     );
     let entry = String::from_utf8(after[ENTRY].clone()).unwrap();
     assert!(
@@ -284,7 +306,7 @@ fn a_trial_that_never_reported_fails_and_abort_restores_every_byte() {
         .run();
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
-        .stdout_has("4 files put back as before")
+        .stdout_has("11 files put back as before")
         .run();
     assert_eq!(config(root.path()), before);
     assert!(!root.path().join("var/lib/vfio-gen/trial.json").exists());
@@ -705,15 +727,15 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
         .keys()
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
+    let mut want = vec![
+        SCRIPT,
+        "etc/initramfs-tools/modules",
+        "etc/modprobe.d/vfio.conf",
+    ];
+    want.extend(UNITS);
     assert_eq!(
-        changed,
-        [
-            SCRIPT,
-            "etc/initramfs-tools/modules",
-            "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
-            "etc/systemd/system/vfio-gen-trial.service",
-        ],
-        "grub.cfg, grubenv, /etc/default/grub and modprobe.d stay as they were"
+        changed, want,
+        "grub.cfg, grubenv and /etc/default/grub stay as they were; modprobe.d gets the softdeps (nvidia, the default)"
     );
     // Not armed yet: grub.cfg has no trial entry until the GRUB hook runs, and GRUB would
     // clear a next_entry it cannot find on a boot that is not the trial.
