@@ -281,7 +281,11 @@ pub fn failed_unit(journal: &str, failed_units: &str) -> Option<String> {
             if unit.starts_with("vfio-gen-trial") {
                 return None;
             }
-            Some((unit, field("JOB_RESULT")?, field("MESSAGE").unwrap_or_default()))
+            Some((
+                unit,
+                field("JOB_RESULT")?,
+                field("MESSAGE").unwrap_or_default(),
+            ))
         })
         .collect();
     let first = |results: &[&str]| {
@@ -600,7 +604,10 @@ pub fn units(deadline_secs: u64) -> Vec<(&'static str, String)> {
         (FALLBACK_UNIT, fallback_unit()),
         (
             EMERGENCY_WANTS,
-            wants("emergency.target", "vfio-gen-trial-fallback@emergency.service"),
+            wants(
+                "emergency.target",
+                "vfio-gen-trial-fallback@emergency.service",
+            ),
         ),
         (
             RESCUE_WANTS,
@@ -843,5 +850,155 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("linux /vmlinuz\ninitrd /initrd\n"), "{out}");
+    }
+
+    fn profile(initramfs: &str, extra: &str) -> Profile {
+        crate::profile::parse(
+            &format!(
+                "[host]\ncpu = \"intel\"\nbootloader = \"systemd-boot\"\ninitramfs = \"{initramfs}\"\n\n[vfio]\nids = [\"10de:2204\"]\nsoftdep = [\"nvidia\"]\n\n[kernel]\niommu = \"on\"\nextra = [{extra}]\n"
+            ),
+            "profile.toml",
+        )
+        .unwrap()
+    }
+
+    fn line(p: &Profile) -> String {
+        options(p, "1")
+            .iter()
+            .map(|o| o.text())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn dracut_s_trial_line_turns_its_emergency_shell_into_a_reboot() {
+        let l = line(&profile("dracut", ""));
+        assert!(
+            l.contains(" panic=10 rd.shell=0 rd.emergency=reboot "),
+            "{l}"
+        );
+        let l = line(&profile("initramfs-tools", ""));
+        assert!(
+            !l.contains("rd.shell") && !l.contains("rd.emergency"),
+            "{l}"
+        );
+        // The profile's own choice stays.
+        let l = line(&profile("dracut", "\"rd.shell=1\""));
+        assert!(l.contains("rd.shell=1") && !l.contains("rd.shell=0"), "{l}");
+        assert!(l.contains("rd.emergency=reboot"), "{l}");
+    }
+
+    #[test]
+    fn the_harmless_part_keeps_the_softdeps_and_drops_what_binds() {
+        let h = harmless(&profile("initramfs-tools", ""));
+        assert_eq!(h.softdep, ["nvidia"]);
+        assert!(h.ids.is_empty() && h.blacklist.is_empty() && h.extra.is_empty());
+    }
+
+    #[test]
+    fn the_deadline_is_whole_seconds_between_a_minute_and_a_day() {
+        let d = |s: &str| deadline_secs(humantime::parse_duration(s).unwrap());
+        assert_eq!(d("4min").unwrap(), 240);
+        assert_eq!(d("1h").unwrap(), 3600);
+        assert_eq!(d("60s").unwrap(), 60);
+        for bad in ["59s", "25h", "90s 500ms"] {
+            let e = d(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("from 1 min to 24 h") && e.contains("nothing was written"),
+                "{e}"
+            );
+        }
+        assert_eq!(span(600), "10 min");
+        assert_eq!(span(90), "90 s");
+        assert_eq!(span(7200), "2 h");
+    }
+
+    #[test]
+    fn every_unit_but_the_health_unit_is_for_the_trial_boot_only() {
+        let units = units(240);
+        let names: Vec<&str> = units.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            names,
+            [
+                EMERGENCY_WANTS,
+                UNIT_WANTS,
+                RESCUE_WANTS,
+                DEADLINE_WANTS,
+                DEADLINE_SERVICE,
+                DEADLINE_TIMER,
+                FALLBACK_UNIT,
+                UNIT
+            ]
+        );
+        for (path, text) in &units {
+            assert!(text.starts_with(crate::targets::HEADER_MARK), "{path}");
+            if [FALLBACK_UNIT, DEADLINE_TIMER, DEADLINE_SERVICE].contains(path) {
+                assert!(
+                    text.contains(
+                        "\nDefaultDependencies=no\nConditionKernelCommandLine=vfio_gen.trial\n"
+                    ),
+                    "{path}: {text}"
+                );
+            }
+        }
+        let get = |p: &str| &units.iter().find(|(q, _)| *q == p).unwrap().1;
+        assert!(get(DEADLINE_TIMER).contains("\nOnBootSec=240s\n"));
+        let fallback = get(FALLBACK_UNIT);
+        // The reboot is the unit's, so it happens also when vfio-gen fails or hangs.
+        for l in [
+            "SuccessAction=reboot-force",
+            "FailureAction=reboot-force",
+            "ExecStart=-vfio-gen trial report",
+            "Environment=VFIO_GEN_TRIAL_EVENT=%i",
+            "TimeoutStartSec=90s",
+        ] {
+            assert!(fallback.contains(&format!("\n{l}\n")), "{l}: {fallback}");
+        }
+        assert!(
+            get(EMERGENCY_WANTS).contains("\nWants=vfio-gen-trial-fallback@emergency.service\n")
+        );
+        assert!(get(RESCUE_WANTS).contains("\nWants=vfio-gen-trial-fallback@rescue.service\n"));
+        assert!(get(DEADLINE_WANTS).contains("\nWants=vfio-gen-trial-deadline.timer\n"));
+        assert!(get(DEADLINE_SERVICE).contains("\nFailureAction=reboot-force\n"));
+        assert!(!get(DEADLINE_SERVICE).contains("SuccessAction"));
+    }
+
+    #[test]
+    fn the_failed_unit_is_the_first_job_that_failed_or_timed_out() {
+        // journalctl -o json lines, as systemd logs job results (JOB_RESULT, UNIT).
+        let journal = [
+            r#"{"UNIT":"vfio-gen-trial-deadline.timer","JOB_RESULT":"failed","MESSAGE":"x"}"#,
+            r#"{"UNIT":"data.mount","JOB_RESULT":"dependency","MESSAGE":"Dependency failed for /data."}"#,
+            r#"{"UNIT":"dev-disk-by\\x2dlabel-vgdata.device","JOB_RESULT":"timeout","MESSAGE":"Timed out waiting for device /dev/disk/by-label/vgdata."}"#,
+            "not json",
+        ]
+        .join("\n");
+        assert_eq!(
+            failed_unit(&journal, "").as_deref(),
+            Some(
+                "dev-disk-by\\x2dlabel-vgdata.device (Timed out waiting for device /dev/disk/by-label/vgdata.)"
+            )
+        );
+        let only_dependency = journal.lines().nth(1).unwrap();
+        assert_eq!(
+            failed_unit(only_dependency, "").as_deref(),
+            Some("data.mount (Dependency failed for /data.)")
+        );
+        let listed = "\u{25cf} data.mount loaded failed failed /data\n";
+        assert_eq!(
+            failed_unit("", listed).as_deref(),
+            Some("data.mount failed")
+        );
+        assert_eq!(failed_unit("", ""), None);
+    }
+
+    #[test]
+    fn an_older_record_reads_with_the_default_deadline() {
+        let old = br#"{"id":"X","bootloader":"systemd-boot","entry":"/e","entry_id":"e","default_entry":"/d","profile":"/p","profile_in_root":false,"options":[],"auto_commit":false,"phase":"armed","armed_by":null,"reason":null,"checks":[]}"#;
+        let s = State::parse(old).unwrap();
+        assert_eq!(s.deadline_secs, DEFAULT_DEADLINE_SECS);
+        assert_eq!(s.profile_source, None);
+        assert!(Event::parse("later").is_err());
+        assert_eq!(Event::parse("rescue").unwrap(), Event::Rescue);
     }
 }

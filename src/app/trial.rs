@@ -36,7 +36,9 @@ fn forget(root: &Root) -> Result<()> {
 /// The profile's bytes, for the trial's own copy: the trial boot (and `trial commit`) read
 /// the copy, so a profile outside the root, or edited since, never decides them.
 fn profile_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
-    let regular = std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false);
+    let regular = std::fs::metadata(path)
+        .map(|m| m.is_file())
+        .unwrap_or(false);
     if !regular {
         bail!(
             "{}: not a regular file; --trial keeps a copy of the profile beside its record ({}) for the trial boot to read: pass the profile as a file with -p; nothing was written",
@@ -720,9 +722,21 @@ fn report_event(
         trial::Event::Emergency | trial::Event::Rescue => format!(
             "{} mode: {}",
             event.word(),
-            failed_unit(root).unwrap_or_else(|| "no failed unit found in this boot's journal".into())
+            failed_unit(root)
+                .unwrap_or_else(|| "no failed unit found in this boot's journal".into())
         ),
     });
+    if let Some(up) = root.read("/proc/uptime")?.and_then(|b| {
+        let t = String::from_utf8_lossy(&b).into_owned();
+        t.split_whitespace().next()?.parse::<f64>().ok()
+    }) {
+        if let Some(r) = s.reason.as_mut() {
+            r.push_str(&format!(
+                "; rebooted {} s after the trial boot started",
+                up as u64
+            ));
+        }
+    }
     save(root, s)?;
     writeln!(
         io.out,
@@ -730,7 +744,11 @@ fn report_event(
         s.summary(),
         s.default_entry
     )?;
-    Ok(if event == trial::Event::Deadline { 1 } else { 0 })
+    Ok(if event == trial::Event::Deadline {
+        1
+    } else {
+        0
+    })
 }
 
 /// The unit whose failure started emergency or rescue mode, from this boot's journal and
