@@ -223,9 +223,9 @@ pub fn deadline_secs(d: std::time::Duration) -> Result<u64> {
 
 /// A span of seconds for people: `10 min`, `90 s`, `24 h`.
 pub fn span(secs: u64) -> String {
-    if secs % 3600 == 0 && secs >= 3600 {
+    if secs.is_multiple_of(3600) && secs >= 3600 {
         format!("{} h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")

@@ -726,16 +726,15 @@ fn report_event(
                 .unwrap_or_else(|| "no failed unit found in this boot's journal".into())
         ),
     });
-    if let Some(up) = root.read("/proc/uptime")?.and_then(|b| {
+    let uptime = root.read("/proc/uptime")?.and_then(|b| {
         let t = String::from_utf8_lossy(&b).into_owned();
         t.split_whitespace().next()?.parse::<f64>().ok()
-    }) {
-        if let Some(r) = s.reason.as_mut() {
-            r.push_str(&format!(
-                "; rebooted {} s after the trial boot started",
-                up as u64
-            ));
-        }
+    });
+    if let (Some(up), Some(r)) = (uptime, s.reason.as_mut()) {
+        r.push_str(&format!(
+            "; rebooted {} s after the trial boot started",
+            up as u64
+        ));
     }
     save(root, s)?;
     writeln!(
