@@ -232,13 +232,8 @@ pub enum Command {
         /// `vfio-gen trial commit` makes it permanent
         #[arg(long, conflicts_with = "revert")]
         trial: bool,
-        /// With --trial: the trial boot commits itself when its checks pass
-        #[arg(long, requires = "trial")]
-        auto_commit: bool,
-        /// With --trial: a trial boot that has recorded no outcome this long after it booted
-        /// reboots into the default entry (default 10min; e.g. 4min, 90s, 1h)
-        #[arg(long, requires = "trial", value_parser = humantime::parse_duration)]
-        deadline: Option<std::time::Duration>,
+        #[command(flatten)]
+        trial_options: TrialOptions,
     },
     /// The trial boot of `apply --trial`: its status; commit it, or abort it
     #[command(after_help = TRIAL_EXAMPLES)]
@@ -428,6 +423,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `apply --trial`'s own options.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TrialOptions {
+    /// With --trial: the trial boot commits itself when its checks pass
+    #[arg(long, requires = "trial")]
+    pub auto_commit: bool,
+    /// With --trial: a trial boot that has recorded no outcome this long after it booted
+    /// reboots into the default entry (default 10min; e.g. 4min, 90s, 1h)
+    #[arg(long, requires = "trial", value_parser = humantime::parse_duration)]
+    pub deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -197,8 +197,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             format,
             no_wait,
             trial,
-            auto_commit,
-            deadline,
+            trial_options,
         } => {
             let opts = apply::Options {
                 profile: profile.profile,
@@ -209,7 +208,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
                 format,
                 no_wait,
             };
-            apply_or_trial(ctx, &opts, trial, (auto_commit, deadline), io)
+            apply_or_trial(ctx, &opts, trial, trial_options, io)
         }
         Command::Rollback {
             list,
@@ -310,11 +309,11 @@ fn apply_or_trial(
     ctx: &Ctx,
     opts: &apply::Options,
     trial: bool,
-    (auto_commit, deadline): (bool, Option<std::time::Duration>),
+    t: crate::cli::TrialOptions,
     io: &mut Io,
 ) -> Result<u8> {
     if trial {
-        trial::apply(ctx, opts, auto_commit, deadline, io)
+        trial::apply(ctx, opts, t.auto_commit, t.deadline, io)
     } else {
         apply::run(ctx, opts, io)
     }
