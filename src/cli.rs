@@ -241,9 +241,8 @@ pub enum Command {
         /// `vfio-gen trial commit` makes it permanent
         #[arg(long, conflicts_with = "revert")]
         trial: bool,
-        /// With --trial: the trial boot commits itself when its checks pass
-        #[arg(long, requires = "trial")]
-        auto_commit: bool,
+        #[command(flatten)]
+        trial_options: TrialOptions,
     },
     /// Hand the profile's devices to vfio-pci while a VM runs (start), and back (stop)
     #[command(
@@ -446,6 +445,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `apply --trial`'s own options.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TrialOptions {
+    /// With --trial: the trial boot commits itself when its checks pass
+    #[arg(long, requires = "trial")]
+    pub auto_commit: bool,
+    /// With --trial: a trial boot that has recorded no outcome this long after it booted
+    /// reboots into the default entry (default 10min; e.g. 4min, 90s, 1h)
+    #[arg(long, requires = "trial", value_parser = humantime::parse_duration)]
+    pub deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,6 +81,28 @@ pub const PANIC_SECONDS: u32 = 10;
 /// it and pings it while it runs, so a trial boot that stops resets into the default entry
 /// (docs/trial.md, "The watchdog"). Long enough for a loaded machine's slowest moment.
 pub const WATCHDOG_SECONDS: u32 = 120;
+/// The units that bring a trial boot back by itself (docs/trial.md, "Coming back"): a
+/// template service that emergency.target and rescue.target pull in on the trial boot, and the
+/// deadline (a timer pulled in by sysinit.target, its service). Each is conditioned on the
+/// marker, so a normal boot's emergency mode is untouched.
+pub const FALLBACK_UNIT: &str = "/etc/systemd/system/vfio-gen-trial-fallback@.service";
+pub const EMERGENCY_WANTS: &str = "/etc/systemd/system/emergency.target.d/vfio-gen-trial.conf";
+pub const RESCUE_WANTS: &str = "/etc/systemd/system/rescue.target.d/vfio-gen-trial.conf";
+pub const DEADLINE_TIMER: &str = "/etc/systemd/system/vfio-gen-trial-deadline.timer";
+pub const DEADLINE_SERVICE: &str = "/etc/systemd/system/vfio-gen-trial-deadline.service";
+pub const DEADLINE_WANTS: &str = "/etc/systemd/system/sysinit.target.d/vfio-gen-trial.conf";
+/// The environment variable through which those units tell `vfio-gen trial report` why it
+/// runs (`emergency`, `rescue`, `deadline`).
+pub const EVENT_VAR: &str = "VFIO_GEN_TRIAL_EVENT";
+/// The trial's own copy of its profile, beside the record: the trial boot reads it, and
+/// `trial commit` applies exactly what was tried (docs/trial.md).
+pub const PROFILE_COPY: &str = "/var/lib/vfio-gen/trial-profile.toml";
+/// How long a trial boot may take to record its outcome before it reboots.
+pub const DEFAULT_DEADLINE_SECS: u64 = 600;
+/// The shortest and longest `--deadline`: a boot takes a minute or more on a slow machine,
+/// and a deadline is meant to bring a machine back the same day.
+pub const MIN_DEADLINE_SECS: u64 = 60;
+pub const MAX_DEADLINE_SECS: u64 = 24 * 3600;
 /// systemd's boot loader interface vendor GUID (docs/trial.md).
 pub const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
@@ -173,6 +195,129 @@ pub struct State {
     /// Why the trial failed.
     pub reason: Option<String>,
     pub checks: Vec<Check>,
+    /// Seconds after boot by which the trial boot must have recorded its outcome.
+    #[serde(default = "default_deadline")]
+    pub deadline_secs: u64,
+    /// Where the profile came from, when `profile` is the trial's own copy of it.
+    #[serde(default)]
+    pub profile_source: Option<String>,
+}
+
+fn default_deadline() -> u64 {
+    DEFAULT_DEADLINE_SECS
+}
+
+/// `--deadline`'s value in whole seconds, within its bounds.
+pub fn deadline_secs(d: std::time::Duration) -> Result<u64> {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || !(MIN_DEADLINE_SECS..=MAX_DEADLINE_SECS).contains(&secs) {
+        bail!(
+            "--deadline {}: give whole seconds from {} to {} (a trial boot needs time to come up; 10min is the default); nothing was written",
+            humantime::format_duration(d),
+            span(MIN_DEADLINE_SECS),
+            span(MAX_DEADLINE_SECS)
+        );
+    }
+    Ok(secs)
+}
+
+/// A span of seconds for people: `10 min`, `90 s`, `24 h`.
+pub fn span(secs: u64) -> String {
+    if secs.is_multiple_of(3600) && secs >= 3600 {
+        format!("{} h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// Why `vfio-gen trial report` runs, when a unit other than the health unit runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// emergency.target was started on the trial boot.
+    Emergency,
+    /// rescue.target was started on the trial boot.
+    Rescue,
+    /// The deadline's timer elapsed.
+    Deadline,
+}
+
+impl Event {
+    /// The value of `EVENT_VAR`.
+    pub fn parse(value: &str) -> Result<Event> {
+        Ok(match value {
+            "emergency" => Event::Emergency,
+            "rescue" => Event::Rescue,
+            "deadline" => Event::Deadline,
+            other => bail!(
+                "{EVENT_VAR}={}: not emergency, rescue or deadline; it is set by vfio-gen's trial units only: unset it",
+                crate::escape::one_line(other)
+            ),
+        })
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Event::Emergency => "emergency",
+            Event::Rescue => "rescue",
+            Event::Deadline => "deadline",
+        }
+    }
+}
+
+/// What made systemd start emergency or rescue mode, from this boot's journal (JSON lines of
+/// `journalctl -o json` for the job results `failed`, `timeout` and `dependency`) and, when the
+/// journal names none, `systemctl list-units --state=failed --plain --no-legend`: the first job
+/// that failed or timed out (the cause; `dependency` results are its consequences), with its
+/// message (docs/trial.md, "Coming back").
+pub fn failed_unit(journal: &str, failed_units: &str) -> Option<String> {
+    let entries: Vec<(String, String, String)> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            let unit = field("UNIT")?;
+            if unit.starts_with("vfio-gen-trial") {
+                return None;
+            }
+            Some((
+                unit,
+                field("JOB_RESULT")?,
+                field("MESSAGE").unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let first = |results: &[&str]| {
+        entries
+            .iter()
+            .find(|(_, r, _)| results.contains(&r.as_str()))
+            .map(|(u, _, m)| {
+                let m = m.trim();
+                if m.is_empty() {
+                    crate::escape::one_line(u).into_owned()
+                } else {
+                    format!(
+                        "{} ({})",
+                        crate::escape::one_line(u),
+                        crate::escape::one_line(m)
+                    )
+                }
+            })
+    };
+    first(&["failed", "timeout"])
+        .or_else(|| first(&["dependency"]))
+        .or_else(|| {
+            failed_units
+                .lines()
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .find(|w| *w != "●" && *w != "*")
+                        .map(str::to_string)
+                })
+                .find(|u| !u.starts_with("vfio-gen-trial"))
+                .map(|u| format!("{} failed", crate::escape::one_line(&u)))
+        })
 }
 
 impl State {
@@ -232,14 +377,14 @@ pub fn refusal(profile: &Profile) -> Option<String> {
 }
 
 /// The profile with everything that could hurt a boot taken out: what `apply --trial`
-/// installs permanently is its initramfs part alone (the VFIO modules; vfio-pci without ids
-/// binds nothing).
+/// installs permanently is its initramfs part (the VFIO modules; vfio-pci without ids binds
+/// nothing) and its softdeps (`softdep M pre: vfio-pci` only orders loading), so the trial
+/// boot loads its modules in the order the committed configuration will (docs/trial.md).
 pub fn harmless(profile: &Profile) -> Profile {
     Profile {
         ids: Vec::new(),
         devices: Vec::new(),
         blacklist: Vec::new(),
-        softdep: Vec::new(),
         disable_vga: false,
         iommu: crate::profile::OnOff::Off,
         iommu_pt: false,
@@ -275,6 +420,16 @@ pub fn options(profile: &Profile, trial_id: &str) -> Vec<Opt> {
     }
     if !out.iter().any(|o| o.key() == "panic") {
         out.push(Opt::parse(&format!("panic={PANIC_SECONDS}")));
+    }
+    // dracut's emergency shell does not read panic=: without a shell, rd.emergency= says what
+    // it does instead (docs/trial.md, "dracut").
+    if profile.initramfs == Initramfs::Dracut {
+        if !out.iter().any(|o| o.key() == "rd.shell") {
+            out.push(Opt::parse("rd.shell=0"));
+        }
+        if !out.iter().any(|o| o.key() == "rd.emergency") {
+            out.push(Opt::parse("rd.emergency=reboot"));
+        }
     }
     if !out.iter().any(|o| o.key() == "systemd.watchdog_sec") {
         out.push(Opt::parse(&format!(
@@ -359,15 +514,114 @@ ExecStart=vfio-gen trial report
     )
 }
 
-/// The drop-in that pulls the health unit into the boot.
-pub fn unit_wants() -> String {
+/// A drop-in that makes `target` pull in `unit`.
+fn wants(target: &str, unit: &str) -> String {
     format!(
         "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+# {target} pulls in {unit} (docs/trial.md).
 [Unit]
-Wants=vfio-gen-trial.service
+Wants={unit}
 ",
         crate::targets::HEADER_MARK
     )
+}
+
+/// The drop-in that pulls the health unit into the boot.
+pub fn unit_wants() -> String {
+    wants("multi-user.target", "vfio-gen-trial.service")
+}
+
+/// The fallback: started with emergency.target or rescue.target (the instance names which),
+/// only on the trial boot; records why (`trial report` with `EVENT_VAR`), then reboots, also
+/// when vfio-gen itself fails or hangs (docs/trial.md, "Coming back").
+pub fn fallback_unit() -> String {
+    format!(
+        "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+# On a vfio-gen trial boot, %i mode reboots into the default entry instead (docs/trial.md).
+[Unit]
+Description=vfio-gen trial boot: reboot instead of %i mode
+DefaultDependencies=no
+ConditionKernelCommandLine={MARKER}
+SuccessAction=reboot-force
+FailureAction=reboot-force
+
+[Service]
+Type=oneshot
+Environment={EVENT_VAR}=%i
+ExecStart=-vfio-gen trial report
+TimeoutStartSec=90s
+",
+        crate::targets::HEADER_MARK
+    )
+}
+
+/// The deadline's timer: `secs` after the machine booted, only on the trial boot.
+pub fn deadline_timer(secs: u64) -> String {
+    format!(
+        "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+# A vfio-gen trial boot that has recorded no outcome {} after boot reboots (docs/trial.md).
+[Unit]
+Description=vfio-gen trial boot deadline
+DefaultDependencies=no
+ConditionKernelCommandLine={MARKER}
+
+[Timer]
+OnBootSec={secs}s
+AccuracySec=1s
+",
+        crate::targets::HEADER_MARK,
+        span(secs)
+    )
+}
+
+/// The deadline's service: `trial report` records `no outcome within ...` and exits 1 when
+/// the trial boot has not decided, which reboots (`FailureAction=`); a decided trial exits 0.
+pub fn deadline_service() -> String {
+    format!(
+        "{}; do not edit. `vfio-gen trial commit` or `vfio-gen trial abort` removes it.
+# Reboots a vfio-gen trial boot that has recorded no outcome by its deadline (docs/trial.md).
+[Unit]
+Description=vfio-gen trial boot deadline: reboot a trial boot without an outcome
+DefaultDependencies=no
+ConditionKernelCommandLine={MARKER}
+FailureAction=reboot-force
+
+[Service]
+Type=oneshot
+Environment={EVENT_VAR}=deadline
+ExecStart=vfio-gen trial report
+TimeoutStartSec=90s
+",
+        crate::targets::HEADER_MARK
+    )
+}
+
+/// Every unit file and drop-in of a trial, with its contents, in path order.
+pub fn units(deadline_secs: u64) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        (UNIT, unit()),
+        (UNIT_WANTS, unit_wants()),
+        (FALLBACK_UNIT, fallback_unit()),
+        (
+            EMERGENCY_WANTS,
+            wants(
+                "emergency.target",
+                "vfio-gen-trial-fallback@emergency.service",
+            ),
+        ),
+        (
+            RESCUE_WANTS,
+            wants("rescue.target", "vfio-gen-trial-fallback@rescue.service"),
+        ),
+        (DEADLINE_TIMER, deadline_timer(deadline_secs)),
+        (DEADLINE_SERVICE, deadline_service()),
+        (
+            DEADLINE_WANTS,
+            wants("sysinit.target", "vfio-gen-trial-deadline.timer"),
+        ),
+    ];
+    out.sort();
+    out
 }
 
 /// The trial id the running command line names, if it is a trial boot.
@@ -596,5 +850,155 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("linux /vmlinuz\ninitrd /initrd\n"), "{out}");
+    }
+
+    fn profile(initramfs: &str, extra: &str) -> Profile {
+        crate::profile::parse(
+            &format!(
+                "[host]\ncpu = \"intel\"\nbootloader = \"systemd-boot\"\ninitramfs = \"{initramfs}\"\n\n[vfio]\nids = [\"10de:2204\"]\nsoftdep = [\"nvidia\"]\n\n[kernel]\niommu = \"on\"\nextra = [{extra}]\n"
+            ),
+            "profile.toml",
+        )
+        .unwrap()
+    }
+
+    fn line(p: &Profile) -> String {
+        options(p, "1")
+            .iter()
+            .map(|o| o.text())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn dracut_s_trial_line_turns_its_emergency_shell_into_a_reboot() {
+        let l = line(&profile("dracut", ""));
+        assert!(
+            l.contains(" panic=10 rd.shell=0 rd.emergency=reboot "),
+            "{l}"
+        );
+        let l = line(&profile("initramfs-tools", ""));
+        assert!(
+            !l.contains("rd.shell") && !l.contains("rd.emergency"),
+            "{l}"
+        );
+        // The profile's own choice stays.
+        let l = line(&profile("dracut", "\"rd.shell=1\""));
+        assert!(l.contains("rd.shell=1") && !l.contains("rd.shell=0"), "{l}");
+        assert!(l.contains("rd.emergency=reboot"), "{l}");
+    }
+
+    #[test]
+    fn the_harmless_part_keeps_the_softdeps_and_drops_what_binds() {
+        let h = harmless(&profile("initramfs-tools", ""));
+        assert_eq!(h.softdep, ["nvidia"]);
+        assert!(h.ids.is_empty() && h.blacklist.is_empty() && h.extra.is_empty());
+    }
+
+    #[test]
+    fn the_deadline_is_whole_seconds_between_a_minute_and_a_day() {
+        let d = |s: &str| deadline_secs(humantime::parse_duration(s).unwrap());
+        assert_eq!(d("4min").unwrap(), 240);
+        assert_eq!(d("1h").unwrap(), 3600);
+        assert_eq!(d("60s").unwrap(), 60);
+        for bad in ["59s", "25h", "90s 500ms"] {
+            let e = d(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("from 1 min to 24 h") && e.contains("nothing was written"),
+                "{e}"
+            );
+        }
+        assert_eq!(span(600), "10 min");
+        assert_eq!(span(90), "90 s");
+        assert_eq!(span(7200), "2 h");
+    }
+
+    #[test]
+    fn every_unit_but_the_health_unit_is_for_the_trial_boot_only() {
+        let units = units(240);
+        let names: Vec<&str> = units.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            names,
+            [
+                EMERGENCY_WANTS,
+                UNIT_WANTS,
+                RESCUE_WANTS,
+                DEADLINE_WANTS,
+                DEADLINE_SERVICE,
+                DEADLINE_TIMER,
+                FALLBACK_UNIT,
+                UNIT
+            ]
+        );
+        for (path, text) in &units {
+            assert!(text.starts_with(crate::targets::HEADER_MARK), "{path}");
+            if [FALLBACK_UNIT, DEADLINE_TIMER, DEADLINE_SERVICE].contains(path) {
+                assert!(
+                    text.contains(
+                        "\nDefaultDependencies=no\nConditionKernelCommandLine=vfio_gen.trial\n"
+                    ),
+                    "{path}: {text}"
+                );
+            }
+        }
+        let get = |p: &str| &units.iter().find(|(q, _)| *q == p).unwrap().1;
+        assert!(get(DEADLINE_TIMER).contains("\nOnBootSec=240s\n"));
+        let fallback = get(FALLBACK_UNIT);
+        // The reboot is the unit's, so it happens also when vfio-gen fails or hangs.
+        for l in [
+            "SuccessAction=reboot-force",
+            "FailureAction=reboot-force",
+            "ExecStart=-vfio-gen trial report",
+            "Environment=VFIO_GEN_TRIAL_EVENT=%i",
+            "TimeoutStartSec=90s",
+        ] {
+            assert!(fallback.contains(&format!("\n{l}\n")), "{l}: {fallback}");
+        }
+        assert!(
+            get(EMERGENCY_WANTS).contains("\nWants=vfio-gen-trial-fallback@emergency.service\n")
+        );
+        assert!(get(RESCUE_WANTS).contains("\nWants=vfio-gen-trial-fallback@rescue.service\n"));
+        assert!(get(DEADLINE_WANTS).contains("\nWants=vfio-gen-trial-deadline.timer\n"));
+        assert!(get(DEADLINE_SERVICE).contains("\nFailureAction=reboot-force\n"));
+        assert!(!get(DEADLINE_SERVICE).contains("SuccessAction"));
+    }
+
+    #[test]
+    fn the_failed_unit_is_the_first_job_that_failed_or_timed_out() {
+        // journalctl -o json lines, as systemd logs job results (JOB_RESULT, UNIT).
+        let journal = [
+            r#"{"UNIT":"vfio-gen-trial-deadline.timer","JOB_RESULT":"failed","MESSAGE":"x"}"#,
+            r#"{"UNIT":"data.mount","JOB_RESULT":"dependency","MESSAGE":"Dependency failed for /data."}"#,
+            r#"{"UNIT":"dev-disk-by\\x2dlabel-vgdata.device","JOB_RESULT":"timeout","MESSAGE":"Timed out waiting for device /dev/disk/by-label/vgdata."}"#,
+            "not json",
+        ]
+        .join("\n");
+        assert_eq!(
+            failed_unit(&journal, "").as_deref(),
+            Some(
+                "dev-disk-by\\x2dlabel-vgdata.device (Timed out waiting for device /dev/disk/by-label/vgdata.)"
+            )
+        );
+        let only_dependency = journal.lines().nth(1).unwrap();
+        assert_eq!(
+            failed_unit(only_dependency, "").as_deref(),
+            Some("data.mount (Dependency failed for /data.)")
+        );
+        let listed = "\u{25cf} data.mount loaded failed failed /data\n";
+        assert_eq!(
+            failed_unit("", listed).as_deref(),
+            Some("data.mount failed")
+        );
+        assert_eq!(failed_unit("", ""), None);
+    }
+
+    #[test]
+    fn an_older_record_reads_with_the_default_deadline() {
+        let old = br#"{"id":"X","bootloader":"systemd-boot","entry":"/e","entry_id":"e","default_entry":"/d","profile":"/p","profile_in_root":false,"options":[],"auto_commit":false,"phase":"armed","armed_by":null,"reason":null,"checks":[]}"#;
+        let s = State::parse(old).unwrap();
+        assert_eq!(s.deadline_secs, DEFAULT_DEADLINE_SECS);
+        assert_eq!(s.profile_source, None);
+        assert!(Event::parse("later").is_err());
+        assert_eq!(Event::parse("rescue").unwrap(), Event::Rescue);
     }
 }

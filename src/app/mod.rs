@@ -229,7 +229,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             format,
             no_wait,
             trial,
-            auto_commit,
+            trial_options,
         } => {
             let opts = apply::Options {
                 profile: profile.profile,
@@ -240,7 +240,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
                 format,
                 no_wait,
             };
-            apply_or_trial(ctx, &opts, trial, auto_commit, io)
+            apply_or_trial(ctx, &opts, trial, trial_options, io)
         }
         Command::Rollback {
             list,
@@ -341,11 +341,11 @@ fn apply_or_trial(
     ctx: &Ctx,
     opts: &apply::Options,
     trial: bool,
-    auto_commit: bool,
+    t: crate::cli::TrialOptions,
     io: &mut Io,
 ) -> Result<u8> {
     if trial {
-        trial::apply(ctx, opts, auto_commit, io)
+        trial::apply(ctx, opts, t.auto_commit, t.deadline, io)
     } else {
         apply::run(ctx, opts, io)
     }

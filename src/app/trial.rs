@@ -27,8 +27,32 @@ fn save(root: &Root, s: &State) -> Result<()> {
     install::write_atomic(&root.join(trial::STATE)?, &s.to_bytes()?, (0o644, 0, 0))
 }
 
+/// Removes the record and the trial's copy of its profile.
 fn forget(root: &Root) -> Result<()> {
-    install::remove_durable(&root.join(trial::STATE)?)
+    install::remove_durable(&root.join(trial::STATE)?)?;
+    install::remove_durable(&root.join(trial::PROFILE_COPY)?)
+}
+
+/// The profile's bytes, for the trial's own copy: the trial boot (and `trial commit`) read
+/// the copy, so a profile outside the root, or edited since, never decides them.
+fn profile_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
+    let regular = std::fs::metadata(path)
+        .map(|m| m.is_file())
+        .unwrap_or(false);
+    if !regular {
+        bail!(
+            "{}: not a regular file; --trial keeps a copy of the profile beside its record ({}) for the trial boot to read: pass the profile as a file with -p; nothing was written",
+            path.display(),
+            trial::PROFILE_COPY
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the profile {} again to copy it", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    crate::profile::parse(&text, &path.display().to_string()).map_err(|e| {
+        anyhow::anyhow!("{e}; the profile changed while it was read: run `vfio-gen apply --trial` again; nothing was written")
+    })?;
+    Ok(bytes)
 }
 
 fn print_json(io: &mut Io, body: serde_json::Value) -> Result<()> {
@@ -201,7 +225,13 @@ fn profile_file(root: &Root, s: &State) -> Result<PathBuf> {
 
 /// `vfio-gen apply --trial`.
 /// Takes apply's options (`--trial` is apply's flag) and `--auto-commit`.
-pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut Io) -> Result<u8> {
+pub fn apply(
+    ctx: &Ctx,
+    a: &super::apply::Options,
+    auto_commit: bool,
+    deadline: Option<std::time::Duration>,
+    io: &mut Io,
+) -> Result<u8> {
     let root = &ctx.root;
     let json = a.format == Format::Json;
     if a.revert {
@@ -209,8 +239,13 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
             "--trial tries a configuration; --revert takes one out: run `vfio-gen apply --revert` without --trial"
         );
     }
+    let deadline_secs = match deadline {
+        Some(d) => trial::deadline_secs(d)?,
+        None => trial::DEFAULT_DEADLINE_SECS,
+    };
     let path = profile_path(root, &a.profile)?;
     let profile = load_profile(root, &path, false)?;
+    let profile_copy = profile_bytes(&path)?;
     if let Some(why) = trial::refusal(&profile) {
         bail!("{why}; nothing was written");
     }
@@ -230,7 +265,7 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     if !a.force {
         super::refuse_host_devices(root, &profile)?;
     }
-    let mut plan = trial_plan(root, &profile)?;
+    let mut plan = trial_plan(root, &profile, deadline_secs)?;
     if loader == Loader::Grub {
         // Where next_entry lives must be writable by GRUB at boot (docs/trial.md).
         if let Some(note) = grub::storage(root, grub_cfg(root)?)? {
@@ -251,14 +286,23 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
     }
     let _lock = lock(root, a.no_wait, io.err)?;
     install::clean_stale(root)?;
-    let again = trial_plan(root, &profile)?;
+    let again = trial_plan(root, &profile, deadline_secs)?;
     if again.fingerprint() != plan.fingerprint() {
         bail!(
             "the files changed while the plan was shown (another vfio-gen, or an editor); nothing was written: run `vfio-gen apply --trial` again"
         );
     }
     let ops = super::install_ops(&plan);
-    let manifest = install::commit(root, history::Kind::Apply, None, &ops)?;
+    // The trial's copy of its profile goes first: a transaction that fails takes it away again.
+    let copy = root.join(trial::PROFILE_COPY)?;
+    install::write_atomic(&copy, &profile_copy, (0o644, 0, 0))?;
+    let manifest = match install::commit(root, history::Kind::Apply, None, &ops) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = install::remove_durable(&copy);
+            return Err(e);
+        }
+    };
     // The record names the transaction; the trial line's marker names it too.
     let entry = plan
         .changes
@@ -268,12 +312,11 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
         .unwrap_or_default();
     let default_entry = default_of(root, &profile)?;
     let abs = std::fs::canonicalize(&path).unwrap_or(path.clone());
-    // A profile inside the root is recorded as the system path there: the health unit reads
-    // it on the booted machine.
+    // Where the profile came from, for people: a system path when it is inside the root.
     let base = std::fs::canonicalize(root.dir()).unwrap_or(root.dir().to_path_buf());
-    let (recorded, in_root) = match abs.strip_prefix(&base) {
-        Ok(rel) if !root.is_host() => (format!("/{}", rel.display()), true),
-        _ => (abs.display().to_string(), false),
+    let source = match abs.strip_prefix(&base) {
+        Ok(rel) if !root.is_host() => format!("/{}", rel.display()),
+        _ => abs.display().to_string(),
     };
     let mut s = State {
         id: manifest.id.clone(),
@@ -281,8 +324,8 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
         entry,
         entry_id: loader.entry_id().into(),
         default_entry,
-        profile: recorded,
-        profile_in_root: in_root,
+        profile: trial::PROFILE_COPY.into(),
+        profile_in_root: true,
         options: trial_options(&profile)
             .iter()
             .filter(|o| o.key() != trial::MARKER)
@@ -293,6 +336,8 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
         armed_by: None,
         reason: None,
         checks: Vec::new(),
+        deadline_secs,
+        profile_source: Some(source),
     };
     save(root, &s)?;
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
@@ -314,7 +359,8 @@ pub fn apply(ctx: &Ctx, a: &super::apply::Options, auto_commit: bool, io: &mut I
         if s.phase == Phase::Armed {
             writeln!(
                 io.out,
-                "Reboot to try it. A failed trial boot (panic=10) comes back on {}; `vfio-gen trial status` says how it went.",
+                "Reboot to try it. A failed trial boot (a panic, emergency mode, no outcome within {}) comes back on {}; `vfio-gen trial status` says how it went.",
+                trial::span(s.deadline_secs),
                 s.default_entry
             )?;
         }
@@ -387,26 +433,27 @@ fn trial_entry(root: &Root, profile: &Profile) -> Result<(String, Vec<u8>)> {
 
 /// The changes of a trial: the initramfs part of the profile, the trial entry, the health
 /// unit and its drop-in.
-fn trial_plan(root: &Root, profile: &Profile) -> Result<Plan> {
+fn trial_plan(root: &Root, profile: &Profile, deadline_secs: u64) -> Result<Plan> {
     let mut plan = Plan::default();
-    if trial::installs_initramfs(profile)
-        && let Some(g) = crate::targets::initramfs::generator(profile.initramfs)
-    {
+    // The harmless part: the initramfs generator's file and the softdeps' modprobe.d file.
+    let generator = crate::targets::initramfs::generator(profile.initramfs)
+        .filter(|_| trial::installs_initramfs(profile))
+        .map(|g| g.config());
+    let softdeps = !profile.softdep.is_empty();
+    if generator.is_some() || softdeps {
         let full = crate::plan::build(&trial::harmless(profile), root, false)?;
-        plan.changes
-            .extend(full.changes.into_iter().filter(|c| c.path == g.config()));
+        plan.changes.extend(full.changes.into_iter().filter(|c| {
+            Some(c.path.as_str()) == generator
+                || (softdeps && c.path == crate::targets::modprobe::VFIO_CONF)
+        }));
         plan.notes.extend(full.notes);
     }
     let default = default_of(root, profile)?;
     let (entry_path, new) = trial_entry(root, profile)?;
-    for (path, new) in [
-        (entry_path, new),
-        (trial::UNIT.to_string(), trial::unit().into_bytes()),
-        (
-            trial::UNIT_WANTS.to_string(),
-            trial::unit_wants().into_bytes(),
-        ),
-    ] {
+    let units = trial::units(deadline_secs)
+        .into_iter()
+        .map(|(p, text)| (p.to_string(), text.into_bytes()));
+    for (path, new) in std::iter::once((entry_path, new)).chain(units) {
         plan.changes.push(Change {
             old: root.read(&path)?,
             path,
@@ -422,9 +469,10 @@ fn trial_plan(root: &Root, profile: &Profile) -> Result<Plan> {
             .collect::<Vec<_>>()
             .join(" ")
     ));
-    if !profile.softdep.is_empty() {
-        plan.notes.push("vfio.softdep is not on the trial line (the kernel has no option for it); the VFIO modules load first from the initramfs, and `trial commit` installs the softdeps".into());
-    }
+    plan.notes.push(format!(
+        "on the trial boot only, emergency and rescue mode reboot into the default entry, and so does a trial boot with no outcome {} after it booted",
+        trial::span(deadline_secs)
+    ));
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(plan)
 }
@@ -498,6 +546,14 @@ pub fn status(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         s.entry, s.default_entry
     )?;
     writeln!(io.out, "  trial line adds: {}", s.options.join(" "))?;
+    writeln!(
+        io.out,
+        "  deadline: {} after the trial boot starts; without an outcome by then it reboots into the default entry",
+        trial::span(s.deadline_secs)
+    )?;
+    if let Some(src) = &s.profile_source {
+        writeln!(io.out, "  profile: {} (a copy of {src})", s.profile)?;
+    }
     for n in notes(&ctx.root, &s)? {
         writeln!(io.out, "  {n}")?;
     }
@@ -562,6 +618,14 @@ pub fn report(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     };
     let cmdline = crate::host::cpu::running_cmdline(root)?.unwrap_or_default();
     let on_trial = trial::marker_in(&cmdline).is_some();
+    if let Some(event) = std::env::var(trial::EVENT_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| trial::Event::parse(&v))
+        .transpose()?
+    {
+        return report_event(root, &mut s, event, on_trial, io);
+    }
     match (s.phase, on_trial) {
         (Phase::Armed | Phase::Prepared, true) => {
             s.phase = Phase::Running;
@@ -634,6 +698,96 @@ pub fn report(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     Ok(0)
 }
 
+/// `trial report` run by the fallback (emergency or rescue mode) or the deadline on the trial
+/// boot: records why the trial boot failed while it is undecided. Exit 0, except at the
+/// deadline of an undecided trial: 1, which makes the deadline's unit reboot (docs/trial.md).
+fn report_event(
+    root: &Root,
+    s: &mut State,
+    event: trial::Event,
+    on_trial: bool,
+    io: &mut Io,
+) -> Result<u8> {
+    let undecided = matches!(s.phase, Phase::Armed | Phase::Prepared | Phase::Running);
+    if !on_trial || !undecided {
+        writeln!(io.out, "{}", s.summary())?;
+        return Ok(0);
+    }
+    s.phase = Phase::Failed;
+    s.reason = Some(match event {
+        trial::Event::Deadline => format!(
+            "no outcome within {}: the trial boot recorded none by its deadline and was rebooted",
+            trial::span(s.deadline_secs)
+        ),
+        trial::Event::Emergency | trial::Event::Rescue => format!(
+            "{} mode: {}",
+            event.word(),
+            failed_unit(root)
+                .unwrap_or_else(|| "no failed unit found in this boot's journal".into())
+        ),
+    });
+    let uptime = root.read("/proc/uptime")?.and_then(|b| {
+        let t = String::from_utf8_lossy(&b).into_owned();
+        t.split_whitespace().next()?.parse::<f64>().ok()
+    });
+    if let (Some(up), Some(r)) = (uptime, s.reason.as_mut()) {
+        r.push_str(&format!(
+            "; rebooted {} s after the trial boot started",
+            up as u64
+        ));
+    }
+    save(root, s)?;
+    writeln!(
+        io.out,
+        "{}\nRebooting into {}.",
+        s.summary(),
+        s.default_entry
+    )?;
+    Ok(if event == trial::Event::Deadline {
+        1
+    } else {
+        0
+    })
+}
+
+/// The unit whose failure started emergency or rescue mode, from this boot's journal and
+/// systemd's failed units; only on this machine (`--root /`).
+fn failed_unit(root: &Root) -> Option<String> {
+    if !root.is_host() {
+        return None;
+    }
+    let run = |program: &str, args: &[&str]| -> String {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let journal = run(
+        "journalctl",
+        &[
+            "-b",
+            "-o",
+            "json",
+            "--no-pager",
+            "JOB_RESULT=failed",
+            "JOB_RESULT=timeout",
+            "JOB_RESULT=dependency",
+        ],
+    );
+    let failed = run(
+        "systemctl",
+        &[
+            "list-units",
+            "--state=failed",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+        ],
+    );
+    trial::failed_unit(&journal, &failed)
+}
+
 /// Undoes the trial's transaction (refusing files changed by hand unless `force`); returns the
 /// paths it put back.
 fn undo(root: &Root, s: &State, force: bool) -> Result<Vec<String>> {
@@ -664,9 +818,9 @@ pub fn abort(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     settle(root, opts.no_wait, io)?;
     let _lock = lock(root, opts.no_wait, io.err)?;
     disarm(root, &s)?;
+    let profile = Profile::load(&profile_file(root, &s)?).ok();
     let restored = undo(root, &s, opts.force)?;
     forget(root)?;
-    let profile = Profile::load(&profile_file(root, &s)?).ok();
     let hooks = match &profile {
         Some(p) => crate::plan::hooks_for(&trial::harmless(p), &restored, root)?,
         None => crate::rollback::hooks_without_profile(root, &restored)?,

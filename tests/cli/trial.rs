@@ -8,6 +8,17 @@ const PROFILE: &str = "profiles/arch-intel-systemd-boot.toml";
 const ONESHOT: &str =
     "sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 const ENTRY: &str = "boot/loader/entries/vfio-gen-trial.conf";
+/// The trial's units and drop-ins (docs/trial.md), in path order.
+const UNITS: [&str; 8] = [
+    "etc/systemd/system/emergency.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/rescue.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/sysinit.target.d/vfio-gen-trial.conf",
+    "etc/systemd/system/vfio-gen-trial-deadline.service",
+    "etc/systemd/system/vfio-gen-trial-deadline.timer",
+    "etc/systemd/system/vfio-gen-trial-fallback@.service",
+    "etc/systemd/system/vfio-gen-trial.service",
+];
 
 /// The Arch systemd-boot fixture's files on the Intel RTX 3090 host; `bound`: the card's two
 /// functions are on vfio-pci (as on a trial boot that worked), else on nvidia/snd_hda_intel.
@@ -115,15 +126,26 @@ fn apply_trial_installs_only_the_harmless_part_and_arms_the_one_shot() {
         .keys()
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
+    let mut want = vec![
+        ENTRY,
+        "etc/mkinitcpio.conf.d/vfio.conf",
+        "etc/modprobe.d/vfio.conf",
+    ];
+    want.extend(UNITS);
     assert_eq!(
-        changed,
-        [
-            ENTRY,
-            "etc/mkinitcpio.conf.d/vfio.conf",
-            "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
-            "etc/systemd/system/vfio-gen-trial.service",
-        ],
-        "only the trial's files; the default entry and modprobe.d stay as they were"
+        changed, want,
+        "only the trial's files; the default entry stays as it was"
+    );
+    // modprobe.d gets the softdeps alone: they order loading, so the trial boot loads its
+    // modules as the committed configuration will; the ids and blacklists stay off it.
+    let modprobe = String::from_utf8(after["etc/modprobe.d/vfio.conf"].clone()).unwrap();
+    assert!(
+        modprobe.contains("\nsoftdep nvidia pre: vfio-pci\n"),
+        "{modprobe}"
+    );
+    assert!(
+        !modprobe.contains("options") && !modprobe.contains("blacklist"),
+        "{modprobe}"
     );
     let entry = String::from_utf8(after[ENTRY].clone()).unwrap();
     assert!(
@@ -284,7 +306,7 @@ fn a_trial_that_never_reported_fails_and_abort_restores_every_byte() {
         .run();
     vg(root.path(), &["trial", "abort", "--hooks", "none"])
         .status(0)
-        .stdout_has("4 files put back as before")
+        .stdout_has("11 files put back as before")
         .run();
     assert_eq!(config(root.path()), before);
     assert!(!root.path().join("var/lib/vfio-gen/trial.json").exists());
@@ -705,15 +727,15 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
         .keys()
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
+    let mut want = vec![
+        SCRIPT,
+        "etc/initramfs-tools/modules",
+        "etc/modprobe.d/vfio.conf",
+    ];
+    want.extend(UNITS);
     assert_eq!(
-        changed,
-        [
-            SCRIPT,
-            "etc/initramfs-tools/modules",
-            "etc/systemd/system/multi-user.target.d/vfio-gen-trial.conf",
-            "etc/systemd/system/vfio-gen-trial.service",
-        ],
-        "grub.cfg, grubenv, /etc/default/grub and modprobe.d stay as they were"
+        changed, want,
+        "grub.cfg, grubenv and /etc/default/grub stay as they were; modprobe.d gets the softdeps (nvidia, the default)"
     );
     // Not armed yet: grub.cfg has no trial entry until the GRUB hook runs, and GRUB would
     // clear a next_entry it cannot find on a boot that is not the trial.
@@ -816,7 +838,7 @@ fn grub_trial_writes_the_script_and_arms_next_entry_in_the_block() {
     .status(0)
     .run();
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(doc["restored"].as_array().unwrap().len(), 4, "{doc}");
+    assert_eq!(doc["restored"].as_array().unwrap().len(), 11, "{doc}");
     assert!(doc["hooks"].to_string().contains("update-grub"), "{doc}");
     update_grub(root.path());
     assert_eq!(config(root.path()), before);
@@ -959,5 +981,309 @@ fn grub_trial_refusals_name_the_reason_and_write_nothing() {
         .stderr_lines(1)
         .run();
         assert_eq!(tree(root.path()), before, "{says}");
+    }
+}
+
+fn trial_apply(root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "apply", "-p", PROFILE, "--trial", "--yes", "--hooks", "none",
+    ];
+    args.extend(extra);
+    vg(root, &args).status(0).run()
+}
+
+/// `trial report` run by the fallback or the deadline unit (docs/trial.md, "Coming back").
+fn report_event(root: &Path, event: &str, status: i32) -> Vg {
+    vg(root, &["trial", "report"])
+        .env("VFIO_GEN_TRIAL_EVENT", event)
+        .status(status)
+}
+
+#[test]
+fn emergency_or_rescue_mode_on_the_trial_boot_records_why_and_reboots() {
+    for (event, mode) in [
+        ("emergency", "emergency mode: "),
+        ("rescue", "rescue mode: "),
+    ] {
+        let root = host(true, true);
+        trial_apply(root.path(), &[]);
+        // On another boot (no marker) the units never run (ConditionKernelCommandLine=);
+        // run by hand, the report decides nothing.
+        report_event(root.path(), event, 0).run();
+        assert_eq!(trial_json(root.path())["phase"], "armed");
+        boot_the_trial(root.path());
+        std::fs::write(root.path().join("proc/uptime"), "143.52 280.17\n").unwrap();
+        report_event(root.path(), event, 0)
+            .stdout_has("Rebooting into /boot/loader/entries/arch.conf.")
+            .run();
+        let t = trial_json(root.path());
+        assert_eq!(t["phase"], "failed", "{t}");
+        // Under --root there is no journal to name the unit.
+        assert_eq!(
+            t["reason"],
+            format!(
+                "{mode}no failed unit found in this boot's journal; rebooted 143 s after the trial boot started"
+            ),
+            "{t}"
+        );
+        vg(root.path(), &["trial", "status"])
+            .stdout_has(&format!("failed: {mode}"))
+            .run();
+        // The default entry's boot keeps the record.
+        std::fs::write(root.path().join("proc/cmdline"), "root=/dev/sda1 rw\n").unwrap();
+        vg(root.path(), &["trial", "report"]).status(0).run();
+        assert_eq!(trial_json(root.path())["reason"], t["reason"]);
+    }
+}
+
+#[test]
+fn the_deadline_reboots_an_undecided_trial_boot_and_spares_a_decided_one() {
+    let root = host(true, true);
+    trial_apply(root.path(), &[]);
+    boot_the_trial(root.path());
+    // exit 1: the deadline unit's FailureAction=reboot-force reboots.
+    report_event(root.path(), "deadline", 1)
+        .stdout_has("failed: no outcome within 10 min")
+        .run();
+    let t = trial_json(root.path());
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no outcome within 10 min: the trial boot recorded none by its deadline"),
+        "{t}"
+    );
+    // A trial boot that passed keeps running past its deadline.
+    let root = host(true, true);
+    trial_apply(root.path(), &[]);
+    boot_the_trial(root.path());
+    vg(root.path(), &["trial", "report"]).status(0).run();
+    assert_eq!(trial_json(root.path())["phase"], "passed");
+    report_event(root.path(), "deadline", 0)
+        .stdout_has("passed")
+        .run();
+    assert_eq!(trial_json(root.path())["phase"], "passed");
+    // A health check that started and never finished is undecided too.
+    let root = host(true, true);
+    trial_apply(root.path(), &[]);
+    boot_the_trial(root.path());
+    let state = root.path().join("var/lib/vfio-gen/trial.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(
+        &state,
+        text.replace("\"phase\": \"armed\"", "\"phase\": \"running\""),
+    )
+    .unwrap();
+    report_event(root.path(), "deadline", 1).run();
+    assert_eq!(trial_json(root.path())["phase"], "failed");
+    vg(root.path(), &["trial", "report"])
+        .env("VFIO_GEN_TRIAL_EVENT", "later")
+        .status(2)
+        .stderr_has("VFIO_GEN_TRIAL_EVENT=later: not emergency, rescue or deadline")
+        .run();
+}
+
+#[test]
+fn deadline_sets_the_timer_and_shows_in_status_and_bad_values_write_nothing() {
+    let root = host(true, true);
+    let before = config(root.path());
+    for (value, says) in [
+        (
+            "30s",
+            "--deadline 30s: give whole seconds from 1 min to 24 h",
+        ),
+        (
+            "2days",
+            "--deadline 2days: give whole seconds from 1 min to 24 h",
+        ),
+        ("soon", "invalid value 'soon' for '--deadline"),
+    ] {
+        vg(
+            root.path(),
+            &[
+                "apply",
+                "-p",
+                PROFILE,
+                "--trial",
+                "--yes",
+                "--hooks",
+                "none",
+                "--deadline",
+                value,
+            ],
+        )
+        .status(2)
+        .stderr_has(says)
+        .run();
+        assert_eq!(config(root.path()), before, "{value}: nothing written");
+        assert!(!root.path().join("var/lib/vfio-gen").exists(), "{value}");
+    }
+    vg(
+        root.path(),
+        &["apply", "-p", PROFILE, "--yes", "--deadline", "4min"],
+    )
+    .status(2)
+    .stderr_has("--trial")
+    .run();
+    trial_apply(root.path(), &["--deadline", "4min"]);
+    let timer = std::fs::read_to_string(
+        root.path()
+            .join("etc/systemd/system/vfio-gen-trial-deadline.timer"),
+    )
+    .unwrap();
+    assert!(timer.contains("\nOnBootSec=240s\n"), "{timer}");
+    assert_eq!(trial_json(root.path())["deadline_secs"], 240);
+    vg(root.path(), &["trial", "status"])
+        .stdout_has("  deadline: 4 min after the trial boot starts")
+        .run();
+    boot_the_trial(root.path());
+    report_event(root.path(), "deadline", 1)
+        .stdout_has("failed: no outcome within 4 min")
+        .run();
+}
+
+#[test]
+fn the_trial_carries_its_own_copy_of_a_profile_from_outside_the_root() {
+    let root = host(true, true);
+    let outside = tempfile::tempdir().unwrap();
+    let profile = outside.path().join("image-profile.toml");
+    std::fs::copy(repo().join(PROFILE), &profile).unwrap();
+    vg(
+        root.path(),
+        &[
+            "apply",
+            "-p",
+            profile.to_str().unwrap(),
+            "--trial",
+            "--yes",
+            "--hooks",
+            "none",
+        ],
+    )
+    .status(0)
+    .run();
+    let copy = root.path().join("var/lib/vfio-gen/trial-profile.toml");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(&profile).unwrap()
+    );
+    let t = trial_json(root.path());
+    assert_eq!(t["profile"], "/var/lib/vfio-gen/trial-profile.toml");
+    assert_eq!(t["profile_in_root"], true);
+    assert_eq!(
+        t["profile_source"],
+        std::fs::canonicalize(&profile)
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    // The image is booted elsewhere: the host path is gone; the trial boot reads its copy.
+    drop(outside);
+    boot_the_trial(root.path());
+    vg(root.path(), &["trial", "report"])
+        .status(0)
+        .stdout_has("passed")
+        .run();
+    vg(root.path(), &["trial", "status"])
+        .stdout_has("  profile: /var/lib/vfio-gen/trial-profile.toml (a copy of ")
+        .run();
+    vg(
+        root.path(),
+        &["trial", "commit", "--yes", "--hooks", "none"],
+    )
+    .status(0)
+    .run();
+    assert!(!copy.exists(), "commit removes the copy with the record");
+    // A profile that is not a file cannot be copied: refused before anything is written.
+    let root = host(true, true);
+    let before = config(root.path());
+    vg(
+        root.path(),
+        &[
+            "apply",
+            "-p",
+            "/dev/stdin",
+            "--trial",
+            "--yes",
+            "--hooks",
+            "none",
+        ],
+    )
+    .stdin(std::fs::read(repo().join(PROFILE)).unwrap())
+    .status(2)
+    .stderr_has("/dev/stdin: not a regular file; --trial keeps a copy of the profile")
+    .stderr_has("nothing was written")
+    .run();
+    assert_eq!(config(root.path()), before);
+    assert!(!root.path().join("var/lib/vfio-gen").exists());
+}
+
+#[test]
+fn the_trial_units_pass_systemd_analyze_verify() {
+    if !have("systemd-analyze") {
+        return;
+    }
+    // systemd's own units, which the drop-ins extend, from this machine.
+    let system = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(Path::new)
+        .find(|d| d.join("emergency.target").is_file())
+        .expect("systemd-analyze without systemd's units");
+    let root = host(true, true);
+    trial_apply(root.path(), &[]);
+    // A root for systemd-analyze: systemd's units, the trial's, and a vfio-gen in the units'
+    // fixed search path (ExecStart=vfio-gen ...).
+    let v = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(v.path().join("usr/lib/systemd")).unwrap();
+    std::fs::create_dir_all(v.path().join("usr/bin")).unwrap();
+    copy_tree(system, &v.path().join("usr/lib/systemd/system"));
+    copy_tree(
+        &root.path().join("etc/systemd/system"),
+        &v.path().join("etc/systemd/system"),
+    );
+    let stub = v.path().join("usr/bin/vfio-gen");
+    std::fs::write(&stub, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", v.path().display()))
+        .args([
+            "vfio-gen-trial.service",
+            "vfio-gen-trial-fallback@emergency.service",
+            "vfio-gen-trial-fallback@rescue.service",
+            "vfio-gen-trial-deadline.timer",
+            "vfio-gen-trial-deadline.service",
+            "emergency.target",
+            "rescue.target",
+            "sysinit.target",
+            "multi-user.target",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify: {o:?}"
+    );
+    // systemd finds the drop-ins where the trial put them.
+    for (target, wants) in [
+        (
+            "emergency.target",
+            "vfio-gen-trial-fallback@emergency.service",
+        ),
+        ("rescue.target", "vfio-gen-trial-fallback@rescue.service"),
+        ("sysinit.target", "vfio-gen-trial-deadline.timer"),
+        ("multi-user.target", "vfio-gen-trial.service"),
+    ] {
+        let o = Command::new("systemd-analyze")
+            .arg(format!("--root={}", v.path().display()))
+            .args(["cat-config", &format!("systemd/system/{target}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains(&format!("\nWants={wants}\n")),
+            "{target}: {o:?}"
+        );
     }
 }

@@ -27,3 +27,9 @@ BOOT_DISPLAY_ID = "1af4:1050"
 GPU_ROM = "/usr/share/seabios/vgabios-stdvga.bin"
 ROM_NIC = "0000:00:07.0"  # 00:06 is the second card of the identical-cards scenarios
 ROM_NIC_ROM = "/usr/lib/ipxe/qemu/efi-e1000e.rom"
+# The trial scenarios' data disk (docs/lab.md, "The hung trial"): a small ext4 file system
+# labelled vgdata on q35's own AHCI controller, mounted by fstab at /data; the hung trial
+# gives that controller to vfio-pci.
+AHCI = "0000:00:1f.2"
+AHCI_ID = "8086:2922"
+DATA_LABEL = "vgdata"

@@ -60,6 +60,8 @@ class Machine:
         self.esp_mounted = scn.loader in ("systemd-boot", "refind")
         # With a .deb: what installing it said (dpkg -i, dpkg -s), for the judge.
         self.deb_install = None
+        # A data disk on q35's AHCI controller (the trial scenarios), or None.
+        self.data_disk = None
 
     def kver(self):
         return sorted(os.listdir(self.root / "lib/modules"))[-1]
@@ -156,6 +158,20 @@ class Machine:
                                 f'GRUB_CMDLINE_LINUX="{GUEST_OPTIONS}"')
             text = text.replace("#GRUB_TERMINAL=console", "GRUB_TERMINAL=console")
             (r / "etc/default/grub").write_text(text)
+
+    def add_data_disk(self):
+        """A 16 MiB ext4 image labelled vgdata on the AHCI controller, mounted by fstab at
+        /data (no nofail: a boot without it waits for the device, then enters emergency
+        mode)."""
+        from .hardware import DATA_LABEL
+        self.data_disk = self.work / "data.img"
+        with open(self.data_disk, "wb") as f:
+            f.truncate(16 << 20)
+        run(["mkfs.ext4", "-q", "-F", "-L", DATA_LABEL, self.data_disk, "16M"], self.log,
+            env_error=True)
+        (self.root / "data").mkdir(exist_ok=True)
+        with open(self.root / "etc/fstab", "a") as f:
+            f.write(f"LABEL={DATA_LABEL} /data ext4 defaults 0 2\n")
 
     def set_profile(self, text):
         d = self.root / "etc/vfio-gen"
@@ -270,6 +286,10 @@ class Machine:
             "-netdev", netdev, "-device", "e1000e,netdev=n0,addr=03.0",
             "-device", f"e1000e,addr={ROM_NIC[8:]},romfile={ROM_NIC_ROM}",
         ]
+        if self.data_disk is not None:
+            # q35's ICH9 AHCI controller (00:1f.2) is part of the machine; its first port.
+            cmd += ["-drive", f"file={self.data_disk},format=raw,if=none,id=d1",
+                    "-device", "ide-hd,drive=d1,bus=ide.0"]
         for slot in self.cards:  # GPU-shaped cards: display + audio, one slot each
             cmd += ["-device", f"secondary-vga,addr={slot}.0,multifunction=on,romfile={GPU_ROM}",
                     "-device", f"ich9-intel-hda,addr={slot}.1"]

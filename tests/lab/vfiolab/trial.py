@@ -17,7 +17,7 @@ from . import guest
 from .common import BOOT_LIMIT, EnvError, one_line, run
 from .flow import Stop
 from .guest import devices
-from .hardware import GPU
+from .hardware import AHCI, AHCI_ID, GPU, HOST_DEVICES
 from .judge import diff_snap, fmt
 from .machine import BootFailed, Session
 
@@ -69,10 +69,12 @@ def run_trials(ctx):
         grub_back()
         before = m.snapshot()
 
-    def run_trial(label, reports):
+    def run_trial(label, reports, idle_ok=False):
         """Boots until `reports` reports came in (the trial boot of a bad trial reports
         nothing); QEMU may reboot (no -no-reboot): the panic and the fallback are boots of
-        the same run."""
+        the same run. `idle_ok`: the trial boot waits idle for a device (the hung trial), which
+        the stall watch would take for a stall. Returns the last report, the record, and the
+        seconds from the first report to the last (the trial boot and the fallback)."""
         if grub:
             grub_boot("trial")
         else:
@@ -80,12 +82,14 @@ def run_trials(ctx):
         with phase("image"):
             m.build_image()
         with phase(f"boots {label}"):
-            g = Session(m, label)
+            g = Session(m, label, idle_ok=idle_ok)
             try:
                 # The last report may come two boots after the one before (the trial boot,
                 # then the fallback): twice the limit of one boot.
-                out = [g.wait_report(n, limit=BOOT_LIMIT * (1 if n == 1 else 2))[0]
-                       for n in range(1, reports + 1)]
+                waits = [g.wait_report(n, limit=BOOT_LIMIT * (1 if n == 1 else 2))
+                         for n in range(1, reports + 1)]
+                out = [w[0] for w in waits]
+                took = sum(w[1] for w in waits[1:])
             except BootFailed as e:
                 j.check(f"{label}: boots and reports", False, str(e))
                 g.stop(timeout=5)
@@ -115,7 +119,7 @@ def run_trials(ctx):
             st = json.loads(last.get("trial-status", ("{}", 1))[0]).get("trial") or {}
         except json.JSONDecodeError:
             st = {}
-        return last, st
+        return last, st, took
 
     def vg(label, *args):
         with phase(label):
@@ -134,6 +138,9 @@ def run_trials(ctx):
             return (m.root / "etc/grub.d/42_vfio-gen-trial").exists()
         return (m.esp / "loader/entries/vfio-gen-trial.conf").exists()
 
+    # The data disk the hung trial takes (docs/lab.md): attached to every boot from here on,
+    # its fstab line in place before "before" is taken.
+    m.add_data_disk()
     m.set_profile(prof.replace("iommu_pt = true",
                                'iommu_pt = true\nextra = ["root=LABEL=vgmissing", "rootdelay=3"]'))
     p = vg("apply --trial (bad)", "apply", "--trial", "--yes", *hooks)
@@ -145,7 +152,7 @@ def run_trials(ctx):
     entry = entry_text()
     j.check("bad trial: the trial entry carries the bad root and panic=10",
             "root=LABEL=vgmissing" in entry and "panic=10" in entry, one_line(entry, 300))
-    last, st = run_trial("bad trial", 2)
+    last, st, _ = run_trial("bad trial", 2)
     j.check("bad trial: the machine came back on the default entry",
             "root=LABEL=vgmissing" not in last.get("cmdline", ("", 1))[0]
             and "vfio_gen.trial" not in last.get("cmdline", ("", 1))[0],
@@ -156,33 +163,41 @@ def run_trials(ctx):
     p = vg("trial status (bad)", "trial", "status")
     j.check("bad trial: `trial status` says failed and why",
             "failed: no report from the trial boot" in p.text, one_line(p.text, 300))
-    vg("trial abort", "trial", "abort", *hooks)
-    initramfs_hook()
-    if grub:
-        # The grub hook of the abort: update-grub in the guest, then grub.cfg carried back.
-        grub_boot("off")
-        with phase("image"):
-            m.build_image()
-        with phase("boot aborted"):
-            try:
-                s, _ = m.boot("aborted")
-            except BootFailed as e:
-                j.check("aborted: boots and reports", False, str(e))
-                raise Stop() from e
-        j.check("aborted: update-grub in the guest", s.get("update-grub", ("", 1))[1] == 0,
-                one_line(s.get("update-grub", ("", 1))[0]))
-        grub_back()
-    j.check("aborted: boot files byte for byte as before", m.snapshot() == before,
-            diff_snap(before, m.snapshot()))
-    j.check("aborted: no trial entry, unit or record left",
-            not any((m.root / p).exists() for p in (
-                "etc/systemd/system/vfio-gen-trial.service", "var/lib/vfio-gen/trial.json"))
-            and not trial_left())
+    def abort(label):
+        vg(f"trial abort ({label})", "trial", "abort", *hooks)
+        initramfs_hook()
+        if grub:
+            # The grub hook of the abort: update-grub in the guest, then grub.cfg carried back.
+            grub_boot("off")
+            with phase("image"):
+                m.build_image()
+            with phase(f"boot aborted ({label})"):
+                try:
+                    s, _ = m.boot("aborted")
+                except BootFailed as e:
+                    j.check(f"aborted ({label}): boots and reports", False, str(e))
+                    raise Stop() from e
+            j.check(f"aborted ({label}): update-grub in the guest",
+                    s.get("update-grub", ("", 1))[1] == 0,
+                    one_line(s.get("update-grub", ("", 1))[0]))
+            grub_back()
+        j.check(f"aborted ({label}): boot files byte for byte as before",
+                m.snapshot() == before, diff_snap(before, m.snapshot()))
+        j.check(f"aborted ({label}): no trial entry, unit, record or profile copy left",
+                not any((m.root / p).exists() for p in (
+                    "etc/systemd/system/vfio-gen-trial.service",
+                    "etc/systemd/system/vfio-gen-trial-fallback@.service",
+                    "var/lib/vfio-gen/trial.json", "var/lib/vfio-gen/trial-profile.toml"))
+                and not trial_left())
+
+    abort("bad trial")
+    hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks)
+    abort("hung trial")
 
     m.set_profile(prof)
     vg("apply --trial (good)", "apply", "--trial", "--yes", *hooks)
     initramfs_hook()
-    last, st = run_trial("good trial", 2)
+    last, st, _ = run_trial("good trial", 2)
     cmdline = last.get("cmdline", ("", 1))[0]
     j.check("good trial: booted the trial line once",
             "vfio_gen.trial=1" in cmdline and all(o in cmdline for o in m.scn.expect),
@@ -226,3 +241,56 @@ def run_trials(ctx):
                 j.check("committed: boots and reports", False, str(e))
                 raise Stop() from e
     j.boot("committed", s)
+
+
+# The hung trial's deadline: short, so that the lab sees it (docs/lab.md).
+HUNG_DEADLINE = "4min"
+HUNG_DEADLINE_S = 240
+
+
+def hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks):
+    """A trial that cannot finish booting (docs/lab.md, "The hung trial"): its vfio-pci.ids
+    take the AHCI controller of the disk fstab mounts at /data (forced past the safety
+    refusal), `softdep ahci pre: vfio-pci` makes vfio-pci load first in the image. The trial
+    boot waits for the device, enters emergency mode, and the trial's fallback records why and
+    reboots into the default entry, which boots with every device where it was."""
+    hung = prof.replace("ids = [", f'ids = ["{AHCI_ID}", ', 1)
+    hung = hung.replace("[vfio]\n", '[vfio]\nsoftdep = ["ahci"]\n', 1)
+    m.set_profile(hung)
+    vg("apply --trial (hung)", "apply", "--trial", "--yes", "--force", "--deadline",
+       HUNG_DEADLINE, *hooks)
+    initramfs_hook()
+    entry = entry_text()
+    modprobe = (m.root / "etc/modprobe.d/vfio.conf").read_text()
+    timer = (m.root / "etc/systemd/system/vfio-gen-trial-deadline.timer").read_text()
+    j.check("hung trial: the trial line takes the data disk's controller; softdep and "
+            "deadline installed",
+            f"vfio-pci.ids={AHCI_ID}," in entry and "softdep ahci pre: vfio-pci" in modprobe
+            and f"OnBootSec={HUNG_DEADLINE_S}s" in timer,
+            one_line(entry + " " + modprobe + " " + timer, 400))
+    last, st, took = run_trial("hung trial", 2, idle_ok=True)
+    cmdline = last.get("cmdline", ("", 1))[0]
+    j.check(f"hung trial: came back on the default entry by itself ({took:.0f} s from the "
+            "first boot's report to the fallback's)",
+            "vfio_gen.trial" not in cmdline, one_line(cmdline))
+    reason = st.get("reason") or ""
+    j.check("hung trial: the guest's record says failed: emergency mode and the unit",
+            st.get("phase") == "failed" and reason.startswith("emergency mode: ")
+            and "vgdata" in reason, fmt(st))
+    after = [int(w) for w in reason.replace(";", " ").split() if w.isdigit()]
+    j.check(f"hung trial: rebooted within the deadline ({HUNG_DEADLINE_S} s)",
+            bool(after) and after[-1] <= HUNG_DEADLINE_S, one_line(reason))
+    p = vg("trial status (hung)", "trial", "status")
+    j.check("hung trial: `trial status` says failed and why",
+            "failed: emergency mode: " in p.text, one_line(p.text, 300))
+    devs = devices(last.get("devices", ("", 1))[0])
+    want = {a: d for a, (_, d) in HOST_DEVICES.items()}
+    want[AHCI] = "ahci"
+    got = {a: devs.get(a, {}).get("driver") for a in [*want, *GPU]}
+    j.check("hung trial: the old configuration boots with every device where it was",
+            all(got[a] == d for a, d in want.items())
+            and all(got[a] not in (None, "vfio-pci") for a in GPU), fmt(got))
+    mounts = last.get("mounts", ("", 1))[0]
+    j.check("hung trial: the fallback boot mounts /data",
+            any(line.split()[1:2] == ["/data"] for line in mounts.splitlines()),
+            one_line(mounts, 300))
