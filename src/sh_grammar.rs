@@ -33,7 +33,66 @@ type Res<T> = Result<T, SyntaxError>;
 
 /// Checks that `src` is a shell script `sh` parses (and vfio-gen trusts).
 pub fn check(src: &[u8]) -> Res<()> {
-    Parser::new(src, 1, 0).program()
+    Parser::new(src, 1, 0)
+        .program()
+        .map_err(|e| match runaway_quote(src) {
+            // The parser stops where the shifted quotes finally fail (often far below, in a
+            // comment); the mistake is the quote left open above, which ShellCheck reports too.
+            Some((line, msg)) if line < e.line => SyntaxError {
+                line,
+                msg: format!("{msg} (sh fails later, at line {}: {})", e.line, e.msg),
+                sh_rejects: e.sh_rejects,
+            },
+            _ => e,
+        })
+}
+
+/// The first quote that runs on over a line that looks like the next assignment (`NAME=` at
+/// its start): a quote left open, after which every later quote is read the other way round.
+/// Only asked once the file has failed to parse: a quoted value over several lines is valid.
+fn runaway_quote(src: &[u8]) -> Option<(usize, String)> {
+    let text = String::from_utf8_lossy(src);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let assignment = |l: &str| {
+        let t = l.trim_start();
+        let name_end = t
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(t.len());
+        name_end > 0 && !t.as_bytes()[0].is_ascii_digit() && t[name_end..].starts_with('=')
+    };
+    let mut open: Option<(usize, char)> = None;
+    for (n, l) in lines.iter().enumerate() {
+        let mut prev = ' ';
+        let mut chars = l.chars();
+        while let Some(c) = chars.next() {
+            match (open, c) {
+                (None, '#') if prev.is_whitespace() || prev == ';' => break,
+                (None, '\\') | (Some((_, '"')), '\\') => {
+                    chars.next();
+                }
+                (None, '\'' | '"') => open = Some((n, c)),
+                (Some((at, q)), c) if c == q => {
+                    open = None;
+                    if at < n
+                        && let Some(m) = (at + 1..=n).find(|m| assignment(lines[*m]))
+                    {
+                        let name = lines[m].trim_start().split('=').next().unwrap_or("");
+                        return Some((
+                            at + 1,
+                            format!(
+                                "the {q} opened here is not closed on this line: the quoted text runs on to line {}, which looks like the next assignment (`{name}=`); add the closing {q} on line {}",
+                                m + 1,
+                                at + 1
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,7 +178,9 @@ fn build_inner(profile: &Profile, files: &dyn Files, revert: bool, shell: &Shell
     b.device_files(profile, &facts)?;
 
     // boot loader
-    loader.plan(&mut b, profile, &wanted, &facts)?;
+    loader
+        .plan(&mut b, profile, &wanted, &facts)
+        .map_err(|e| loader::name_the_right_one(e, profile.bootloader, files))?;
 
     // Files an earlier profile had vfio-gen write and this one does not produce go away.
     let produced: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();

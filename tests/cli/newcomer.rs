@@ -228,3 +228,59 @@ fn hooks_not_run_are_left_for_the_next_apply() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["skipped_hooks"], serde_json::json!([]), "{v}");
 }
+
+/// Item 7: a quote left open on line 5 of /etc/default/grub is reported on line 5, not where
+/// the shifted quotes finally fail (a backquote in a comment on line 24).
+#[test]
+fn an_unclosed_grub_quote_is_reported_where_it_was_opened() {
+    let root = copy_root("amd-grub");
+    let path = root.path().join("etc/default/grub");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines().nth(23).unwrap().contains('`'),
+        "the fixture moved"
+    );
+    let text = text.replacen(
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let p = repo().join("profiles/amd-grub.toml");
+    let o = at(root.path(), &["plan", "-p", p.to_str().unwrap()]);
+    status(&o, 2);
+    assert!(
+        stderr(&o)
+            .contains("/etc/default/grub: line 5: the \" opened here is not closed on this line")
+            && stderr(&o).contains("(`GRUB_CMDLINE_LINUX=`)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Item 8: a profile naming the wrong boot loader is told which one the root boots with.
+#[test]
+fn the_wrong_boot_loader_is_named() {
+    let cases = [
+        (
+            "amd-grub",
+            "arch-intel-systemd-boot",
+            "this root boots with systemd-boot (loader entries found, no /etc/default/grub), not grub: write bootloader = \"systemd-boot\"",
+        ),
+        (
+            "arch-intel-systemd-boot",
+            "amd-grub",
+            "this root boots with grub (/etc/default/grub), not systemd-boot: write bootloader = \"grub\"",
+        ),
+    ];
+    for (profile, root, want) in cases {
+        let p = repo().join(format!("profiles/{profile}.toml"));
+        let o = at(&fixture_root(root), &["plan", "-p", p.to_str().unwrap()]);
+        status(&o, 2);
+        assert!(
+            stderr(&o).contains(want),
+            "{profile} on {root}: {}",
+            stderr(&o)
+        );
+    }
+}

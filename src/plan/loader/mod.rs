@@ -215,6 +215,16 @@ const ALL: &[&dyn Loader] = &[
 /// The boot loader the root shows, with why: the strongest sign of any loader, GRUB as a
 /// guess when none shows.
 pub fn detect(files: &dyn Files) -> (Bootloader, String) {
+    recognised(files).unwrap_or_else(|| {
+        (
+            grub::Grub.kind(),
+            "nothing recognised; GRUB is a guess, check it".into(),
+        )
+    })
+}
+
+/// The boot loader the root plainly shows, if any: the strongest sign of any loader.
+pub fn recognised(files: &dyn Files) -> Option<(Bootloader, String)> {
     let mut best: Option<(Rank, Bootloader, String)> = None;
     for l in ALL {
         if let Some(s) = l.recognise(files)
@@ -223,12 +233,24 @@ pub fn detect(files: &dyn Files) -> (Bootloader, String) {
             best = Some((s.rank, l.kind(), s.why));
         }
     }
-    match best {
-        Some((_, b, why)) => (b, why),
-        None => (
-            grub::Grub.kind(),
-            "nothing recognised; GRUB is a guess, check it".into(),
+    best.map(|(_, b, why)| (b, why))
+}
+
+/// A loader's plan that failed on a root that plainly boots with another loader: the error
+/// names that one, as `detect` would write it.
+pub fn name_the_right_one(
+    e: anyhow::Error,
+    chosen: Bootloader,
+    files: &dyn Files,
+) -> anyhow::Error {
+    match recognised(files) {
+        Some((b, why)) if b != chosen => anyhow::anyhow!(
+            "{e:#}; this root boots with {} ({why}), not {}: write bootloader = \"{}\" in the profile, as `vfio-gen detect` would",
+            b.name(),
+            chosen.name(),
+            b.name()
         ),
+        _ => e,
     }
 }
 
