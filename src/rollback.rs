@@ -20,6 +20,12 @@ pub fn preview(target: &Manifest, ops: &[Op], place: &str) -> String {
         "Rolling back {} ({} at {}) puts back {place}:",
         target.id, target.kind, target.time
     );
+    if target.kind == history::Kind::Revert {
+        let _ = writeln!(
+            out,
+            "  This backup is of `apply --revert`: rolling it back installs passthrough again (the options and files the revert took out). To keep passthrough off, answer no."
+        );
+    }
     for (e, op) in target.entries.iter().zip(ops) {
         let what = match (&op.new, e.action) {
             (None, _) => format!("delete   {}  (the {} created it)", e.path, target.kind),

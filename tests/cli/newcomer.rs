@@ -284,3 +284,28 @@ fn the_wrong_boot_loader_is_named() {
         );
     }
 }
+
+/// Item 6: rolling back a revert says, before anything is asked, that it installs
+/// passthrough again; `rollback --list` names each backup's kind.
+#[test]
+fn rolling_back_a_revert_says_it_reinstalls_passthrough() {
+    let root = copy_root("amd-grub");
+    status(&apply_over("profiles/amd-grub.toml", root.path(), false), 0);
+    status(&apply_over("profiles/amd-grub.toml", root.path(), true), 0);
+    let o = at(root.path(), &["rollback", "--list"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains("  apply (") && stdout(&o).contains("  revert ("),
+        "{}",
+        stdout(&o)
+    );
+    let o = at(root.path(), &["rollback", "--dry-run"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(
+            "This backup is of `apply --revert`: rolling it back installs passthrough again"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
