@@ -114,7 +114,20 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             if profile.is_none() && !ctx.quiet {
                 writeln!(out, "No profile at {}: host checks only.", path.display())?;
             }
-            write!(out, "{}", inspect::check_text(&items, style, ctx.quiet))?;
+            // Each thing is said once: checks that end on the same fact (no kernel log, not
+            // root) would print it once each. JSON keeps every item, each under its id.
+            let mut said: Vec<(inspect::Status, String, Option<String>)> = Vec::new();
+            let shown: Vec<inspect::Item> = items
+                .iter()
+                .filter(|i| {
+                    let key = (i.status, i.message.clone(), i.remedy.clone());
+                    let new = !said.contains(&key);
+                    said.push(key);
+                    new
+                })
+                .cloned()
+                .collect();
+            write!(out, "{}", inspect::check_text(&shown, style, ctx.quiet))?;
             match &outcome {
                 Some(o) => writeln!(
                     out,

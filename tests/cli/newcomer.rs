@@ -309,3 +309,17 @@ fn rolling_back_a_revert_says_it_reinstalls_passthrough() {
         stdout(&o)
     );
 }
+
+/// Item 11 (in part): `check` says each thing once.
+#[test]
+fn check_says_each_thing_once() {
+    let host = seed_host();
+    let o = at(host.path(), &["check"]);
+    let out = stdout(&o);
+    let mut lines: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!lines.is_empty(), "{out}");
+    let n = lines.len();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), n, "a line is said twice:\n{out}");
+}
