@@ -63,14 +63,12 @@ impl Loader for Kernelstub {
         _: &dyn Files,
         out: &mut Vec<Hook>,
     ) {
-        let inputs: Vec<String> = changed.iter().filter(|p| *p == CONFIG).cloned().collect();
-        if !inputs.is_empty() {
-            out.push(Hook {
-                name: "kernelstub".into(),
-                command: kernelstub::hook(),
-                inputs,
-            });
-        }
+        out.extend(super::hook_if_changed(
+            changed,
+            &[CONFIG],
+            "kernelstub",
+            kernelstub::hook(),
+        ));
     }
 
     fn images(&self, profile: &Profile, files: &dyn Files) -> Result<Images> {

@@ -35,18 +35,12 @@ impl Loader for Limine {
         files: &dyn Files,
         out: &mut Vec<Hook>,
     ) {
-        let inputs: Vec<String> = changed
-            .iter()
-            .filter(|p| *p == limine::DEFAULTS || *p == limine::DROP_IN)
-            .cloned()
-            .collect();
-        if !inputs.is_empty() {
-            out.push(Hook {
-                name: "limine".into(),
-                command: limine::hook(files),
-                inputs,
-            });
-        }
+        out.extend(super::hook_if_changed(
+            changed,
+            &[limine::DEFAULTS, limine::DROP_IN],
+            "limine",
+            limine::hook(files),
+        ));
     }
 
     fn images(&self, _profile: &Profile, files: &dyn Files) -> Result<Images> {

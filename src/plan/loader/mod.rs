@@ -275,6 +275,25 @@ fn file_changes(plan: &Plan) -> Vec<FileChange<'_>> {
         .collect()
 }
 
+/// The hook `name` (`command`) when some of `changed` are among `paths`, the files it reads.
+fn hook_if_changed(
+    changed: &[String],
+    paths: &[&str],
+    name: &str,
+    command: Vec<String>,
+) -> Option<Hook> {
+    let inputs: Vec<String> = changed
+        .iter()
+        .filter(|p| paths.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    (!inputs.is_empty()).then(|| Hook {
+        name: name.into(),
+        command,
+        inputs,
+    })
+}
+
 /// Whether a profile naming `chosen` edits loader entries or `/etc/kernel/cmdline` alone,
 /// which a distribution tool or a UKI builder would undo or never boot.
 fn edits_entries_or_cmdline(chosen: Bootloader) -> bool {

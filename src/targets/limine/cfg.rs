@@ -4,6 +4,7 @@
 //! could change something else, or where the line is unknown, are refused.
 
 use super::conf::{ConfEdit, line_ops};
+use super::lines;
 use crate::cmdline::{self, Opt};
 use anyhow::{Result, bail};
 
@@ -12,13 +13,6 @@ const MACRO_MAX: usize = 2047;
 
 /// What Limine 7 is called in messages.
 const LIMINE7: &str = "Limine 7 or older (limine.cfg)";
-
-/// A line of the file: its number and the byte range without the end of line.
-struct Line {
-    number: usize,
-    start: usize,
-    end: usize,
-}
 
 /// `(number, value start, value end)`.
 type Value = (usize, usize, usize);
@@ -49,30 +43,6 @@ struct Parsed {
     entries: Vec<Entry>,
     defs: Vec<Def>,
     uses: Vec<Use>,
-}
-
-fn lines(text: &[u8]) -> Vec<Line> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut number = 0;
-    while pos < text.len() {
-        number += 1;
-        let nl = text[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| pos + i);
-        let mut end = nl;
-        if end > pos && text[end - 1] == b'\r' {
-            end -= 1;
-        }
-        let mut start = pos;
-        while start < end && matches!(text[start], b' ' | b'\t') {
-            start += 1;
-        }
-        out.push(Line { number, start, end });
-        pos = nl + 1;
-    }
-    out
 }
 
 /// The `${name}` references in `text[a..b]`: (name, offset of `$`, offset after `}`).

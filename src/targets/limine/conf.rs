@@ -87,22 +87,12 @@ fn entries(text: &[u8]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     // (depth, under Snapshots) of the directories above the current line.
     let mut stack: Vec<(usize, bool)> = Vec::new();
-    let mut pos = 0;
-    let mut number = 0;
-    while pos < text.len() {
-        number += 1;
-        let nl = text[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| pos + i);
-        let mut end = nl;
-        if end > pos && text[end - 1] == b'\r' {
-            end -= 1;
-        }
-        let mut p = pos;
-        while p < end && matches!(text[p], b' ' | b'\t') {
-            p += 1;
-        }
+    for super::Line {
+        number,
+        start: p,
+        end,
+    } in super::lines(text)
+    {
         if p < end && text[p] == b'/' {
             let depth = text[p..end].iter().take_while(|&&b| b == b'/').count();
             let title = String::from_utf8_lossy(&text[p + depth..end])
@@ -139,7 +129,6 @@ fn entries(text: &[u8]) -> Vec<Entry> {
                 _ => {}
             }
         }
-        pos = nl + 1;
     }
     entries
 }

@@ -248,6 +248,39 @@ fn entry_tool_settings(out: &mut dyn Out, wanted: &[Opt], tool: &str) -> Result<
     Ok(())
 }
 
+/// A line of the file: its number and the byte range without the end of line.
+pub(super) struct Line {
+    number: usize,
+    /// The first byte after the line's leading blanks.
+    start: usize,
+    end: usize,
+}
+
+/// The lines of a Limine file (`\n` or `\r\n`), numbered from 1.
+pub(super) fn lines(text: &[u8]) -> Vec<Line> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut number = 0;
+    while pos < text.len() {
+        number += 1;
+        let nl = text[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| pos + i);
+        let mut end = nl;
+        if end > pos && text[end - 1] == b'\r' {
+            end -= 1;
+        }
+        let mut start = pos;
+        while start < end && matches!(text[start], b' ' | b'\t') {
+            start += 1;
+        }
+        out.push(Line { number, start, end });
+        pos = nl + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
