@@ -97,6 +97,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     // The hardware checks of docs/rom.md and docs/kernel-log.md.
     if let Some(p) = &profile {
         items.extend(crate::rom_check::items(root, &pci, &p.ids));
+        items.extend(inspect::share_check::items(root, p)?);
     }
     items.extend(crate::host::kmsg::items(
         &crate::host::kmsg::read(root),

@@ -204,3 +204,237 @@ fn a_boot_display_gpu_keeps_the_firmware_framebuffer_off_it() {
     );
     assert!(!stdout(&o).contains("video=efifb:off"));
 }
+
+/// The arch-intel-vm-share root booted with the profile applied: the PCI devices of
+/// intel-3090 (the same host), 16 pages of 1 GiB reserved, CPUs 2-7,10-15 isolated and
+/// tickless, kvmfr built by DKMS, loaded, and /dev/kvmfr0 given to the kvm group.
+fn booted_share_host() -> tempfile::TempDir {
+    let root = copy_root("arch-intel-vm-share");
+    let sys = tempfile::tempdir().unwrap();
+    fake_host::build(
+        &repo().join("tests/fixtures/hosts/intel-3090.toml"),
+        sys.path(),
+    )
+    .unwrap();
+    for dir in ["sys/bus", "sys/devices", "sys/class", "sys/kernel"] {
+        if sys.path().join(dir).exists() {
+            copy_tree(&sys.path().join(dir), &root.path().join(dir));
+        }
+    }
+    let put = |rel: &str, text: &str| {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put(
+        "proc/meminfo",
+        "MemTotal:       65777312 kB\nMemFree:        14201344 kB\nMemAvailable:   15903228 kB\nHugePages_Total:      16\nHugePages_Free:       16\nHugePages_Rsvd:        0\nHugePages_Surp:        0\nHugepagesize:    1048576 kB\nHugetlb:        16777216 kB\n",
+    );
+    put("sys/devices/system/cpu/isolated", "2-7,10-15\n");
+    put("sys/devices/system/cpu/nohz_full", "2-7,10-15\n");
+    put(
+        "lib/modules/6.9.7-arch1-1/modules.dep",
+        "kernel/arch/x86/kvm/kvm.ko.zst:\nkernel/arch/x86/kvm/kvm-intel.ko.zst: kernel/arch/x86/kvm/kvm.ko.zst\nupdates/dkms/kvmfr.ko.zst:\n",
+    );
+    put("lib/modules/6.9.7-arch1-1/updates/dkms/kvmfr.ko.zst", "");
+    put("sys/module/kvmfr/refcnt", "0\n");
+    put("sys/module/kvmfr/initstate", "live\n");
+    put("dev/kvmfr0", "");
+    let dev = root.path().join("dev/kvmfr0");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o660)).unwrap();
+    // The test's own group stands for kvm: the device has the group the rule gives.
+    let gid = std::fs::metadata(&dev).unwrap().gid();
+    put(
+        "etc/group",
+        &format!("root:x:0:\nwheel:x:998:alice\nkvm:x:{gid}:alice\nalice:x:1000:\n"),
+    );
+    root
+}
+
+/// check's items for the profile on `root`: (id, status, message, remedy) of the ids given.
+fn share_items(root: &Path) -> Vec<(String, String, String, String)> {
+    let p = repo().join("profiles/arch-intel-vm-share.toml");
+    let o = at(
+        root,
+        &["check", "-p", p.to_str().unwrap(), "--format", "json"],
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            matches!(
+                i["id"].as_str().unwrap(),
+                "hugepages" | "isolated-cpus" | "nohz-full" | "kvmfr"
+            )
+        })
+        .map(|i| {
+            let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+            (s("id"), s("status"), s("message"), s("remedy"))
+        })
+        .collect()
+}
+
+#[test]
+fn check_passes_the_share_of_a_host_booted_with_it() {
+    let root = booted_share_host();
+    let items = share_items(root.path());
+    let ids: Vec<(&str, &str)> = items
+        .iter()
+        .map(|(i, s, _, _)| (i.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("hugepages", "pass"),
+            ("isolated-cpus", "pass"),
+            ("nohz-full", "pass"),
+            ("kvmfr", "pass"),
+            ("kvmfr", "pass"),
+        ],
+        "{items:#?}"
+    );
+    assert!(
+        items[0].2.contains("16 huge pages of 1G are reserved"),
+        "{items:#?}"
+    );
+    assert!(
+        items[4]
+            .2
+            .contains("/dev/kvmfr0 is there, group kvm, mode 0660")
+    );
+
+    // The text says the same, one line each.
+    let p = repo().join("profiles/arch-intel-vm-share.toml");
+    let o = at(root.path(), &["check", "-p", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("[pass] the running kernel isolates CPUs 2-7,10-15 (/sys/devices/system/cpu/isolated), as resources.isolate_cpus asks"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_fails_each_share_item_with_a_remedy() {
+    let root = booted_share_host();
+    let r = root.path();
+    // Fewer pages than asked, with hugepages= not on the running line: apply and reboot.
+    let meminfo = std::fs::read_to_string(r.join("proc/meminfo"))
+        .unwrap()
+        .replace("HugePages_Total:      16", "HugePages_Total:      11");
+    std::fs::write(r.join("proc/meminfo"), meminfo).unwrap();
+    std::fs::write(r.join("sys/devices/system/cpu/isolated"), "\n").unwrap();
+    std::fs::remove_file(r.join("sys/devices/system/cpu/nohz_full")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(r.join("dev/kvmfr0"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let items = share_items(r);
+    let get = |id: &str, n: usize| items.iter().filter(|i| i.0 == id).nth(n).unwrap().clone();
+    let h = get("hugepages", 0);
+    assert_eq!(h.1, "fail");
+    assert!(
+        h.2.contains("HugePages_Total is 11, fewer than the 16 pages of 1G (16 GiB)"),
+        "{h:?}"
+    );
+    assert!(h.3.contains("apply") && h.3.contains("reboot"), "{h:?}");
+    let i = get("isolated-cpus", 0);
+    assert_eq!(i.1, "fail");
+    assert!(i.2.contains("isolates no CPU"), "{i:?}");
+    let n = get("nohz-full", 0);
+    assert_eq!(n.1, "warn");
+    assert!(n.2.contains("CONFIG_NO_HZ_FULL"), "{n:?}");
+    let d = get("kvmfr", 1);
+    assert_eq!(d.1, "fail");
+    assert!(d.2.contains("mode 0600"), "{d:?}");
+    assert!(
+        d.3.contains("udevadm trigger --subsystem-match=kvmfr"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn check_says_how_to_get_kvmfr_and_warns_under_secure_boot() {
+    let root = booted_share_host();
+    let r = root.path();
+    std::fs::remove_dir_all(r.join("sys/module/kvmfr")).unwrap();
+    std::fs::remove_file(r.join("dev/kvmfr0")).unwrap();
+    std::fs::remove_file(r.join("lib/modules/6.9.7-arch1-1/updates/dkms/kvmfr.ko.zst")).unwrap();
+    std::fs::write(
+        r.join("lib/modules/6.9.7-arch1-1/modules.dep"),
+        "kernel/arch/x86/kvm/kvm.ko.zst:\n",
+    )
+    .unwrap();
+    let efivars = r.join("sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&efivars).unwrap();
+    // 4 attribute bytes (NV|BS|RT), then the value.
+    std::fs::write(
+        efivars.join("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+        [0x06, 0, 0, 0, 1],
+    )
+    .unwrap();
+    let items = share_items(r);
+    let kvmfr: Vec<_> = items.iter().filter(|i| i.0 == "kvmfr").collect();
+    assert_eq!(kvmfr.len(), 2, "{kvmfr:#?}");
+    assert_eq!(kvmfr[0].1, "fail");
+    assert!(
+        kvmfr[0]
+            .2
+            .contains("not installed for the running kernel 6.9.7-arch1-1"),
+        "{kvmfr:#?}"
+    );
+    assert!(
+        kvmfr[0].3.contains("AUR package looking-glass-module-dkms"),
+        "{kvmfr:#?}"
+    );
+    assert_eq!(kvmfr[1].1, "warn");
+    assert!(kvmfr[1].2.contains("Secure Boot is on"));
+    assert!(kvmfr[1].3.contains("mokutil --import"));
+
+    // On a Debian root the remedy is DKMS from the Looking Glass source.
+    std::fs::write(r.join("etc/os-release"), "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n").unwrap();
+    let items = share_items(r);
+    let first = items.iter().find(|i| i.0 == "kvmfr").unwrap();
+    assert!(first.3.contains("sudo dkms install ."), "{first:?}");
+    assert!(first.3.contains("linux-headers-6.9.7-arch1-1"), "{first:?}");
+
+    // Installed but not loaded: modprobe it now, modules-load.d at boot.
+    std::fs::write(
+        r.join("lib/modules/6.9.7-arch1-1/modules.dep"),
+        "updates/dkms/kvmfr.ko.zst:\n",
+    )
+    .unwrap();
+    let items = share_items(r);
+    let first = items.iter().find(|i| i.0 == "kvmfr").unwrap();
+    assert!(
+        first
+            .2
+            .contains("installed for 6.9.7-arch1-1 but not loaded"),
+        "{first:?}"
+    );
+    assert!(first.3.contains("sudo modprobe kvmfr"), "{first:?}");
+}
+
+#[test]
+fn check_has_no_share_items_without_the_keys() {
+    let root = booted_share_host();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("profiles/arch-intel-vm-share.toml")).unwrap();
+    let cut = text.find("[resources]").unwrap();
+    let p = dir.path().join("plain.toml");
+    std::fs::write(&p, &text[..cut]).unwrap();
+    let o = at(
+        root.path(),
+        &["check", "-p", p.to_str().unwrap(), "--format", "json"],
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    for id in ["hugepages", "isolated-cpus", "nohz-full", "kvmfr"] {
+        assert!(!ids.contains(&id), "{ids:?}");
+    }
+}
