@@ -40,13 +40,9 @@ impl Ctx<'_> {
         for (path, content) in kvmfr::files(profile)? {
             self.owned(&path, Some(content.into_bytes()))?;
         }
-        if profile.looking_glass.is_some() && self.files.exists("/etc/libvirt/qemu.conf") {
-            self.plan.notes.push(format!(
-                "libvirt is installed: QEMU opens /dev/kvmfr0 only when /etc/libvirt/qemu.conf's cgroup_device_acl lists it and, under AppArmor, {} has `{}` (docs/resources.md, \"libvirt\"); vfio-gen does not edit them yet",
-                crate::resources::KVMFR_APPARMOR_FILE,
-                crate::resources::KVMFR_APPARMOR_LINE
-            ));
-        }
+        // libvirt's qemu.conf and AppArmor rule for /dev/kvmfr0, when libvirt is installed.
+        let want = profile.looking_glass.is_some() && !self.revert;
+        crate::targets::libvirt_kvmfr::plan(self, want)?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod initramfs;
 pub mod kernelstub;
 pub mod kvmfr;
 pub mod libvirt_hook;
+pub mod libvirt_kvmfr;
 pub mod limine;
 pub mod lines;
 pub mod modprobe;

@@ -438,3 +438,111 @@ fn check_has_no_share_items_without_the_keys() {
         assert!(!ids.contains(&id), "{ids:?}");
     }
 }
+
+/// The arch-intel-vm-share root with libvirt installed: Debian 12's qemu.conf shape (the
+/// default list only in a comment) and libvirt's AppArmor abstraction, which includes the
+/// local file.
+fn root_with_libvirt() -> tempfile::TempDir {
+    let root = copy_root("arch-intel-vm-share");
+    let fx = repo().join("tests/fixtures/libvirt/debian12");
+    for (from, to) in [
+        ("qemu.conf", "etc/libvirt/qemu.conf"),
+        (
+            "apparmor-abstraction-libvirt-qemu",
+            "etc/apparmor.d/abstractions/libvirt-qemu",
+        ),
+    ] {
+        let p = root.path().join(to);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(fx.join(from), p).unwrap();
+    }
+    root
+}
+
+#[test]
+fn libvirt_gets_kvmfr_in_its_acl_and_apparmor_and_gives_back_every_byte() {
+    let root = root_with_libvirt();
+    let r = root.path();
+    let before = tree(r);
+    let p = repo().join("profiles/arch-intel-vm-share.toml");
+    let p = p.to_str().unwrap();
+    let o = at(r, &["plan", "-p", p]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("+    \"/dev/kvmfr0\""), "{out}");
+    assert!(out.contains("+/dev/kvmfr0 rw,"), "{out}");
+    assert!(out.contains("restart libvirt's QEMU daemon"), "{out}");
+    status(&apply_over(p, r, false), 0);
+    let conf = std::fs::read_to_string(r.join("etc/libvirt/qemu.conf")).unwrap();
+    let original =
+        std::fs::read_to_string(repo().join("tests/fixtures/libvirt/debian12/qemu.conf")).unwrap();
+    // Only lines added, after the user's file, between vfio-gen's marks.
+    assert!(conf.starts_with(&original));
+    let added = &conf[original.len()..];
+    assert!(
+        added.starts_with("# vfio-gen: begin") && added.ends_with("# vfio-gen: end\n"),
+        "{added}"
+    );
+    assert!(added.contains("cgroup_device_acl = [\n    \"/dev/null\",\n    \"/dev/full\",\n    \"/dev/zero\",\n    \"/dev/random\",\n    \"/dev/urandom\",\n    \"/dev/ptmx\",\n    \"/dev/kvm\",\n    \"/dev/userfaultfd\",\n    \"/dev/kvmfr0\"\n]\n"), "{added}");
+    let aa =
+        std::fs::read_to_string(r.join("etc/apparmor.d/local/abstractions/libvirt-qemu")).unwrap();
+    assert!(aa.lines().any(|l| l == "/dev/kvmfr0 rw,"), "{aa}");
+    // In sync: nothing more to do.
+    status(&at(r, &["plan", "-p", p, "--exit-code"]), 0);
+    // --revert gives back every byte (the local file vfio-gen created is gone).
+    status(&apply_over(p, r, true), 0);
+    let after: BTreeMap<String, Vec<u8>> = tree(r)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/"))
+        .collect();
+    let before: BTreeMap<String, Vec<u8>> = before
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/"))
+        .collect();
+    assert!(
+        after == before,
+        "revert left something behind: {:?}",
+        after
+            .keys()
+            .filter(|k| !before.contains_key(*k))
+            .collect::<Vec<_>>()
+    );
+
+    // rollback of an apply gives back the same bytes.
+    status(&apply_over(p, r, false), 0);
+    status(&at(r, &["rollback", "--no-hooks"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/libvirt/qemu.conf")).unwrap(),
+        original
+    );
+    assert!(
+        !r.join("etc/apparmor.d/local/abstractions/libvirt-qemu")
+            .exists()
+    );
+}
+
+#[test]
+fn a_qemu_conf_with_its_own_acl_is_left_alone_with_the_line_to_add() {
+    let root = root_with_libvirt();
+    let r = root.path();
+    let conf = r.join("etc/libvirt/qemu.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\ncgroup_device_acl = [\n    \"/dev/null\", \"/dev/full\", \"/dev/zero\",\n    \"/dev/random\", \"/dev/urandom\",\n    \"/dev/ptmx\", \"/dev/kvm\",\n    \"/dev/input/by-id/usb-Logitech_G502-event-mouse\"\n]\n");
+    std::fs::write(&conf, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("cgroup_device_acl"))
+        .unwrap()
+        + 1;
+    let p = repo().join("profiles/arch-intel-vm-share.toml");
+    let p = p.to_str().unwrap();
+    let o = at(r, &["plan", "-p", p]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("/etc/libvirt/qemu.conf:{line}: cgroup_device_acl is set there, so vfio-gen leaves it alone: add `\"/dev/kvmfr0\",` to that list")),
+        "{out}"
+    );
+    status(&apply_over(p, r, false), 0);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), text);
+}
