@@ -51,6 +51,7 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         held => held.iter().map(|(id, why)| context! { id, why }).collect::<Vec<_>>(),
         blacklist => drivers.blacklist,
         softdep => drivers.softdep,
+        share => super::share_proposal::proposal(files, chosen.first().map(|d| d.bdf.as_str())),
     };
     render_profile(ctx)
 }

@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(new, own);
         let w = warning.unwrap();
         assert!(
-            w.starts_with("/etc/libvirt/qemu.conf:16: cgroup_device_acl is set there"),
+            w.starts_with("/etc/libvirt/qemu.conf:15: cgroup_device_acl is set there"),
             "{w}"
         );
         assert!(w.contains("`\"/dev/kvmfr0\",`"));

@@ -546,3 +546,50 @@ fn a_qemu_conf_with_its_own_acl_is_left_alone_with_the_line_to_add() {
     status(&apply_over(p, r, false), 0);
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), text);
 }
+
+#[test]
+fn detect_proposes_the_share_as_comments_that_plan_accepts() {
+    let root = booted_share_host();
+    let r = root.path();
+    let gpu = std::fs::canonicalize(r.join("sys/bus/pci/devices/0000:01:00.0")).unwrap();
+    std::fs::write(gpu.join("numa_node"), "0\n").unwrap();
+    let o = at(r, &["detect"]);
+    status(&o, 0);
+    let profile = stdout(&o);
+    for line in [
+        "# isolate_cpus: the CPUs of NUMA node 0, the GPU's (numa_node),",
+        "# hugepages: half of MemTotal (62.7 GiB in /proc/meminfo), rounded down to whole GiB and",
+        "# [resources]\n# hugepages = \"31G\"\n# hugepage_size = \"1G\"\n# isolate_cpus = \"1-7,9-15\"\n# isolation = \"boot\"\n",
+    ] {
+        assert!(profile.contains(line), "{line}\n{profile}");
+    }
+    // Never active: the profile as written has no [resources].
+    assert!(
+        !profile
+            .lines()
+            .any(|l| l.starts_with("[resources]") || l.starts_with("hugepages"))
+    );
+    // Uncommented, the proposal passes plan's checks against the same host.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("profile.toml");
+    let mut text = profile.clone();
+    for key in [
+        "[resources]",
+        "hugepages = ",
+        "hugepage_size = ",
+        "isolate_cpus = ",
+        "isolation = ",
+    ] {
+        text = text.replace(&format!("\n# {key}"), &format!("\n{key}"));
+    }
+    std::fs::write(&p, &text).unwrap();
+    let o = at(r, &["plan", "-p", p.to_str().unwrap()]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(
+            "default_hugepagesz=1G hugepagesz=1G hugepages=31 isolcpus=managed_irq,domain,1-7,9-15"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
