@@ -209,11 +209,29 @@ pub fn nix_module(profile: &Profile, files: &dyn Files, source: &str) -> Result<
     let facts = host::Facts::read(files)?;
     let options = profile.kernel_options(facts.vfio_pci_builtin.is_some());
     let virqfd = devices::virqfd(profile, &facts);
+    // kvmfr's options go with the other modprobe lines; its rule to udev; the module loads
+    // in stage 2 (docs/resources.md, "NixOS").
+    let mut modprobe_files = modprobe::files(profile)?;
+    let mut share = nixos::NixShare::default();
+    for (path, text) in crate::targets::kvmfr::files(profile)? {
+        if path == crate::resources::KVMFR_MODPROBE {
+            modprobe_files.push((path, text));
+        } else if path == crate::resources::KVMFR_UDEV_RULE {
+            share.udev_rules = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+        } else if path == crate::resources::KVMFR_MODULES_LOAD {
+            share.kernel_modules.push("kvmfr".into());
+        }
+    }
     nixos::module(
         profile,
         &options,
         &initramfs::modules(virqfd),
-        &modprobe::files(profile)?,
+        &modprobe_files,
+        &share,
         source,
     )
 }

@@ -45,11 +45,20 @@ fn list(items: &[String]) -> String {
 /// The module for a profile: its kernel options (with `vfio-pci.ids=`, which reaches
 /// vfio-pci in either of NixOS's initrds), the VFIO modules in the initrd, the modprobe.d
 /// lines, the blacklist. `modprobe_files` are the owned modprobe.d files the profile renders.
+/// What `[looking-glass]` adds to the module (docs/resources.md, "NixOS"): modules loaded in
+/// stage 2 (`boot.kernelModules`) and udev rules (`services.udev.extraRules`).
+#[derive(Debug, Clone, Default)]
+pub struct NixShare {
+    pub kernel_modules: Vec<String>,
+    pub udev_rules: Vec<String>,
+}
+
 pub fn module(
     profile: &Profile,
     options: &[Opt],
     initrd_modules: &[&str],
     modprobe_files: &[(String, String)],
+    share: &NixShare,
     source: &str,
 ) -> Result<String> {
     if !profile.devices.is_empty() {
@@ -95,6 +104,20 @@ pub fn module(
     } else {
         out.push_str("  boot.extraModprobeConfig = ''\n");
         for l in &modprobe {
+            out.push_str(&format!("    {}\n", indented_line(l)));
+        }
+        out.push_str("  '';\n");
+    }
+    if !share.kernel_modules.is_empty() {
+        out.push_str("  # Looking Glass's kvmfr is out of tree: its package is yours to add, for example\n  # boot.extraModulePackages = [ config.boot.kernelPackages.kvmfr ];\n");
+        out.push_str(&format!(
+            "  boot.kernelModules = {};\n",
+            list(&share.kernel_modules)
+        ));
+    }
+    if !share.udev_rules.is_empty() {
+        out.push_str("  services.udev.extraRules = ''\n");
+        for l in &share.udev_rules {
             out.push_str(&format!("    {}\n", indented_line(l)));
         }
         out.push_str("  '';\n");

@@ -593,3 +593,71 @@ fn detect_proposes_the_share_as_comments_that_plan_accepts() {
         stdout(&o)
     );
 }
+
+/// `render --format nix` carries [resources] in boot.kernelParams and kvmfr's module, options
+/// and udev rule; Nix reads back exactly those values. Needs nix-instantiate.
+#[test]
+fn the_nix_module_carries_the_share_and_kvmfr() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nixos-share.toml");
+    let mut text = std::fs::read_to_string(repo().join("tests/fixtures/nixos.toml")).unwrap();
+    text.push_str("\n[resources]\nhugepages = \"8G\"\nhugepage_size = \"2M\"\nisolate_cpus = \"2-7\"\n\n[looking-glass]\nresolution = \"2560x1440\"\nuser = \"alice\"\n");
+    std::fs::write(&p, text).unwrap();
+    let o = run(&[
+        "render",
+        "--format",
+        "nix",
+        "-p",
+        p.to_str().unwrap(),
+        "--root",
+        fixture_root("nixos").to_str().unwrap(),
+    ]);
+    status(&o, 0);
+    let module = stdout(&o);
+    assert!(
+        module.contains("  # boot.extraModulePackages = [ config.boot.kernelPackages.kvmfr ];\n"),
+        "{module}"
+    );
+    if !have("nix-instantiate") {
+        return;
+    }
+    let file = dir.path().join("vfio-gen.nix");
+    std::fs::write(&file, &module).unwrap();
+    let eval = |attr: &str| -> serde_json::Value {
+        let expr = format!("(import {} {{ }}).{attr}", file.display());
+        let o = Command::new("nix-instantiate")
+            .args([
+                "--store", "dummy://", "--eval", "--strict", "--json", "-E", &expr,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{attr}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let params = eval("boot.kernelParams");
+    for want in [
+        "default_hugepagesz=2M",
+        "hugepagesz=2M",
+        "hugepages=4096",
+        "isolcpus=managed_irq,domain,2-7",
+        "rcu_nocbs=2-7",
+    ] {
+        assert!(
+            params.as_array().unwrap().iter().any(|p| p == want),
+            "{want}: {params}"
+        );
+    }
+    assert_eq!(eval("boot.kernelModules"), serde_json::json!(["kvmfr"]));
+    assert!(
+        eval("boot.extraModprobeConfig")
+            .as_str()
+            .unwrap()
+            .ends_with("options kvmfr static_size_mb=64\n")
+    );
+    assert_eq!(
+        eval("services.udev.extraRules"),
+        serde_json::json!(
+            "SUBSYSTEM==\"kvmfr\", KERNEL==\"kvmfr[0-9]*\", GROUP=\"kvm\", MODE=\"0660\"\nSUBSYSTEM==\"kvmfr\", KERNEL==\"kvmfr[0-9]*\", TAG+=\"uaccess\"\n"
+        )
+    );
+}
