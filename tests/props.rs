@@ -980,3 +980,76 @@ mod resources_props {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// libvirt's qemu.conf and the AppArmor rule for /dev/kvmfr0: vfio-gen's marked lines
+// (src/targets/libvirt_kvmfr.rs; docs/resources.md)
+// ---------------------------------------------------------------------------------------------
+
+mod libvirt_kvmfr_props {
+    use super::config;
+    use proptest::prelude::*;
+    use vfio_gen::targets::libvirt_kvmfr::{apparmor_rules, qemu_conf};
+
+    /// qemu.conf-like lines: comments, settings, the commented default list, blank lines.
+    fn conf_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "# Master configuration file for the QEMU driver.",
+                "#user = \"root\"",
+                "",
+                "#cgroup_device_acl = [",
+                "#    \"/dev/null\", \"/dev/full\", \"/dev/zero\",",
+                "#    \"/dev/ptmx\", \"/dev/kvm\",",
+                "#]",
+                "security_driver = \"none\"",
+                "   # indented comment",
+                "vnc_listen = \"0.0.0.0\"",
+                "/dev/input/* rw,",
+            ]),
+            0..14,
+        )
+        .prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Adding is idempotent, keeps every line of the file before its block, and taking the
+        /// block out gives back the file (with a final newline where it had none).
+        #[test]
+        fn qemu_conf_edits_are_exactly_undone(text in conf_text(), final_newline in any::<bool>()) {
+            let text = if final_newline && !text.is_empty() { format!("{text}\n") } else { text };
+            let (added, warning) = qemu_conf(&text, true);
+            prop_assert!(warning.is_none());
+            prop_assert_eq!(qemu_conf(&added, true).0, added.clone());
+            prop_assert!(added.contains("    \"/dev/kvmfr0\"\n]\n"), "{}", added);
+            prop_assert!(added.contains("\"/dev/kvm\""));
+            let back = qemu_conf(&added, false).0;
+            let want = if text.is_empty() || text.ends_with('\n') { text.clone() } else { format!("{text}\n") };
+            prop_assert_eq!(back, want);
+        }
+
+        /// A user's own uncommented list is never rewritten, whatever else the file holds.
+        #[test]
+        fn a_users_list_is_never_rewritten(text in conf_text(), listed in any::<bool>()) {
+            let own = format!(
+                "{text}\ncgroup_device_acl = [ \"/dev/null\", \"/dev/kvm\"{} ]\n",
+                if listed { ", \"/dev/kvmfr0\"" } else { "" }
+            );
+            let (new, warning) = qemu_conf(&own, true);
+            prop_assert_eq!(new, own);
+            prop_assert_eq!(warning.is_some(), !listed);
+        }
+
+        /// The AppArmor rule: once, and taken out whole.
+        #[test]
+        fn apparmor_rule_is_added_once_and_removed(text in conf_text()) {
+            let added = apparmor_rules(&text, true);
+            prop_assert_eq!(apparmor_rules(&added, true), added.clone());
+            prop_assert_eq!(added.lines().filter(|l| *l == "/dev/kvmfr0 rw,").count(), 1);
+            let back = apparmor_rules(&added, false);
+            prop_assert!(back == text || back == format!("{text}\n"), "{:?}", back);
+        }
+    }
+}
