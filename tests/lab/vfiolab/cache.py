@@ -27,6 +27,12 @@ FLAVOURS = {
     # rEFInd's binary and its ext4 driver (docs/refind.md); its postinst is told not to
     # install itself to an ESP (the lab copies the files into the ESP image itself).
     "refind": ["refind"],
+    # The handover scenario (docs/lab.md, "The handover"): libvirt's daemon with its QEMU
+    # driver and QEMU itself, to start a nested domain inside the guest; xmllint for
+    # virt-xml-validate (libvirt-clients does not depend on it, docs/libvirt.md section 4).
+    # Without recommends: no dnsmasq, swtpm, qemu-system-gui, ovmf (the domain stays paused).
+    "libvirt": ["libvirt-daemon-system", "libvirt-daemon-driver-qemu", "qemu-system-x86",
+                "libxml2-utils"],
 }
 # debconf answers given before a flavour's packages are installed.
 PRESEED = {"refind": "refind refind/install_to_esp boolean false\n"}

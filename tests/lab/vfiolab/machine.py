@@ -62,6 +62,10 @@ class Machine:
         self.deb_install = None
         # A data disk on q35's AHCI controller (the trial scenarios), or None.
         self.data_disk = None
+        # The virtio-vga boot display at 00:02.0; False (the handover's single-GPU boot): the
+        # card is the only display, a VGA-class `VGA` instead of `secondary-vga` (same IDs), so
+        # OVMF's GOP and the kernel's boot_vga are on it (docs/lab.md, "The handover").
+        self.boot_display = True
 
     def kver(self):
         return sorted(os.listdir(self.root / "lib/modules"))[-1]
@@ -282,7 +286,7 @@ class Machine:
             "-drive", f"file={self.disk},format=raw,if=none,id=d0",
             # 00:01.0 stays free: amd-iommu puts its own PCI function in the first free slot.
             "-device", "virtio-blk-pci,drive=d0,addr=04.0",
-            "-device", "virtio-vga,addr=02.0",
+            *(["-device", "virtio-vga,addr=02.0"] if self.boot_display else []),
             "-netdev", netdev, "-device", "e1000e,netdev=n0,addr=03.0",
             "-device", f"e1000e,addr={ROM_NIC[8:]},romfile={ROM_NIC_ROM}",
         ]
@@ -290,8 +294,9 @@ class Machine:
             # q35's ICH9 AHCI controller (00:1f.2) is part of the machine; its first port.
             cmd += ["-drive", f"file={self.data_disk},format=raw,if=none,id=d1",
                     "-device", "ide-hd,drive=d1,bus=ide.0"]
+        card = "secondary-vga" if self.boot_display else "VGA"
         for slot in self.cards:  # GPU-shaped cards: display + audio, one slot each
-            cmd += ["-device", f"secondary-vga,addr={slot}.0,multifunction=on,romfile={GPU_ROM}",
+            cmd += ["-device", f"{card},addr={slot}.0,multifunction=on,romfile={GPU_ROM}",
                     "-device", f"ich9-intel-hda,addr={slot}.1"]
         return cmd
 

@@ -6,12 +6,12 @@ import dataclasses
 
 from . import (amd_dracut_identical_image, amd_grub_dracut, amd_grub_trial, amd_refind,
                amd_sdboot_ansible, intel_grub_dropin, intel_itools_identical,
-               intel_sdboot_itools, intel_sdboot_trial, intel_uki_dracut)
+               intel_sdboot_handover, intel_sdboot_itools, intel_sdboot_trial, intel_uki_dracut)
 
 MODULES = [
     intel_sdboot_itools, amd_refind, amd_grub_dracut, intel_grub_dropin, intel_itools_identical,
     amd_dracut_identical_image, intel_uki_dracut, amd_sdboot_ansible, intel_sdboot_trial,
-    amd_grub_trial,
+    amd_grub_trial, intel_sdboot_handover,
 ]
 
 SCENARIOS = [dataclasses.replace(mod.SCENARIO, steps=mod.steps, setup=getattr(mod, "setup", None))
