@@ -97,6 +97,8 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     // The hardware checks of docs/rom.md and docs/kernel-log.md.
     if let Some(p) = &profile {
         items.extend(crate::rom_check::items(root, &pci, &p.ids));
+        // [libvirt] domains: each domain's XML (docs/libvirt.md section 3).
+        items.extend(inspect::domain::items(root, p, &pci));
     }
     items.extend(crate::host::kmsg::items(
         &crate::host::kmsg::read(root),

@@ -5,7 +5,9 @@
 
 pub mod check;
 pub mod detect;
+pub mod domain;
 pub mod iommu;
+mod xml;
 
 pub use check::{CheckInput, Item, Status, check, check_text, profile_risks};
 pub use detect::{detect, infer_bootloader, infer_initramfs, no_candidate};

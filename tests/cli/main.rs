@@ -1051,6 +1051,7 @@ mod address;
 mod apply;
 mod completions;
 mod distros;
+mod domain;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
