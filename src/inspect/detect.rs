@@ -23,6 +23,7 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
     let chosen = choose_gpus(pci, gpus, &mut notes)?;
     let pass = Passthrough::of(pci, &chosen, &mut notes);
     notes.extend(binding_notes(pci, files, &pass));
+    notes.extend(super::reset::detect_notes(files, &pass.set));
     let drivers = Drivers::of(pci, &chosen, &pass, &mut notes);
     // The boot display goes to the guest only while it runs (single GPU); a second card may
     // (docs/handover.md section 9, README "Single GPU").

@@ -7,6 +7,7 @@ pub mod check;
 pub mod detect;
 pub mod domain;
 pub mod iommu;
+pub mod reset;
 mod xml;
 
 pub use check::{CheckInput, Item, Status, check, check_text, profile_risks};

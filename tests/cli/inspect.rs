@@ -42,8 +42,10 @@ fn iommu_lists_groups_in_numeric_order_with_drivers() {
         ),
         "{out}"
     );
+    // The GPUs' functions have their reset capability on indented lines below them.
     let groups: Vec<u32> = out
         .lines()
+        .filter(|l| !l.starts_with("  "))
         .map(|l| {
             l.strip_prefix("IOMMU Group ")
                 .unwrap()
@@ -251,6 +253,13 @@ fn check_items(root: &Path, profile: Option<&Path>) -> (i32, Vec<(String, String
 #[test]
 fn check_passes_a_finished_setup() {
     let h = host("vfio-bound");
+    // A display function without reset_method on a 5.15+ kernel is a warning (tests/cli/reset.rs).
+    std::fs::write(
+        h.path()
+            .join("sys/bus/pci/devices/0000:01:00.0/reset_method"),
+        "flr bus\n",
+    )
+    .unwrap();
     let p = profile_file(h.path(), &["10de:2684", "10de:22ba"]);
     let (code, items) = check_items(h.path(), Some(&p));
     assert_eq!(code, 0, "{items:?}");

@@ -1067,6 +1067,7 @@ mod inspect;
 mod limine;
 mod newcomer;
 mod refind;
+mod reset;
 mod safety;
 mod trial;
 mod uki;
