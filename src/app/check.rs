@@ -98,6 +98,10 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     if let Some(p) = &profile {
         items.extend(crate::rom_check::items(root, &pci, &p.ids));
         items.extend(inspect::share_check::items(root, p)?);
+        // [libvirt] domains: each domain's XML (docs/libvirt.md section 3).
+        items.extend(inspect::domain::items(root, p, &pci));
+        // Reset capability of the functions (docs/handover.md section 7).
+        items.extend(inspect::reset::check_items(root, p, &pci));
     }
     items.extend(crate::host::kmsg::items(
         &crate::host::kmsg::read(root),

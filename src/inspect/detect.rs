@@ -23,8 +23,12 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
     let chosen = choose_gpus(pci, gpus, &mut notes)?;
     let pass = Passthrough::of(pci, &chosen, &mut notes);
     notes.extend(binding_notes(pci, files, &pass));
+    notes.extend(super::reset::detect_notes(files, &pass.set));
     let drivers = Drivers::of(pci, &chosen, &pass, &mut notes);
-    let held = held_back(pci, &pass);
+    // The boot display goes to the guest only while it runs (single GPU); a second card may
+    // (docs/handover.md section 9, README "Single GPU").
+    let on_demand = chosen.iter().any(|d| d.boot_vga);
+    let held = held_back(pci, &pass, on_demand);
     let active: Vec<String> = pass
         .ids
         .iter()
@@ -33,6 +37,7 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         .collect();
     let boot = infer_boot(files);
     let ctx = context! {
+        on_demand, offer_on_demand => !on_demand && !chosen.is_empty(),
         cpu => cpu_context(cpu),
         bootloader => context! { name => boot.bootloader.0.name(), why => boot.bootloader.1 },
         initramfs => context! { name => initramfs_toml(boot.initramfs.0), why => boot.initramfs.1 },
@@ -383,7 +388,8 @@ fn cpu_context(cpu: &Cpu) -> Value {
 
 /// The IDs among `pass.ids` that would take a device the host likely needs (any device with that
 /// ID, the chosen card's or another), with the reason: `detect` writes them commented out.
-fn held_back(pci: &Pci, pass: &Passthrough) -> Vec<(String, String)> {
+/// `on_demand`: the boot display is handed over while a VM runs, which holds nothing back.
+fn held_back(pci: &Pci, pass: &Passthrough, on_demand: bool) -> Vec<(String, String)> {
     let gpu_slots: Vec<&str> = pass
         .set
         .iter()
@@ -393,7 +399,10 @@ fn held_back(pci: &Pci, pass: &Passthrough) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for id in &pass.ids {
         for d in pci.devices.iter().filter(|d| &d.id() == id) {
-            if let Some(why) = host_needs(d, gpu_slots.contains(&d.slot())).first() {
+            if let Some(why) = host_needs(d, gpu_slots.contains(&d.slot()))
+                .iter()
+                .find(|w| !(on_demand && w.starts_with("the boot display")))
+            {
                 out.push((
                     id.clone(),
                     format!(
@@ -453,6 +462,11 @@ fn list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
+/// The vendors of the display adapters hypervisors emulate: QEMU's stdvga/bochs (1234),
+/// virtio-gpu (1af4), QXL (1b36), VMware SVGA (15ad), VirtualBox (80ee). Inside a VM such a card
+/// as the only display is no GPU to pass through.
+const EMULATED_DISPLAY_VENDORS: &[&str] = &["1234", "1af4", "1b36", "15ad", "80ee"];
+
 /// `detect` with nothing to pass through: why, and what to do (exit 1, no profile). `None`
 /// when there is a GPU for a guest or `--gpu` names one.
 pub fn no_candidate(pci: &Pci, virt: &crate::host::virt::Virt, gpus: &[String]) -> Option<String> {
@@ -465,10 +479,14 @@ pub fn no_candidate(pci: &Pci, virt: &crate::host::virt::Virt, gpus: &[String]) 
     }
     let mut text = match displays.as_slice() {
         [] => "no GPU to pass through: there is no PCI display controller (class 03xx) under /sys/bus/pci/devices, so there is no profile to write".to_string(),
+        // Bare metal, or a real card in a VM: a single-GPU profile (`[vfio] mode = "on-demand"`).
+        [only] if !(virt.is_vm() && EMULATED_DISPLAY_VENDORS.contains(&only.vendor.as_str())) => {
+            return None;
+        }
         [only] => format!(
             "no GPU to pass through besides the boot display: {}, the only GPU, is the host's console. \
              To give it to a guest anyway (single-GPU passthrough: the host keeps no display), run \
-             `vfio-gen detect --gpu {}`; `vfio-gen apply` then asks for --force",
+             `vfio-gen detect --gpu {}` (it writes a profile with [vfio] mode = \"on-demand\": the card goes to the guest only while the guest runs)",
             device_line(only),
             only.bdf
         ),
@@ -561,6 +579,7 @@ mod tests {
             held => vec![context! { id => "1022:149c", why => "0000:0c:00.3 (USB, xhci_hcd): a USB controller" }],
             blacklist => vec!["nouveau"],
             softdep => vec!["snd_hda_intel", "a\"b\\c\u{1b}"],
+            on_demand => false, offer_on_demand => false,
         };
         let want = r#"# Host profile written by `vfio-gen detect`. Review it, then run
 #   vfio-gen plan -p <this file>    (shows every change, touches nothing)
@@ -624,6 +643,7 @@ driver_pre = "auto"
             held => Vec::<Value>::new(),
             blacklist => Vec::<String>::new(),
             softdep => Vec::<String>::new(),
+            on_demand => false, offer_on_demand => false,
         };
         let got = render_profile(ctx).unwrap();
         let head = "# CPU: i7 (vendor unknown, Intel assumed, virtualization available)\n\

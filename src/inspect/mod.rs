@@ -5,9 +5,12 @@
 
 pub mod check;
 pub mod detect;
+pub mod domain;
 pub mod iommu;
 pub mod share_check;
 pub mod share_proposal;
+pub mod reset;
+mod xml;
 
 pub use check::{CheckInput, Item, Status, check, check_text, profile_risks};
 pub use detect::{detect, infer_bootloader, infer_initramfs, no_candidate};

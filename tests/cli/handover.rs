@@ -324,3 +324,57 @@ fn the_libvirt_hook_calls_handover_for_prepare_begin_and_release_end_only() {
     assert_eq!(l, "[handover][start][--domain][my vm $(touch pwned)]\n");
     assert!(!t.path().join("pwned").exists() && !Path::new("pwned").exists());
 }
+
+/// A host whose only GPU is the boot display (the RTX 3090 of intel-3090 without the iGPU):
+/// `detect` writes `[vfio] mode = "on-demand"` with what it means instead of exiting 1, and
+/// `plan` takes the profile without asking for --force or binding anything at boot.
+#[test]
+fn detect_writes_an_on_demand_profile_for_a_single_gpu_host() {
+    let h = host(PROFILE);
+    std::fs::remove_file(h.path().join("etc/vfio-gen/profile.toml")).unwrap();
+    std::fs::remove_file(h.path().join("sys/bus/pci/devices/0000:00:02.0")).unwrap();
+    std::fs::write(
+        h.path().join("sys/bus/pci/devices/0000:01:00.0/boot_vga"),
+        "1\n",
+    )
+    .unwrap();
+    let p = h.path().join("etc/vfio-gen/profile.toml");
+    let o = handover_like(h.path(), &["detect", "-o", p.to_str().unwrap()]);
+    status(&o, 0);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("\nmode = \"on-demand\"\nids = [\"10de:2204\", \"10de:1aef\"]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# mode = \"on-demand\": the card is the host's display")
+            && text.contains("`sudo vfio-gen handover start` gives it to a VM")
+            && text.contains("# [libvirt]\n# domains = [\"win11\"]"),
+        "{text}"
+    );
+    assert!(!text.contains("Held back"), "{text}");
+    let o = handover_like(h.path(), &["plan"]);
+    status(&o, 0);
+    assert!(!stdout(&o).contains("ids=10de"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("--force"), "{}", stdout(&o));
+}
+
+/// With a second card, `detect` binds it at boot and offers on-demand as a comment.
+#[test]
+fn detect_offers_on_demand_for_a_second_card() {
+    let h = host(PROFILE);
+    let o = handover_like(h.path(), &["detect"]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("[vfio]\n# mode = \"on-demand\"  # instead of binding the card at boot"),
+        "{out}"
+    );
+    assert!(!out.contains("\nmode = "), "{out}");
+}
+
+fn handover_like(root: &Path, args: &[&str]) -> Output {
+    let mut v = args.to_vec();
+    v.extend(["--root", root.to_str().unwrap()]);
+    run(&v)
+}

@@ -42,8 +42,10 @@ fn iommu_lists_groups_in_numeric_order_with_drivers() {
         ),
         "{out}"
     );
+    // The GPUs' functions have their reset capability on indented lines below them.
     let groups: Vec<u32> = out
         .lines()
+        .filter(|l| !l.starts_with("  "))
         .map(|l| {
             l.strip_prefix("IOMMU Group ")
                 .unwrap()
@@ -251,6 +253,13 @@ fn check_items(root: &Path, profile: Option<&Path>) -> (i32, Vec<(String, String
 #[test]
 fn check_passes_a_finished_setup() {
     let h = host("vfio-bound");
+    // A display function without reset_method on a 5.15+ kernel is a warning (tests/cli/reset.rs).
+    std::fs::write(
+        h.path()
+            .join("sys/bus/pci/devices/0000:01:00.0/reset_method"),
+        "flr bus\n",
+    )
+    .unwrap();
     let p = profile_file(h.path(), &["10de:2684", "10de:22ba"]);
     let (code, items) = check_items(h.path(), Some(&p));
     assert_eq!(code, 0, "{items:?}");
@@ -862,20 +871,18 @@ fn detect_without_a_candidate_says_so_and_exits_1() {
     // `--gpu` takes the boot display anyway.
     status(&at(h.path(), &["detect", "--gpu", "00:01.0"]), 0);
 
-    // Bare metal whose only GPU left is the boot display: the same refusal, no VM hint.
+    // Bare metal whose only GPU is the boot display: a single-GPU profile (tests/cli/handover.rs).
     let h = host("intel-3090");
     for bdf in ["0000:01:00.0", "0000:01:00.1"] {
         std::fs::remove_file(h.path().join("sys/bus/pci/devices").join(bdf)).unwrap();
     }
     let o = at(h.path(), &["detect"]);
-    status(&o, 1);
-    assert_eq!(stdout(&o), "");
+    status(&o, 0);
     assert!(
-        stderr(&o).contains("0000:00:02.0") && stderr(&o).contains("the only GPU"),
+        stdout(&o).contains("\nmode = \"on-demand\"\n"),
         "{}",
-        stderr(&o)
+        stdout(&o)
     );
-    assert!(!stderr(&o).contains("virtual machine"), "{}", stderr(&o));
     // No display controller at all.
     std::fs::remove_file(h.path().join("sys/bus/pci/devices/0000:00:02.0")).unwrap();
     let o = at(h.path(), &["detect"]);

@@ -1051,6 +1051,7 @@ mod address;
 mod apply;
 mod completions;
 mod distros;
+mod domain;
 mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
@@ -1066,6 +1067,7 @@ mod inspect;
 mod limine;
 mod newcomer;
 mod refind;
+mod reset;
 mod safety;
 mod trial;
 mod uki;
