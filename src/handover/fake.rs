@@ -28,6 +28,8 @@ pub struct Fake {
     pub deps: BTreeMap<String, Vec<String>>,
     /// Unit name or alias → (real unit, active).
     pub units: BTreeMap<String, (String, bool)>,
+    /// Unit → its `AllowedCPUs=` (absent: unset, empty).
+    pub allowed: BTreeMap<String, String>,
     /// Holder links removed with a module, to put back: (link, target).
     holder_links: Vec<(PathBuf, PathBuf)>,
 }
@@ -64,6 +66,7 @@ impl Fake {
             module_driver: BTreeMap::new(),
             deps: BTreeMap::new(),
             units: BTreeMap::new(),
+            allowed: BTreeMap::new(),
             holder_links: Vec::new(),
         }
     }
@@ -336,6 +339,18 @@ impl System for Fake {
                 io(std::fs::rename(&from, self.stash_path("proc", &pid)), &from)?;
             }
         }
+        Ok(())
+    }
+
+    fn allowed_cpus(&self, unit: &str) -> Result<String> {
+        Ok(self.allowed.get(unit).cloned().unwrap_or_default())
+    }
+
+    fn set_allowed_cpus(&mut self, unit: &str, cpus: &str) -> Result<()> {
+        self.call(format!(
+            "systemctl set-property --runtime {unit} AllowedCPUs={cpus}"
+        ))?;
+        self.allowed.insert(unit.to_string(), cpus.to_string());
         Ok(())
     }
 

@@ -249,6 +249,14 @@ fn undo(sys: &mut dyn System, e: &Entry) -> Result<Option<String>> {
                 format!("bind {device} to {driver}")
             }
         }
+        Step::Cpus { unit, before } => {
+            sys.set_allowed_cpus(unit, before)?;
+            if before.is_empty() {
+                format!("{unit}: AllowedCPUs= reset (every CPU)")
+            } else {
+                format!("{unit}: AllowedCPUs={before} again")
+            }
+        }
         Step::Module { name } => {
             if root.exists(&format!("/sys/module/{name}")) {
                 format!("{name} is loaded already")

@@ -32,6 +32,9 @@ pub enum Step {
     Vtcon { path: String, name: String },
     /// The firmware framebuffer's device unbound from `driver`; undo: bind it again.
     Fbdev { device: String, driver: String },
+    /// `AllowedCPUs=` of a top-level unit set to the host's CPUs; undo: `before` again
+    /// (docs/handover.md section 6).
+    Cpus { unit: String, before: String },
     /// `modprobe -r NAME`; undo: `modprobe NAME`.
     Module { name: String },
     /// The device moved to vfio-pci; undo: back to `driver`.
@@ -52,6 +55,7 @@ impl Step {
             Step::Service { .. } => "service",
             Step::Vtcon { .. } => "vtcon",
             Step::Fbdev { .. } => "fbdev",
+            Step::Cpus { .. } => "cpus",
             Step::Module { .. } => "module",
             Step::Bind { .. } => "bind",
             Step::End => "end",

@@ -4,8 +4,9 @@
 use super::record::{self, Record, Step};
 use super::system::{self, System, pci_driver, read};
 use super::{Options, Report, Run, Status, boot_id, devices, scan};
+use crate::cpulist;
 use crate::host::pci::{Device, Pci};
-use crate::profile::Profile;
+use crate::profile::{Isolation, Profile};
 use crate::root::{Files, Root};
 use anyhow::{Result, anyhow, bail};
 
@@ -21,6 +22,8 @@ pub(super) struct Prepared {
     modules: Vec<String>,
     nodes: Vec<scan::Node>,
     services: Vec<String>,
+    /// `[resources] isolation = "on-demand"`: the host's CPUs, for `AllowedCPUs=`.
+    host_cpus: Option<String>,
 }
 
 /// The checks, nothing changed: `None` when the devices are handed over already.
@@ -118,6 +121,7 @@ pub(super) fn prepare(
         }
     }
 
+    let host_cpus = host_cpus(sys, profile, report)?;
     Ok(Some(Prepared {
         rec,
         root,
@@ -129,7 +133,74 @@ pub(super) fn prepare(
         modules,
         nodes,
         services,
+        host_cpus,
     }))
+}
+
+/// The units whose `AllowedCPUs=` an on-demand isolation limits (docs/handover.md section 6):
+/// the three top-level units the public hook scripts limit; `machine.slice` (QEMU) is left.
+pub(super) const SLICES: [&str; 3] = ["system.slice", "user.slice", "init.scope"];
+
+/// With `[resources] isolation = "on-demand"`, the CPUs left to the host (online minus
+/// `isolate_cpus`); refused when the kernel's cgroup v2 has no `cpuset`. `None` without it,
+/// or under a root with no systemd to ask (said in the report).
+fn host_cpus(sys: &dyn System, profile: &Profile, report: &mut Report) -> Result<Option<String>> {
+    let Some(cpus) = profile
+        .resources
+        .as_ref()
+        .filter(|r| r.isolation == Isolation::OnDemand)
+        .and_then(|r| r.isolate_cpus.as_ref())
+    else {
+        return Ok(None);
+    };
+    let root = sys.root();
+    if !sys.unit(SLICES[0])?.loaded {
+        report.push(
+            "cpus",
+            Status::Skipped,
+            format!(
+                "no systemd answers for {SLICES:?} under this root: the host's CPUs are not limited"
+            ),
+        );
+        return Ok(None);
+    }
+    let controllers = read(root, "/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    if !controllers.split_whitespace().any(|c| c == "cpuset") {
+        bail!(
+            "[resources] isolation = \"on-demand\" needs the cgroup v2 cpuset controller, and /sys/fs/cgroup/cgroup.controllers does not list it (cgroup v1, or a kernel without CONFIG_CPUSETS); use isolation = \"boot\"; nothing was changed"
+        );
+    }
+    let online_text = read(root, "/sys/devices/system/cpu/online").unwrap_or_default();
+    let online = cpulist::parse(online_text.trim(), cpulist::MAX_CPUS).map_err(|e| {
+        anyhow!("/sys/devices/system/cpu/online reads {online_text:?}: {e}; nothing was changed")
+    })?;
+    let host = online.difference(cpus);
+    if host.is_empty() {
+        bail!(
+            "isolate_cpus ({cpus}) leaves the host no online CPU (online: {online}); nothing was changed"
+        );
+    }
+    Ok(Some(host.to_string()))
+}
+
+/// `AllowedCPUs=` of the top-level units set to the host's CPUs, each unit's value before
+/// recorded for `stop`.
+fn limit_cpus(run: &mut Run, p: &Prepared) -> Result<()> {
+    let Some(host) = &p.host_cpus else {
+        return Ok(());
+    };
+    for unit in SLICES {
+        let before = run.sys.allowed_cpus(unit)?;
+        run.take(
+            Step::Cpus {
+                unit: unit.to_string(),
+                before,
+            },
+            &format!("{unit}: AllowedCPUs={host}"),
+            |sys| sys.set_allowed_cpus(unit, host),
+        )?;
+    }
+    Ok(())
 }
 
 /// Every step of a start, in order; the first error stops them (the caller undoes).
@@ -145,6 +216,7 @@ pub(super) fn steps(run: &mut Run, p: &Prepared, opts: &Options) -> Result<()> {
         "",
         |_| Ok(()),
     )?;
+    limit_cpus(run, p)?;
     stop_services(run, p)?;
     if p.boot_display {
         unbind_consoles(run, p)?;

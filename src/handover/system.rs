@@ -33,6 +33,11 @@ pub trait System {
     fn stop_unit(&mut self, unit: &str) -> Result<()>;
     /// `systemctl start UNIT`.
     fn start_unit(&mut self, unit: &str) -> Result<()>;
+    /// `systemctl show -p AllowedCPUs --value UNIT`: empty when unset (docs/handover.md
+    /// section 6).
+    fn allowed_cpus(&self, unit: &str) -> Result<String>;
+    /// `systemctl set-property --runtime UNIT AllowedCPUs=CPUS` (empty: no restriction).
+    fn set_allowed_cpus(&mut self, unit: &str, cpus: &str) -> Result<()>;
 }
 
 /// The system under a root.
@@ -124,6 +129,26 @@ impl System for RootSystem {
     fn start_unit(&mut self, unit: &str) -> Result<()> {
         self.host_only(&format!("systemctl start {unit}"))?;
         run("systemctl", &["start", "--", unit]).map(drop)
+    }
+
+    fn allowed_cpus(&self, unit: &str) -> Result<String> {
+        self.host_only(&format!("systemctl show -p AllowedCPUs {unit}"))?;
+        Ok(run(
+            "systemctl",
+            &["show", "-p", "AllowedCPUs", "--value", "--", unit],
+        )?
+        .trim()
+        .to_string())
+    }
+
+    fn set_allowed_cpus(&mut self, unit: &str, cpus: &str) -> Result<()> {
+        self.host_only(&format!("systemctl set-property {unit} AllowedCPUs={cpus}"))?;
+        let prop = format!("AllowedCPUs={cpus}");
+        run(
+            "systemctl",
+            &["set-property", "--runtime", "--", unit, &prop],
+        )
+        .map(drop)
     }
 }
 

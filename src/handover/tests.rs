@@ -624,3 +624,71 @@ fn stop_accepts_devices_already_back_on_their_driver() {
         "{s:#?}"
     );
 }
+
+/// `[resources] isolation = "on-demand"`: the top-level units limited to the host's CPUs,
+/// their values before recorded and written back by `stop`, also when a later step fails
+/// (docs/handover.md section 6).
+#[test]
+fn on_demand_isolation_limits_the_host_slices_and_gives_them_back() {
+    let with_cpus =
+        format!("{PROFILE}\n[resources]\nisolate_cpus = \"2-7\"\nisolation = \"on-demand\"\n");
+    let setup = |fake: &mut Fake| {
+        file(fake.root.dir(), "sys/devices/system/cpu/online", "0-7\n");
+        file(
+            fake.root.dir(),
+            "sys/fs/cgroup/cgroup.controllers",
+            "cpuset cpu io memory pids\n",
+        );
+        for u in super::start::SLICES {
+            fake.units.insert(u.into(), (u.into(), true));
+        }
+        fake.allowed.insert("user.slice".into(), "0-3".into());
+    };
+    let (_t, mut fake) = host(Shape::default());
+    setup(&mut fake);
+    let r = start(&mut fake, &profile(&with_cpus), &opts(false)).unwrap();
+    assert_eq!(r.error, None, "{r:#?}");
+    for u in super::start::SLICES {
+        assert_eq!(fake.allowed.get(u).map(String::as_str), Some("0-1"), "{u}");
+    }
+    let k: Vec<String> = kinds(&fake).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(&k[..4], ["begin", "cpus", "cpus", "cpus"]);
+    let s = stop(&mut fake).unwrap();
+    assert_eq!(s.error, None, "{s:#?}");
+    assert_eq!(
+        fake.allowed.get("system.slice").map(String::as_str),
+        Some("")
+    );
+    assert_eq!(
+        fake.allowed.get("user.slice").map(String::as_str),
+        Some("0-3")
+    );
+    assert_eq!(fake.allowed.get("init.scope").map(String::as_str), Some(""));
+
+    // A later step fails: the limits are undone with the rest.
+    let (_t, mut fake) = host(Shape::default());
+    setup(&mut fake);
+    fake.fail_at = Some(5);
+    let r = start(&mut fake, &profile(&with_cpus), &opts(false)).unwrap();
+    assert!(r.error.is_some(), "{r:#?}");
+    assert_eq!(
+        fake.allowed.get("system.slice").map(String::as_str),
+        Some("")
+    );
+    assert_eq!(
+        fake.allowed.get("user.slice").map(String::as_str),
+        Some("0-3")
+    );
+
+    // cgroup v1 (no cpuset in cgroup.controllers): refused before any change.
+    let (_t, mut fake) = host(Shape::default());
+    setup(&mut fake);
+    file(
+        fake.root.dir(),
+        "sys/fs/cgroup/cgroup.controllers",
+        "cpu io memory pids\n",
+    );
+    let e = start(&mut fake, &profile(&with_cpus), &opts(false)).unwrap_err();
+    assert!(format!("{e:#}").contains("cpuset controller"), "{e:#}");
+    assert_eq!(fake.calls, 0);
+}

@@ -7,9 +7,9 @@ pub mod check;
 pub mod detect;
 pub mod domain;
 pub mod iommu;
+pub mod reset;
 pub mod share_check;
 pub mod share_proposal;
-pub mod reset;
 mod xml;
 
 pub use check::{CheckInput, Item, Status, check, check_text, profile_risks};
