@@ -339,12 +339,42 @@ fn absent_id_items(profile: &Profile, targets: &[&Device]) -> Vec<Item> {
 /// whether it is the boot display. `items` so far: a device another target reported already
 /// is not reported again.
 fn device_items(pci: &Pci, profile: &Profile, d: &Device, items: &mut Vec<Item>) {
-    items.push(driver_item(pci, d));
+    let on_demand = profile.vfio_mode == crate::profile::VfioMode::OnDemand;
+    items.push(if on_demand {
+        on_demand_driver_item(d)
+    } else {
+        driver_item(pci, d)
+    });
     function_items(pci, profile, d, items);
     group_items(pci, profile, d, items);
-    if d.boot_vga {
+    if d.boot_vga && on_demand {
+        items.push(item("boot-vga", Warn, format!("{} is the boot display: while a VM has it, the host has no display", d.bdf), Some("`vfio-gen handover start` stops the display manager and the consoles and `stop` brings them back; keep SSH or a serial console for the host (README.md, \"Single GPU\" under \"Passing the GPU\")")).at(&d.bdf));
+    } else if d.boot_vga {
         items.push(item("boot-vga", Warn, format!("{} is the boot display", d.bdf), Some("the host loses its console; keep a second GPU for the host or use a serial console")));
     }
+}
+
+/// `[vfio] mode = "on-demand"`: the device stays on its host driver until `handover start`
+/// (docs/handover.md), so either driver is right; vfio-pci means a handover is active.
+fn on_demand_driver_item(d: &Device) -> Item {
+    let message = match d.driver.as_deref() {
+        Some("vfio-pci") => format!(
+            "{} [{}] is on vfio-pci: handed over (`vfio-gen handover stop` gives it back)",
+            d.bdf,
+            d.id()
+        ),
+        Some(drv) => format!(
+            "{} [{}] is on {drv} until `vfio-gen handover start` hands it to vfio-pci (mode = \"on-demand\")",
+            d.bdf,
+            d.id()
+        ),
+        None => format!(
+            "{} [{}] has no driver; `vfio-gen handover start` binds it to vfio-pci (mode = \"on-demand\")",
+            d.bdf,
+            d.id()
+        ),
+    };
+    item("driver", Pass, message, None).at(&d.bdf)
 }
 
 /// Whether vfio-pci holds the device.

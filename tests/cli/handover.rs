@@ -378,3 +378,35 @@ fn handover_like(root: &Path, args: &[&str]) -> Output {
     v.extend(["--root", root.to_str().unwrap()]);
     run(&v)
 }
+
+/// `check` in on-demand mode: the devices on their host drivers are right (they stay there
+/// until `handover start`), not a failure; the domain's XML is not there (a warn).
+#[test]
+fn check_in_on_demand_mode_accepts_the_host_drivers() {
+    let h = host(PROFILE);
+    let o = run(&[
+        "--root",
+        h.path().to_str().unwrap(),
+        "check",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let drivers: Vec<&serde_json::Value> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["id"] == "driver")
+        .collect();
+    assert_eq!(drivers.len(), 2, "{v:#}");
+    for d in drivers {
+        assert_eq!(d["status"], "pass", "{d:#}");
+        assert!(
+            d["message"]
+                .as_str()
+                .unwrap()
+                .contains("until `vfio-gen handover start"),
+            "{d:#}"
+        );
+    }
+}
