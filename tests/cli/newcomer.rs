@@ -323,3 +323,60 @@ fn check_says_each_thing_once() {
     lines.dedup();
     assert_eq!(lines.len(), n, "a line is said twice:\n{out}");
 }
+
+/// Item 11: right after a good apply, what only a reboot changes is pending (`[WAIT]`,
+/// `"pending"` in JSON), not failed, and check exits 3 ("waiting for a reboot"); a boot entry
+/// whose image is missing says which of its files is the missing one.
+#[test]
+fn after_apply_check_waits_for_a_reboot_and_names_the_missing_image() {
+    let host = seed_host();
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    // Before apply: the drivers fail (exit 1), nothing waits.
+    let o = at(host.path(), &["check", "-p", p]);
+    status(&o, 1);
+    assert!(!stdout(&o).contains("[WAIT]"), "{}", stdout(&o));
+
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    // The microcode is there, the main image is not.
+    std::fs::write(host.path().join("boot/intel-ucode.img"), b"").unwrap();
+    let o = at(host.path(), &["check", "-p", p]);
+    status(&o, 3);
+    let out = stdout(&o);
+    assert!(!out.contains("[FAIL]"), "{out}");
+    let waits: Vec<&str> = out.lines().filter(|l| l.starts_with("[WAIT]")).collect();
+    assert_eq!(waits.len(), 3, "{out}");
+    assert!(
+        waits[0].contains("command line") && waits[1].contains("0000:01:00.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 failed, 5 warnings, 3 waiting for a reboot")
+            && out.contains("State: applied, not rebooted."),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "arch.conf names /boot/intel-ucode.img and /boot/initramfs-linux.img: /boot/initramfs-linux.img is not there"
+        ),
+        "{out}"
+    );
+
+    let o = at(host.path(), &["check", "-p", p, "--format", "json"]);
+    status(&o, 3);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["waiting_for_reboot"], true);
+    assert_eq!(json["ok"], true);
+    let pending: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "pending")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["cmdline", "driver", "driver"], "{json}");
+}
