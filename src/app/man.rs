@@ -86,7 +86,8 @@ fn man_page(out: &mut dyn Write) -> Result<()> {
 .TP\n0\nSuccess; in sync for plan \\-\\-exit\\-code and render \\-\\-check.\n\
 .TP\n1\nChanges pending (plan \\-\\-exit\\-code), drift (render \\-\\-check), a failed check item.\n\
 .TP\n2\nAn error: bad profile, unreadable or unsafe file, refused edit, bad arguments. Nothing was written.\n\
-.TP\n3\napply or rollback installed the files, then a hook failed; the next apply runs it again.\n\
+.TP\n3\napply or rollback installed the files, then a hook failed; the next apply runs it again. \
+check: nothing failed, but items wait for a reboot ([WAIT]): the files are in place, the running system does not have them yet.\n\
 .SH FILES\n\
 .TP\n/etc/vfio\\-gen/profile.toml\nThe host profile (default for \\-p).\n\
 .TP\n/var/lib/vfio\\-gen/backups/\nOne directory per transaction: manifest.json and the files it replaced.\n\
