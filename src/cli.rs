@@ -126,10 +126,10 @@ pub struct Global {
     /// When to color the output (NO_COLOR is respected with auto)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Print less: no notes, warnings or summaries
+    /// Print less: no progress, notes, summaries, passing or unchanged items; never hides a warning or an error
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Print more: unchanged files too
+    /// Print more: unchanged files (plan, apply, render --check), every check item even when another says the same
     #[arg(short, long, global = true)]
     pub verbose: bool,
 }

@@ -157,7 +157,21 @@ fn show_and_ask(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<b
     let asks = !opts.yes;
     let show_diff = opts.format != Format::Json && (asks || !ctx.quiet);
     if show_diff {
-        write!(io.out, "{}", diff::text(plan, ctx.style, ctx.quiet, false))?;
+        write!(
+            io.out,
+            "{}",
+            diff::text(plan, ctx.style, ctx.quiet, ctx.verbose)
+        )?;
+    } else if opts.format != Format::Json {
+        // `-q` hides progress, never a warning (README, "Global options").
+        for w in &plan.warnings {
+            writeln!(
+                io.err,
+                "{} {}",
+                ctx.style.yellow("warning:"),
+                crate::escape::text(w)
+            )?;
+        }
     }
     if !asks {
         return Ok(true);

@@ -380,3 +380,65 @@ fn after_apply_check_waits_for_a_reboot_and_names_the_missing_image() {
         .collect();
     assert_eq!(pending, ["cmdline", "driver", "driver"], "{json}");
 }
+
+/// Item 10: one meaning of `-q` and `-v` for every command. `-q` hides progress, notes,
+/// summaries and passing or unchanged things, never a warning; `-v` shows unchanged files and
+/// every check item, also one that says what another said.
+#[test]
+fn minus_q_never_hides_a_warning_and_minus_v_shows_more() {
+    let host = seed_host();
+    let dir = tempfile::tempdir().unwrap();
+    let typo = seed_profile(dir.path(), "[\"10de:2240\", \"10de:1aef\"]");
+    let typo = typo.to_str().unwrap();
+    let no_device = "vfio.ids has 10de:2240, which no PCI device";
+
+    // plan -q: the diff and the warning, no note, no summary.
+    let o = at(host.path(), &["plan", "-q", "-p", typo]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(no_device), "{out}");
+    assert!(!out.contains("note:") && !out.contains("Plan: "), "{out}");
+    // apply -q --yes: no diff, but the warning, on stderr.
+    let o = at(
+        host.path(),
+        &["apply", "-q", "--yes", "--hooks", "none", "--force", "-p", typo],
+    );
+    status(&o, 0);
+    assert!(stderr(&o).contains(no_device), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("+++ "), "{}", stdout(&o));
+
+    // check -q: warnings and waits, no pass; check -v: every item, the repeated one too.
+    let o = at(host.path(), &["check", "-q", "-p", typo]);
+    let out = stdout(&o);
+    assert!(out.contains("[warn]") && !out.contains("[pass]"), "{out}");
+    let log = |args: &[&str]| {
+        let mut v = vec!["check", "-p", typo];
+        v.extend_from_slice(args);
+        stdout(&at(host.path(), &v)).matches("no kernel log").count()
+    };
+    assert_eq!(log(&[]), 1);
+    assert!(log(&["-v"]) >= 2, "check -v shows each item");
+
+    // -v: the files in sync, for plan, apply and render --check.
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let in_sync = "unchanged /etc/modprobe.d/blacklist-nouveau.conf (in sync)";
+    let o = at(host.path(), &["plan", "-p", p]);
+    assert!(!stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let o = at(host.path(), &["plan", "-v", "-p", p]);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let o = at(
+        host.path(),
+        &["apply", "-v", "--yes", "--hooks", "none", "-p", p],
+    );
+    status(&o, 0);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let out = tempfile::tempdir().unwrap();
+    let o_dir = out.path().to_str().unwrap();
+    status(&at(host.path(), &["render", "-p", p, "--out", o_dir]), 0);
+    let o = at(host.path(), &["render", "-p", p, "--check", o_dir]);
+    assert!(!stdout(&o).contains("(in sync)"), "{}", stdout(&o));
+    let o = at(host.path(), &["render", "-v", "-p", p, "--check", o_dir]);
+    status(&o, 0);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+}
