@@ -442,3 +442,82 @@ fn minus_q_never_hides_a_warning_and_minus_v_shows_more() {
     status(&o, 0);
     assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
 }
+
+/// A `mkinitcpio` on PATH that takes `secs` seconds and exits `code`, in `dir`; the PATH
+/// that finds it first.
+fn slow_mkinitcpio(dir: &Path, secs: &str, code: u8) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\necho '==> Building image from preset: /etc/mkinitcpio.d/linux.preset'\nsleep {secs}\nexit {code}\n"
+    );
+    let path = bin.join("mkinitcpio");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+/// Item 9: a hook that runs says so. Not on a terminal: one plain line as it starts (none
+/// under -q), "ran ..." when done; on a terminal (`script`): one line redrawn with the elapsed
+/// seconds, erased when done; a failure shows the hook's output, as before.
+#[test]
+fn a_running_hook_says_which_and_for_how_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let path = slow_mkinitcpio(dir.path(), "0.2", 0);
+    let apply = |host: &Path, extra: &[&str], path: &str| {
+        let mut args = vec!["apply", "-p", p, "--yes", "--hooks", "host"];
+        args.extend_from_slice(extra);
+        Vg::new(&args).root(host).env("PATH", path).output()
+    };
+    let host = seed_host();
+    let o = apply(host.path(), &[], &path);
+    status(&o, 0);
+    assert!(
+        stderr(&o).contains("running mkinitcpio -P ...\n") && !stderr(&o).contains('\x1b'),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+    let host = seed_host();
+    let o = apply(host.path(), &["-q"], &path);
+    status(&o, 0);
+    assert!(!stderr(&o).contains("running mkinitcpio"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+
+    let failing = slow_mkinitcpio(&dir.path().join("f"), "0", 1);
+    let host = seed_host();
+    let o = apply(host.path(), &[], &failing);
+    status(&o, 3);
+    assert!(
+        stdout(&o).contains("FAILED mkinitcpio -P:\n==> Building image from preset"),
+        "{}",
+        stdout(&o)
+    );
+
+    if !have("script") {
+        return;
+    }
+    let slow = slow_mkinitcpio(&dir.path().join("s"), "2.5", 0);
+    let host = seed_host();
+    let cmd = format!(
+        "{} apply -p {p} --yes --hooks host --root {}",
+        env!("CARGO_BIN_EXE_vfio-gen"),
+        host.path().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("PATH", &slow)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains("\r\x1b[Krunning mkinitcpio -P ... 0 s")
+            && out.contains("\r\x1b[Krunning mkinitcpio -P ... 2 s")
+            && out.contains("\r\x1b[Kran mkinitcpio -P"),
+        "{out:?}"
+    );
+}
