@@ -358,6 +358,9 @@ pub enum Command {
         /// Overwrite FILE when it exists
         #[arg(long, requires = "output")]
         force: bool,
+        /// Output format: json prints the detected facts and the proposed profile (README.md)
+        #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "output")]
+        format: Format,
     },
     /// Check the host and the profile: IOMMU, command line, drivers, groups
     #[command(

@@ -286,12 +286,18 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
         Command::Trial { action } => trial::run(ctx, action, io),
         Command::Iommu { format } => iommu::run(ctx, format, io.out),
         Command::Handover { action } => handover::run(ctx, action, io.out),
-        Command::Detect { gpu, output, force } => detect::run(
+        Command::Detect {
+            gpu,
+            output,
+            force,
+            format,
+        } => detect::run(
             ctx,
             &detect::Options {
                 gpus: gpu,
                 output,
                 force,
+                format,
             },
             io,
         ),

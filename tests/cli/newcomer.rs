@@ -521,3 +521,38 @@ fn a_running_hook_says_which_and_for_how_long() {
         "{out:?}"
     );
 }
+
+/// Item 12: `detect --format json` gives the facts and the proposed profile; a laptop whose
+/// only candidate is a 3D controller (muxless Optimus) gets a comment on what that involves.
+#[test]
+fn detect_speaks_json_and_explains_a_laptop_dgpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_host::build(
+        &repo().join("tests/fixtures/hosts/laptop-optimus.toml"),
+        tmp.path(),
+    )
+    .unwrap();
+    let o = at(tmp.path(), &["detect"]);
+    status(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("# This GPU is a 3D controller (class 0302)")
+            && text.contains("muxless (Optimus)")
+            && text.contains("Looking Glass"),
+        "{text}"
+    );
+    let o = at(tmp.path(), &["detect", "--format", "json"]);
+    status(&o, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["profile"]["vfio"]["ids"], serde_json::json!(["10de:25a2"]));
+    assert_eq!(json["profile"]["host"]["bootloader"], "systemd-boot");
+    assert_eq!(json["facts"]["cpu"]["name"], "intel");
+    assert_eq!(json["facts"]["iommu"]["on"], true);
+    assert!(json["facts"]["notes"][0].as_str().unwrap().contains("3D controller"));
+    assert_eq!(json["profile_text"].as_str().unwrap(), text);
+
+    // A desktop card (class 0300) gets no such comment.
+    let o = at(seed_host().path(), &["detect"]);
+    assert!(!stdout(&o).contains("3D controller (class 0302)"), "{}", stdout(&o));
+}
