@@ -439,14 +439,19 @@ pub enum Command {
     },
     /// Print the man page (roff), or write every page (one per command) into a directory
     #[command(
-        long_about = "Print vfio-gen(1) as roff on stdout, or with --dir write vfio-gen.1 and one \
-                      vfio-gen-<command>.1 per command into DIR, created if missing.",
+        long_about = "Print vfio-gen(1) as roff on stdout (`vfio-gen man vfio-gen.toml`: the profile's \
+                      reference, vfio-gen.toml(5)), or with --dir write vfio-gen.1, one \
+                      vfio-gen-<command>.1 per command and vfio-gen.toml.5 into DIR, created if missing.",
         after_help = MAN_EXAMPLES
     )]
     Man {
-        /// Write vfio-gen.1 and vfio-gen-<command>.1 into DIR instead of printing vfio-gen.1
+        /// Write vfio-gen.1, vfio-gen-<command>.1 and vfio-gen.toml.5 into DIR instead of printing a page
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// The page to print: vfio-gen (the commands) or vfio-gen.toml (the profile's keys)
+        #[arg(value_name = "PAGE", conflicts_with = "dir", default_value = "vfio-gen",
+              value_parser = ["vfio-gen", "vfio-gen.toml"])]
+        page: String,
     },
 }
 

@@ -233,7 +233,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             io.out,
         ),
         Command::Completions { shell } => completions::run(shell, io.out),
-        Command::Man { dir } => man::run(dir.as_deref(), io.out),
+        Command::Man { dir, page } => man::run(dir.as_deref(), &page, io.out),
         Command::Apply {
             profile,
             revert,

@@ -556,3 +556,47 @@ fn detect_speaks_json_and_explains_a_laptop_dgpu() {
     let o = at(seed_host().path(), &["detect"]);
     assert!(!stdout(&o).contains("3D controller (class 0302)"), "{}", stdout(&o));
 }
+
+/// Item 15: the profile's reference ships with the binary: `vfio-gen man vfio-gen.toml` prints
+/// vfio-gen.toml(5) with every table and key of the profile, `man --dir` writes it as section 5
+/// (which contrib/dist/install.sh installs to man5), and an unknown key points to it.
+#[test]
+fn the_profile_reference_is_a_man_page() {
+    let o = run(&["man", "vfio-gen.toml"]);
+    status(&o, 0);
+    let page = stdout(&o);
+    assert!(page.starts_with(".TH VFIO\\-GEN.TOML 5"), "{page}");
+    for key in [
+        ".SH [host]",
+        ".SH [vfio]",
+        ".SH [kernel]",
+        ".SH [grub]",
+        ".SH [resources]",
+        ".SH [looking\\-glass]",
+        ".SH [libvirt]",
+        "\\fBmode\\fR\n\\fB\"boot\"\\fR (default)",
+        "\\fBisolate_cpus\\fR",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(key), "{key:?} missing");
+    }
+    // Every key of the full example profile is in the page.
+    let example = std::fs::read_to_string(repo().join("profiles/arch-intel-systemd-boot.toml")).unwrap();
+    for line in example.lines().filter(|l| !l.starts_with(['#', '[']) && l.contains(" = ")) {
+        let key = line.split(" = ").next().unwrap().trim().replace('-', "\\-");
+        assert!(page.contains(&format!("\\fB{key}\\fR")), "{key} is not in the page");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    status(&run(&["man", "--dir", dir.path().to_str().unwrap()]), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("vfio-gen.toml.5")).unwrap(),
+        page
+    );
+    assert!(run(&["man"]).stdout.windows(16).any(|w| w == b"vfio\\-gen.toml(5"));
+
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\nbootlaoder = \"grub\"\n[vfio]\nids = []\n").unwrap();
+    let o = run(&["plan", "-p", p.to_str().unwrap()]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("`man vfio-gen.toml`"), "{}", stderr(&o));
+}
