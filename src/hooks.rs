@@ -108,7 +108,12 @@ pub fn by_hand(command: &[String], root: &Root, again: Option<&str>) -> String {
 }
 
 /// Runs `cmd` (stdin closed, output captured) and shows it as `show` says on `err`.
-fn execute(mut cmd: Command, label: &str, show: Show, err: &mut dyn Write) -> std::io::Result<Output> {
+fn execute(
+    mut cmd: Command,
+    label: &str,
+    show: Show,
+    err: &mut dyn Write,
+) -> std::io::Result<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -124,8 +129,18 @@ fn execute(mut cmd: Command, label: &str, show: Show, err: &mut dyn Write) -> st
             buf
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let errs = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let errs = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     if show == Show::Lines {
         let _ = writeln!(err, "running {label} ...");
     }

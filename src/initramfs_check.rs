@@ -135,7 +135,11 @@ fn missing_text(image: &BootImage) -> String {
         m if m.len() == named.len() => {
             format!("{src} names {}: none of them is there, {end}", and(&named))
         }
-        m => format!("{src} names {}: {} are not there, {end}", and(&named), and(m)),
+        m => format!(
+            "{src} names {}: {} are not there, {end}",
+            and(&named),
+            and(m)
+        ),
     }
 }
 

@@ -107,7 +107,14 @@ fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result
         )?;
     }
     let _lock = lock(root, opts.no_wait, io.err)?;
-    let runs = run_hooks_again(&list, opts.hooks, root, ctx.hook_show(json), io, Some("apply"))?;
+    let runs = run_hooks_again(
+        &list,
+        opts.hooks,
+        root,
+        ctx.hook_show(json),
+        io,
+        Some("apply"),
+    )?;
     remember_failed(root, &list, &runs)?;
     if json {
         writeln!(
@@ -258,7 +265,14 @@ fn run_plan_hooks(
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks_again(&to_run, opts.hooks, root, ctx.hook_show(json), io, Some("apply"))?;
+    let runs = run_hooks_again(
+        &to_run,
+        opts.hooks,
+        root,
+        ctx.hook_show(json),
+        io,
+        Some("apply"),
+    )?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()

@@ -152,7 +152,9 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             }
         }
         Format::Json => {
-            let mut v = crate::json::envelope(serde_json::json!({"ok": !failed, "waiting_for_reboot": waiting, "items": items}));
+            let mut v = crate::json::envelope(
+                serde_json::json!({"ok": !failed, "waiting_for_reboot": waiting, "items": items}),
+            );
             if let Some(o) = &outcome {
                 v["state"] = serde_json::json!(o.state);
                 v["next"] = serde_json::json!(o.next);

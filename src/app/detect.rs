@@ -38,7 +38,11 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     }
     let (profile, facts) = inspect::detect::detect_with_facts(&pci, &cpu, root, &opts.gpus)?;
     if json {
-        writeln!(io.out, "{}", serde_json::to_string_pretty(&as_json(&profile, &facts)?)?)?;
+        writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&as_json(&profile, &facts)?)?
+        )?;
         return Ok(0);
     }
     let Some(file) = &opts.output else {
@@ -100,9 +104,13 @@ fn to_json(v: &minijinja::Value) -> serde_json::Value {
             Err(_) => serde_json::json!(f64::try_from(v.clone()).ok()),
         },
         ValueKind::String => serde_json::json!(v.as_str()),
-        ValueKind::Seq | ValueKind::Iterable => {
-            serde_json::Value::Array(v.try_iter().into_iter().flatten().map(|i| to_json(&i)).collect())
-        }
+        ValueKind::Seq | ValueKind::Iterable => serde_json::Value::Array(
+            v.try_iter()
+                .into_iter()
+                .flatten()
+                .map(|i| to_json(&i))
+                .collect(),
+        ),
         ValueKind::Map => serde_json::Value::Object(
             v.try_iter()
                 .into_iter()

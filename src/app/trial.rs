@@ -273,7 +273,11 @@ pub fn apply(
         }
     }
     if !json {
-        write!(io.out, "{}", diff::text(&plan, ctx.style, ctx.quiet, ctx.verbose))?;
+        write!(
+            io.out,
+            "{}",
+            diff::text(&plan, ctx.style, ctx.quiet, ctx.verbose)
+        )?;
     }
     if !a.yes {
         let question = format!(

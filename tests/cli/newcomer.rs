@@ -401,7 +401,9 @@ fn minus_q_never_hides_a_warning_and_minus_v_shows_more() {
     // apply -q --yes: no diff, but the warning, on stderr.
     let o = at(
         host.path(),
-        &["apply", "-q", "--yes", "--hooks", "none", "--force", "-p", typo],
+        &[
+            "apply", "-q", "--yes", "--hooks", "none", "--force", "-p", typo,
+        ],
     );
     status(&o, 0);
     assert!(stderr(&o).contains(no_device), "{}", stderr(&o));
@@ -414,7 +416,9 @@ fn minus_q_never_hides_a_warning_and_minus_v_shows_more() {
     let log = |args: &[&str]| {
         let mut v = vec!["check", "-p", typo];
         v.extend_from_slice(args);
-        stdout(&at(host.path(), &v)).matches("no kernel log").count()
+        stdout(&at(host.path(), &v))
+            .matches("no kernel log")
+            .count()
     };
     assert_eq!(log(&[]), 1);
     assert!(log(&["-v"]) >= 2, "check -v shows each item");
@@ -545,16 +549,28 @@ fn detect_speaks_json_and_explains_a_laptop_dgpu() {
     status(&o, 0);
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["version"], 1);
-    assert_eq!(json["profile"]["vfio"]["ids"], serde_json::json!(["10de:25a2"]));
+    assert_eq!(
+        json["profile"]["vfio"]["ids"],
+        serde_json::json!(["10de:25a2"])
+    );
     assert_eq!(json["profile"]["host"]["bootloader"], "systemd-boot");
     assert_eq!(json["facts"]["cpu"]["name"], "intel");
     assert_eq!(json["facts"]["iommu"]["on"], true);
-    assert!(json["facts"]["notes"][0].as_str().unwrap().contains("3D controller"));
+    assert!(
+        json["facts"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("3D controller")
+    );
     assert_eq!(json["profile_text"].as_str().unwrap(), text);
 
     // A desktop card (class 0300) gets no such comment.
     let o = at(seed_host().path(), &["detect"]);
-    assert!(!stdout(&o).contains("3D controller (class 0302)"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("3D controller (class 0302)"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// Item 15: the profile's reference ships with the binary: `vfio-gen man vfio-gen.toml` prints
@@ -581,10 +597,17 @@ fn the_profile_reference_is_a_man_page() {
         assert!(page.contains(key), "{key:?} missing");
     }
     // Every key of the full example profile is in the page.
-    let example = std::fs::read_to_string(repo().join("profiles/arch-intel-systemd-boot.toml")).unwrap();
-    for line in example.lines().filter(|l| !l.starts_with(['#', '[']) && l.contains(" = ")) {
+    let example =
+        std::fs::read_to_string(repo().join("profiles/arch-intel-systemd-boot.toml")).unwrap();
+    for line in example
+        .lines()
+        .filter(|l| !l.starts_with(['#', '[']) && l.contains(" = "))
+    {
         let key = line.split(" = ").next().unwrap().trim().replace('-', "\\-");
-        assert!(page.contains(&format!("\\fB{key}\\fR")), "{key} is not in the page");
+        assert!(
+            page.contains(&format!("\\fB{key}\\fR")),
+            "{key} is not in the page"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     status(&run(&["man", "--dir", dir.path().to_str().unwrap()]), 0);
@@ -592,10 +615,19 @@ fn the_profile_reference_is_a_man_page() {
         std::fs::read_to_string(dir.path().join("vfio-gen.toml.5")).unwrap(),
         page
     );
-    assert!(run(&["man"]).stdout.windows(16).any(|w| w == b"vfio\\-gen.toml(5"));
+    assert!(
+        run(&["man"])
+            .stdout
+            .windows(16)
+            .any(|w| w == b"vfio\\-gen.toml(5")
+    );
 
     let p = dir.path().join("p.toml");
-    std::fs::write(&p, "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\nbootlaoder = \"grub\"\n[vfio]\nids = []\n").unwrap();
+    std::fs::write(
+        &p,
+        "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\nbootlaoder = \"grub\"\n[vfio]\nids = []\n",
+    )
+    .unwrap();
     let o = run(&["plan", "-p", p.to_str().unwrap()]);
     status(&o, 2);
     assert!(stderr(&o).contains("`man vfio-gen.toml`"), "{}", stderr(&o));
