@@ -146,7 +146,7 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
             next: if other_fail {
                 "fix the failed items above; the configuration itself is in effect".to_string()
             } else {
-                "give the devices to a virtual machine (README, \"On a real host\", step 8)"
+                "give the devices to a virtual machine (README, \"On a real host\", step 7)"
                     .to_string()
             },
         },

@@ -268,8 +268,8 @@ pub enum Command {
         long_about = "Write every file apply would leave in place under DIR, at its real path (DESTDIR layout: \
                       DIR/etc/modprobe.d/vfio.conf, ...), for packages and images; or, with --check, compare DIR \
                       with them byte for byte and exit 1 with a diff on drift. No backup, lock or journal: render \
-                      refuses a live root.",
-        override_usage = "vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)",
+                      refuses a live root. --format nix or libvirt prints a NixOS module or the <hostdev> elements instead.",
+        override_usage = "vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR | --format nix|libvirt)",
         after_help = RENDER_EXAMPLES
     )]
     Render {
