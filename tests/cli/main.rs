@@ -65,7 +65,9 @@ fn have(tool: &str) -> bool {
                  lists every program in one apt line), or run with VFIO_GEN_ALLOW_SKIPS=1 to skip it"
             );
         }
-        eprintln!("SKIPPED: this test needs {tool}, which is not installed (VFIO_GEN_ALLOW_SKIPS=1)");
+        eprintln!(
+            "SKIPPED: this test needs {tool}, which is not installed (VFIO_GEN_ALLOW_SKIPS=1)"
+        );
     }
     found
 }
