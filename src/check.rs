@@ -9,7 +9,7 @@ pub enum Status {
     Pass,
     Warn,
     /// Right for the files in place, wrong only in the running system: a reboot changes it
-    /// (`check` exits 3 when such items are all that is left; README, "Exit statuses").
+    /// (`check` exits 3 when such items are all that is left; README, "Exit status").
     Pending,
     Fail,
 }

@@ -173,7 +173,7 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
         }
     }
     // The remedies say what to do now, not "apply" after an apply; and what only a reboot (or
-    // `bind`) changes is pending, not failed: the files are right (README, "Exit statuses").
+    // `bind`) changes is pending, not failed: the files are right (README, "Exit status").
     if matches!(files, Files::InPlace) {
         for i in items
             .iter_mut()

@@ -1,6 +1,6 @@
 //! `vfio-gen check`: the host and the profile, item by item (IOMMU, command line, drivers,
 //! groups, the boot images); exit 1 when an item fails, 3 when what is left only waits for a
-//! reboot (README, "Exit statuses").
+//! reboot (README, "Exit status").
 
 use super::{Ctx, load_profile, profile_path};
 use crate::cli::Format;
