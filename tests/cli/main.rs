@@ -1619,7 +1619,9 @@ fn every_command_describes_itself_with_examples() {
     }
     let help = stdout(&run(&["render", "--help"]));
     assert!(
-        help.contains("Usage: vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)"),
+        help.contains(
+            "Usage: vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR | --format nix|libvirt)"
+        ),
         "{help}"
     );
     let help = stdout(&run(&["apply", "--help"]));
