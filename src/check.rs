@@ -1,5 +1,5 @@
-//! The result of one check (`vfio-gen check`): an id, pass/warn/fail, a message and what to do
-//! (leaf: the checks of `inspect` and `initramfs_check` both produce it).
+//! The result of one check (`vfio-gen check`): an id, pass/warn/pending/fail, a message and
+//! what to do (leaf: the checks of `inspect` and `initramfs_check` both produce it).
 
 use serde::Serialize;
 
@@ -8,6 +8,9 @@ use serde::Serialize;
 pub enum Status {
     Pass,
     Warn,
+    /// Right for the files in place, wrong only in the running system: a reboot changes it
+    /// (`check` exits 3 when such items are all that is left; README, "Exit status").
+    Pending,
     Fail,
 }
 
@@ -16,7 +19,7 @@ pub struct Item {
     pub id: &'static str,
     pub status: Status,
     pub message: String,
-    /// What to do, for warn and fail.
+    /// What to do, for warn, pending and fail.
     pub remedy: Option<String>,
     /// The device the item is about, if one.
     pub bdf: Option<String>,

@@ -4,8 +4,8 @@
 //! - **not applied**: vfio-gen's files do not match the profile (or a hook that builds the boot
 //!   images failed): next, `vfio-gen apply`;
 //! - **applied, not rebooted**: the files are in place, but the running kernel's command line or
-//!   the devices' drivers are not yet what they give: next, regenerate a boot image that lacks
-//!   them, or reboot;
+//!   the devices' drivers are not yet what they give (those items are *pending*, not failed):
+//!   next, regenerate a boot image that lacks them, or reboot;
 //! - **done**: the running system holds the profile's options and every device of the profile
 //!   is on vfio-pci;
 //! - **reverted, not rebooted** / **reverted**: the last transaction was `apply --revert` and
@@ -146,7 +146,7 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
             next: if other_fail {
                 "fix the failed items above; the configuration itself is in effect".to_string()
             } else {
-                "give the devices to a virtual machine (README, \"On a real host\", step 8)"
+                "give the devices to a virtual machine (README, \"On a real host\", step 7)"
                     .to_string()
             },
         },
@@ -172,12 +172,14 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
             i.remedy = None;
         }
     }
-    // The remedies say what to do now, not "apply" after an apply.
+    // The remedies say what to do now, not "apply" after an apply; and what only a reboot (or
+    // `bind`) changes is pending, not failed: the files are right (README, "Exit status").
     if matches!(files, Files::InPlace) {
         for i in items
             .iter_mut()
             .filter(|i| running(i) && i.status == Status::Fail)
         {
+            i.status = Status::Pending;
             i.remedy = Some(match i.id {
                 "cmdline" => "the files are in place: reboot to boot with them".to_string(),
                 _ => format!(
@@ -224,6 +226,7 @@ mod tests {
         let o = assess(&mut items, &Files::InPlace, &host);
         assert_eq!(o.state, State::AppliedNotRebooted);
         assert!(o.next.starts_with("reboot"), "{}", o.next);
+        assert!(items.iter().all(|i| i.status == Status::Pending));
         assert!(
             items
                 .iter()

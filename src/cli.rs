@@ -126,10 +126,10 @@ pub struct Global {
     /// When to color the output (NO_COLOR is respected with auto)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Print less: no notes, warnings or summaries
+    /// Print less: no progress, notes, summaries, passing or unchanged items; never hides a warning or an error
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Print more: unchanged files too
+    /// Print more: unchanged files (plan, apply, render --check), every check item even when another says the same
     #[arg(short, long, global = true)]
     pub verbose: bool,
 }
@@ -268,8 +268,8 @@ pub enum Command {
         long_about = "Write every file apply would leave in place under DIR, at its real path (DESTDIR layout: \
                       DIR/etc/modprobe.d/vfio.conf, ...), for packages and images; or, with --check, compare DIR \
                       with them byte for byte and exit 1 with a diff on drift. No backup, lock or journal: render \
-                      refuses a live root.",
-        override_usage = "vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR)",
+                      refuses a live root. --format nix or libvirt prints a NixOS module or the <hostdev> elements instead.",
+        override_usage = "vfio-gen render [-p PROFILE] [--root DIR] (--out DIR | --check DIR | --format nix|libvirt)",
         after_help = RENDER_EXAMPLES
     )]
     Render {
@@ -358,6 +358,9 @@ pub enum Command {
         /// Overwrite FILE when it exists
         #[arg(long, requires = "output")]
         force: bool,
+        /// Output format: json prints the detected facts and the proposed profile (README.md)
+        #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "output")]
+        format: Format,
     },
     /// Check the host and the profile: IOMMU, command line, drivers, groups
     #[command(
@@ -436,14 +439,19 @@ pub enum Command {
     },
     /// Print the man page (roff), or write every page (one per command) into a directory
     #[command(
-        long_about = "Print vfio-gen(1) as roff on stdout, or with --dir write vfio-gen.1 and one \
-                      vfio-gen-<command>.1 per command into DIR, created if missing.",
+        long_about = "Print vfio-gen(1) as roff on stdout (`vfio-gen man vfio-gen.toml`: the profile's \
+                      reference, vfio-gen.toml(5)), or with --dir write vfio-gen.1, one \
+                      vfio-gen-<command>.1 per command and vfio-gen.toml.5 into DIR, created if missing.",
         after_help = MAN_EXAMPLES
     )]
     Man {
-        /// Write vfio-gen.1 and vfio-gen-<command>.1 into DIR instead of printing vfio-gen.1
+        /// Write vfio-gen.1, vfio-gen-<command>.1 and vfio-gen.toml.5 into DIR instead of printing a page
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// The page to print: vfio-gen (the commands) or vfio-gen.toml (the profile's keys)
+        #[arg(value_name = "PAGE", conflicts_with = "dir", default_value = "vfio-gen",
+              value_parser = ["vfio-gen", "vfio-gen.toml"])]
+        page: String,
     },
 }
 

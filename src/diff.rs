@@ -116,14 +116,18 @@ pub fn text(plan: &Plan, style: Style, quiet: bool, verbose: bool) -> String {
         }
         out.push('\n');
     }
+    // Warnings are never hidden: `-q` hides notes and the summary (README, "Global options").
+    for w in &plan.warnings {
+        out.push_str(&format!(
+            "{} {}\n",
+            style.yellow("warning:"),
+            crate::escape::text(w)
+        ));
+    }
+    if quiet && !plan.warnings.is_empty() {
+        out.push('\n');
+    }
     if !quiet {
-        for w in &plan.warnings {
-            out.push_str(&format!(
-                "{} {}\n",
-                style.yellow("warning:"),
-                crate::escape::text(w)
-            ));
-        }
         for n in &plan.notes {
             out.push_str(&format!(
                 "{} {}\n",

@@ -1,10 +1,24 @@
 //! Running the generators after an install (`update-grub`, `mkinitcpio -P`, ...): on the host,
-//! inside the root with chroot, or not at all; output captured and shown on failure.
+//! inside the root with chroot, or not at all; output captured and shown on failure. While one
+//! runs, a terminal sees which and for how long (README, "Global options").
 
 use crate::plan::Hook;
 use crate::root::Root;
 use serde::Serialize;
-use std::process::Command;
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a running hook is shown, on stderr: `Live`, one line redrawn each second with the
+/// elapsed time (stderr is a terminal); `Lines`, one plain line as it starts (not a terminal);
+/// `Quiet` (`-q`) and `Json`, nothing while it runs. What it ended with is the caller's to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    Live,
+    Lines,
+    Quiet,
+    Json,
+}
 
 /// Where hooks run: `Auto` is the host when the root is `/`, nowhere otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +107,81 @@ pub fn by_hand(command: &[String], root: &Root, again: Option<&str>) -> String {
     }
 }
 
+/// Runs `cmd` (stdin closed, output captured) and shows it as `show` says on `err`.
+fn execute(
+    mut cmd: Command,
+    label: &str,
+    show: Show,
+    err: &mut dyn Write,
+) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Read both pipes while it runs, so a hook that writes much never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let errs = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    if show == Show::Lines {
+        let _ = writeln!(err, "running {label} ...");
+    }
+    let start = Instant::now();
+    let mut shown = None;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let secs = start.elapsed().as_secs();
+        if show == Show::Live && shown != Some(secs) {
+            shown = Some(secs);
+            let _ = write!(err, "\r\x1b[Krunning {label} ... {secs} s");
+            let _ = err.flush();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if shown.is_some() {
+        // The live line goes; the caller's "ran ..." or "FAILED ..." line takes its place.
+        let _ = write!(err, "\r\x1b[K");
+        let _ = err.flush();
+    }
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: errs.join().unwrap_or_default(),
+    })
+}
+
 /// Runs the hooks in order; a failing one does not stop the next.
-pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
+pub fn run(
+    hooks: &[Hook],
+    mode: Hooks,
+    root: &Root,
+    show: Show,
+    err: &mut dyn Write,
+) -> Vec<HookRun> {
     hooks
         .iter()
         .map(|h| {
-            let mut cmd = match mode {
+            let cmd = match mode {
                 Hooks::Chroot => {
                     let mut c = Command::new("chroot");
                     c.arg(root.dir()).args(&h.command);
@@ -118,7 +201,7 @@ pub fn run(hooks: &[Hook], mode: Hooks, root: &Root) -> Vec<HookRun> {
                     };
                 }
             };
-            let (status, output) = match cmd.output() {
+            let (status, output) = match execute(cmd, &h.command.join(" "), show, err) {
                 Ok(o) => {
                     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                     text.push_str(&String::from_utf8_lossy(&o.stderr));

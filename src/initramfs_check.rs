@@ -115,6 +115,34 @@ fn names(image: &BootImage) -> (String, String) {
     (main, label)
 }
 
+/// Which of the files an entry names is missing, each by name: "X names A and B: B is not
+/// there, so it cannot be checked".
+fn missing_text(image: &BootImage) -> String {
+    let and = |v: &[String]| match v {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let named: Vec<String> = image.files.iter().chain(&image.missing).cloned().collect();
+    let src = &image.source;
+    let end = "so it cannot be checked";
+    match image.missing.as_slice() {
+        [one] if named.len() == 1 => format!("{src} names {one}, which is not there, {end}"),
+        [one] => format!("{src} names {}: {one} is not there, {end}", and(&named)),
+        [_, _] if named.len() == 2 => {
+            format!("{src} names {}: neither is there, {end}", and(&named))
+        }
+        m if m.len() == named.len() => {
+            format!("{src} names {}: none of them is there, {end}", and(&named))
+        }
+        m => format!(
+            "{src} names {}: {} are not there, {end}",
+            and(&named),
+            and(m)
+        ),
+    }
+}
+
 /// The image's contents, or the item saying why they cannot be checked (a file missing, an
 /// image the kernel cannot unpack, not read).
 fn readable<'a>(
@@ -127,11 +155,7 @@ fn readable<'a>(
         return Err(item(
             Status::Warn,
             main,
-            format!(
-                "{} names {}, which is not there, so it cannot be checked",
-                image.source,
-                image.missing.join(", ")
-            ),
+            missing_text(image),
             Some("mount the ESP (or /boot) and run `vfio-gen check` again".into()),
         ));
     }

@@ -591,7 +591,7 @@ fn list_example(key: Option<&str>) -> &'static str {
 fn explain_toml(message: &str, key: Option<String>) -> String {
     let message = message.trim_end();
     let hint = if message.starts_with("unknown field") {
-        "remove the key or fix its spelling (see the profile reference in README.md)"
+        "remove the key or fix its spelling (`man vfio-gen.toml` lists the keys)"
     } else if message.starts_with("missing field") {
         "the profile needs host.cpu, host.bootloader and vfio.ids (or vfio.devices)"
     } else if message.contains("expected a sequence") {

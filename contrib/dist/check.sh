@@ -54,7 +54,7 @@ awk '$1 ~ /^[-l]/ { p = $9; sub(/^\//, "", p); print p }' "$lists/filelist.rpm.t
 for f in deb arch rpm; do say "  $f: $(wc -l <"$tmp/$f") files"; done
 diff -u "$tmp/deb" "$tmp/arch" || die "the .deb and the Arch package install different files (above)"
 diff -u "$tmp/deb" "$tmp/rpm" || die "the .deb and the RPM install different files (above)"
-for want in usr/bin/vfio-gen usr/share/man/man1/vfio-gen.1.gz \
+for want in usr/bin/vfio-gen usr/share/man/man1/vfio-gen.1.gz usr/share/man/man5/vfio-gen.toml.5.gz \
     usr/share/bash-completion/completions/vfio-gen usr/share/zsh/site-functions/_vfio-gen \
     usr/share/fish/vendor_completions.d/vfio-gen.fish usr/share/doc/vfio-gen/README.md; do
     grep -qx "$want" "$tmp/deb" || die "the packages lack $want"

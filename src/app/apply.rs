@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     if !json {
         say_installed(root, &ops, &manifest, io)?;
     }
-    let runs = run_plan_hooks(root, opts, &plan, &mut manifest, io)?;
+    let runs = run_plan_hooks(ctx, opts, &plan, &mut manifest, io)?;
     if json {
         print_json(root, &plan, &manifest, &runs, io)?;
     }
@@ -107,7 +107,14 @@ fn run_left_hooks(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result
         )?;
     }
     let _lock = lock(root, opts.no_wait, io.err)?;
-    let runs = run_hooks_again(&list, opts.hooks, root, json, io, Some("apply"))?;
+    let runs = run_hooks_again(
+        &list,
+        opts.hooks,
+        root,
+        ctx.hook_show(json),
+        io,
+        Some("apply"),
+    )?;
     remember_failed(root, &list, &runs)?;
     if json {
         writeln!(
@@ -157,7 +164,21 @@ fn show_and_ask(ctx: &Ctx, opts: &Options, plan: &Plan, io: &mut Io) -> Result<b
     let asks = !opts.yes;
     let show_diff = opts.format != Format::Json && (asks || !ctx.quiet);
     if show_diff {
-        write!(io.out, "{}", diff::text(plan, ctx.style, ctx.quiet, false))?;
+        write!(
+            io.out,
+            "{}",
+            diff::text(plan, ctx.style, ctx.quiet, ctx.verbose)
+        )?;
+    } else if opts.format != Format::Json {
+        // `-q` hides progress, never a warning (README, "Global options").
+        for w in &plan.warnings {
+            writeln!(
+                io.err,
+                "{} {}",
+                ctx.style.yellow("warning:"),
+                crate::escape::text(w)
+            )?;
+        }
     }
     if !asks {
         return Ok(true);
@@ -230,12 +251,13 @@ fn say_installed(
 /// Runs the plan's hooks and those left failed by an earlier apply, and records in the
 /// manifest the files they rewrote.
 fn run_plan_hooks(
-    root: &Root,
+    ctx: &Ctx,
     opts: &Options,
     plan: &Plan,
     manifest: &mut history::Manifest,
     io: &mut Io,
 ) -> Result<Vec<HookRun>> {
+    let root = &ctx.root;
     let json = opts.format == Format::Json;
     let mut to_run = plan.hooks.clone();
     for h in &left_hooks(plan) {
@@ -243,7 +265,14 @@ fn run_plan_hooks(
             to_run.push(h.clone());
         }
     }
-    let runs = run_hooks_again(&to_run, opts.hooks, root, json, io, Some("apply"))?;
+    let runs = run_hooks_again(
+        &to_run,
+        opts.hooks,
+        root,
+        ctx.hook_show(json),
+        io,
+        Some("apply"),
+    )?;
     remember_failed(root, &to_run, &runs)?;
     let ran: Vec<String> = runs
         .iter()

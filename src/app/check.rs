@@ -1,5 +1,6 @@
 //! `vfio-gen check`: the host and the profile, item by item (IOMMU, command line, drivers,
-//! groups, the boot images); exit 1 when an item fails.
+//! groups, the boot images); exit 1 when an item fails, 3 when what is left only waits for a
+//! reboot (README, "Exit status").
 
 use super::{Ctx, load_profile, profile_path};
 use crate::cli::Format;
@@ -113,6 +114,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         i.remedy = i.remedy.as_deref().map(|r| root.commands_in(r));
     }
     let failed = items.iter().any(|i| i.status == inspect::Status::Fail);
+    let waiting = items.iter().any(|i| i.status == inspect::Status::Pending);
     let style = ctx.style;
     match opts.format {
         Format::Text => {
@@ -125,6 +127,9 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             let shown: Vec<inspect::Item> = items
                 .iter()
                 .filter(|i| {
+                    if ctx.verbose {
+                        return true;
+                    }
                     let key = (i.status, i.message.clone(), i.remedy.clone());
                     let new = !said.contains(&key);
                     said.push(key);
@@ -152,7 +157,9 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             }
         }
         Format::Json => {
-            let mut v = crate::json::envelope(serde_json::json!({"ok": !failed, "items": items}));
+            let mut v = crate::json::envelope(
+                serde_json::json!({"ok": !failed, "waiting_for_reboot": waiting, "items": items}),
+            );
             if let Some(o) = &outcome {
                 v["state"] = serde_json::json!(o.state);
                 v["next"] = serde_json::json!(o.next);
@@ -160,7 +167,17 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
         }
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(exit_status(failed, waiting))
+}
+
+/// 1 when an item failed; else 3 when items wait for a reboot; else 0 (README, "Exit
+/// statuses": SPEC's 0 and 1 keep their meaning, 2 is every error's).
+pub(crate) fn exit_status(failed: bool, waiting: bool) -> u8 {
+    match (failed, waiting) {
+        (true, _) => 1,
+        (false, true) => 3,
+        (false, false) => 0,
+    }
 }
 
 /// Whether the last transaction in effect is `apply --revert` and a revert would change nothing.

@@ -1,4 +1,5 @@
-//! `vfio-gen man`: the man page in roff, or one page per command into a directory.
+//! `vfio-gen man`: the man page in roff, or one page per command into a directory; and the
+//! profile's reference, vfio-gen.toml(5), written by hand in man/vfio-gen.toml.5.
 
 use crate::cli::Cli;
 use anyhow::Result;
@@ -6,7 +7,10 @@ use clap::CommandFactory;
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
+/// The profile's reference page.
+pub const PROFILE_PAGE: &str = include_str!("../../man/vfio-gen.toml.5");
+
+pub fn run(dir: Option<&Path>, page: &str, out: &mut dyn Write) -> Result<u8> {
     match dir {
         Some(dir) => {
             crate::install::create_dirs(dir)?;
@@ -18,6 +22,7 @@ pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
             let mut main = Vec::new();
             man_page(&mut main)?;
             write("vfio-gen.1".into(), main)?;
+            write("vfio-gen.toml.5".into(), PROFILE_PAGE.as_bytes().to_vec())?;
             let mut cmd = Cli::command().disable_help_subcommand(true);
             cmd.build();
             for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -27,6 +32,7 @@ pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
                 write(man.get_filename(), page)?;
             }
         }
+        None if page == "vfio-gen.toml" => out.write_all(PROFILE_PAGE.as_bytes())?,
         None => man_page(out)?,
     }
     Ok(0)
@@ -86,12 +92,13 @@ fn man_page(out: &mut dyn Write) -> Result<()> {
 .TP\n0\nSuccess; in sync for plan \\-\\-exit\\-code and render \\-\\-check.\n\
 .TP\n1\nChanges pending (plan \\-\\-exit\\-code), drift (render \\-\\-check), a failed check item.\n\
 .TP\n2\nAn error: bad profile, unreadable or unsafe file, refused edit, bad arguments. Nothing was written.\n\
-.TP\n3\napply or rollback installed the files, then a hook failed; the next apply runs it again.\n\
+.TP\n3\napply or rollback installed the files, then a hook failed; the next apply runs it again. \
+check: nothing failed, but items wait for a reboot ([WAIT]): the files are in place, the running system does not have them yet.\n\
 .SH FILES\n\
 .TP\n/etc/vfio\\-gen/profile.toml\nThe host profile (default for \\-p).\n\
 .TP\n/var/lib/vfio\\-gen/backups/\nOne directory per transaction: manifest.json and the files it replaced.\n\
 .TP\n/var/lib/vfio\\-gen/journal.json, /var/lib/vfio\\-gen/lock\nThe transaction in flight, and the lock.\n\
-.SH SEE ALSO\nThe vfio\\-gen\\-<command>(1) pages (vfio\\-gen man \\-\\-dir DIR writes them), README.md.\n"
+.SH SEE ALSO\nvfio\\-gen.toml(5), the profile's keys; the vfio\\-gen\\-<command>(1) pages (vfio\\-gen man \\-\\-dir DIR writes them); README.md.\n"
     )?;
     man.render_version_section(out)?;
     Ok(())

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 pub struct Env {
     pub stdout_is_terminal: bool,
     pub stdin_is_terminal: bool,
+    pub stderr_is_terminal: bool,
     pub no_color: bool,
 }
 
@@ -43,6 +44,7 @@ impl Env {
         Env {
             stdout_is_terminal: std::io::stdout().is_terminal(),
             stdin_is_terminal: std::io::stdin().is_terminal(),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         }
     }
@@ -102,6 +104,19 @@ pub struct Ctx {
     pub quiet: bool,
     pub verbose: bool,
     pub env: Env,
+}
+
+impl Ctx {
+    /// How running hooks are shown: live on a terminal's stderr, a plain line otherwise,
+    /// nothing under `-q` or with JSON (README, "Global options").
+    pub fn hook_show(&self, json: bool) -> hooks::Show {
+        match (json, self.quiet, self.env.stderr_is_terminal) {
+            (true, _, _) => hooks::Show::Json,
+            (_, true, _) => hooks::Show::Quiet,
+            (_, _, true) => hooks::Show::Live,
+            _ => hooks::Show::Lines,
+        }
+    }
 }
 
 /// Runs with the process's environment, stdin and stderr.
@@ -218,7 +233,7 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
             io.out,
         ),
         Command::Completions { shell } => completions::run(shell, io.out),
-        Command::Man { dir } => man::run(dir.as_deref(), io.out),
+        Command::Man { dir, page } => man::run(dir.as_deref(), &page, io.out),
         Command::Apply {
             profile,
             revert,
@@ -271,12 +286,18 @@ fn dispatch(ctx: &Ctx, command: Command, io: &mut Io) -> Result<u8> {
         Command::Trial { action } => trial::run(ctx, action, io),
         Command::Iommu { format } => iommu::run(ctx, format, io.out),
         Command::Handover { action } => handover::run(ctx, action, io.out),
-        Command::Detect { gpu, output, force } => detect::run(
+        Command::Detect {
+            gpu,
+            output,
+            force,
+            format,
+        } => detect::run(
             ctx,
             &detect::Options {
                 gpus: gpu,
                 output,
                 force,
+                format,
             },
             io,
         ),
@@ -476,10 +497,10 @@ fn run_hooks(
     list: &[crate::plan::Hook],
     mode: hooks::Hooks,
     root: &Root,
-    json: bool,
+    show: hooks::Show,
     io: &mut Io,
 ) -> Result<Vec<hooks::HookRun>> {
-    run_hooks_again(list, mode, root, json, io, None)
+    run_hooks_again(list, mode, root, show, io, None)
 }
 
 /// [`run_hooks`], a hook not run saying that the vfio-gen subcommand `again` runs it later.
@@ -487,7 +508,7 @@ fn run_hooks_again(
     list: &[crate::plan::Hook],
     mode: hooks::Hooks,
     root: &Root,
-    json: bool,
+    show: hooks::Show,
     io: &mut Io,
     again: Option<&str>,
 ) -> Result<Vec<hooks::HookRun>> {
@@ -495,8 +516,8 @@ fn run_hooks_again(
     if let Some(notice) = hooks::host_notice(list, mode, root) {
         writeln!(io.err, "vfio-gen: {notice}")?;
     }
-    let runs = hooks::run(list, mode, root);
-    if !json {
+    let runs = hooks::run(list, mode, root, show, io.err);
+    if show != hooks::Show::Json {
         for r in &runs {
             match r.status {
                 hooks::HookStatus::Ok => writeln!(io.out, "ran {}", r.command.join(" "))?,

@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         let Some(dir) = &opts.check else {
             bail!("render needs --out DIR or --check DIR");
         };
-        render_check(dir, &files, ctx.style, ctx.quiet, out)
+        render_check(dir, &files, ctx.style, (ctx.quiet, ctx.verbose), out)
     }
 }
 
@@ -113,7 +113,7 @@ fn render_check(
     dir: &Path,
     files: &[(String, Vec<u8>)],
     style: Style,
-    quiet: bool,
+    (quiet, verbose): (bool, bool),
     out: &mut dyn Write,
 ) -> Result<u8> {
     let tree = Root::new(dir);
@@ -127,6 +127,9 @@ fn render_check(
     let mut drift = 0;
     for (path, want) in files {
         let have = tree.read(path)?;
+        if verbose && have.as_deref() == Some(want.as_slice()) {
+            writeln!(out, "{} {path} (in sync)", style.bold("unchanged"))?;
+        }
         if have.as_deref() != Some(want.as_slice()) {
             drift += 1;
             let what = if have.is_none() { "missing" } else { "differs" };

@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
     if let Some(t) = by_hand {
         writeln!(io.out, "{t}")?;
     }
-    let runs = run_hooks(&hook_list, mode, root, false, io)?;
+    let runs = run_hooks(&hook_list, mode, root, ctx.hook_show(false), io)?;
     remember_failed(root, &hook_list, &runs)?;
     hooks_outcome(&runs, "the files are restored")
 }

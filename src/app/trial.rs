@@ -273,7 +273,11 @@ pub fn apply(
         }
     }
     if !json {
-        write!(io.out, "{}", diff::text(&plan, ctx.style, ctx.quiet, false))?;
+        write!(
+            io.out,
+            "{}",
+            diff::text(&plan, ctx.style, ctx.quiet, ctx.verbose)
+        )?;
     }
     if !a.yes {
         let question = format!(
@@ -342,7 +346,7 @@ pub fn apply(
     save(root, &s)?;
     let changed: Vec<String> = plan.pending().map(|c| c.path.clone()).collect();
     let hooks = crate::plan::hooks_for(&trial::harmless(&profile), &changed, root)?;
-    let runs = run_hooks(&hooks, a.hooks, root, json, io)?;
+    let runs = run_hooks(&hooks, a.hooks, root, ctx.hook_show(json), io)?;
     remember_failed(root, &hooks, &runs)?;
     if let Some(by) = arm(root, loader)? {
         s.phase = Phase::Armed;
@@ -825,7 +829,7 @@ pub fn abort(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         Some(p) => crate::plan::hooks_for(&trial::harmless(p), &restored, root)?,
         None => crate::rollback::hooks_without_profile(root, &restored)?,
     };
-    let runs = run_hooks(&hooks, opts.hooks, root, json, io)?;
+    let runs = run_hooks(&hooks, opts.hooks, root, ctx.hook_show(json), io)?;
     remember_failed(root, &hooks, &runs)?;
     if json {
         print_json(
@@ -888,7 +892,7 @@ pub fn commit(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         }
     }
     let hooks = crate::plan::hooks_for(&profile, &changed, root)?;
-    let runs = run_hooks(&hooks, opts.hooks, root, json, io)?;
+    let runs = run_hooks(&hooks, opts.hooks, root, ctx.hook_show(json), io)?;
     remember_failed(root, &hooks, &runs)?;
     if json {
         print_json(

@@ -489,6 +489,7 @@ pub fn check_text(items: &[Item], style: crate::style::Style, quiet: bool) -> St
             Status::Pass if quiet => continue,
             Status::Pass => style.green("[pass]"),
             Status::Warn => style.yellow("[warn]"),
+            Status::Pending => style.cyan("[WAIT]"),
             Status::Fail => style.red("[FAIL]"),
         };
         let _ = write!(out, "{tag} {}", i.message);
@@ -500,14 +501,20 @@ pub fn check_text(items: &[Item], style: crate::style::Style, quiet: bool) -> St
     if !quiet {
         let fails = items.iter().filter(|i| i.status == Status::Fail).count();
         let warns = items.iter().filter(|i| i.status == Status::Warn).count();
+        let waits = items.iter().filter(|i| i.status == Status::Pending).count();
         let n =
             |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         let _ = writeln!(
             out,
-            "{}: {} failed, {}",
+            "{}: {} failed, {}{}",
             n(items.len(), "check", "checks"),
             fails,
-            n(warns, "warning", "warnings")
+            n(warns, "warning", "warnings"),
+            if waits > 0 {
+                format!(", {waits} waiting for a reboot")
+            } else {
+                String::new()
+            }
         );
     }
     out

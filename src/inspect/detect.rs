@@ -19,8 +19,21 @@ const TEMPLATE: &str = include_str!("../../templates/detect-profile.toml.j2");
 
 /// Writes a commented profile for the host. `gpus`: the addresses asked for with `--gpu`.
 pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Result<String> {
+    detect_with_facts(pci, cpu, files, gpus).map(|(text, _)| text)
+}
+
+/// [`detect`], with the facts the profile was written from (`detect --format json`).
+pub fn detect_with_facts(
+    pci: &Pci,
+    cpu: &Cpu,
+    files: &dyn Files,
+    gpus: &[String],
+) -> Result<(String, Value)> {
     let mut notes: Vec<String> = Vec::new();
     let chosen = choose_gpus(pci, gpus, &mut notes)?;
+    if !chosen.is_empty() && chosen.iter().all(|d| d.class4() == "0302") {
+        notes.push(LAPTOP_DGPU.into());
+    }
     let pass = Passthrough::of(pci, &chosen, &mut notes);
     notes.extend(binding_notes(pci, files, &pass));
     notes.extend(super::reset::detect_notes(files, &pass.set));
@@ -58,8 +71,12 @@ pub fn detect(pci: &Pci, cpu: &Cpu, files: &dyn Files, gpus: &[String]) -> Resul
         softdep => drivers.softdep,
         share => super::share_proposal::proposal(files, chosen.first().map(|d| d.bdf.as_str())),
     };
-    render_profile(ctx)
+    render_profile(ctx.clone()).map(|text| (text, ctx))
 }
+
+/// A GPU that is a 3D controller (class 0302) has no display outputs: a muxless laptop dGPU
+/// (docs/laptops.md).
+const LAPTOP_DGPU: &str = "This GPU is a 3D controller (class 0302): on a laptop that is a muxless (Optimus) dGPU, with no display outputs of its own; the integrated GPU drives the screen and keeps the host's desktop. In a guest it renders, but its picture reaches you only through Looking Glass (add a [looking-glass] section) or streaming, and the guest needs a virtual display. Its ROM is usually in the system firmware, not readable from the card: `vfio-gen rom` says; give the guest a ROM file ([libvirt] rom). docs/laptops.md says more.";
 
 /// The profile's text from its template.
 fn render_profile(ctx: Value) -> Result<String> {

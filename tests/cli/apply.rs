@@ -991,6 +991,7 @@ fn apply_in_process(name: &str, root: &str, extra: &[&str], answer: &str) -> (u8
     let env = vfio_gen::app::Env {
         stdout_is_terminal: false,
         stdin_is_terminal: true,
+        stderr_is_terminal: false,
         no_color: true,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());

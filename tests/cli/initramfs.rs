@@ -273,8 +273,8 @@ fn a_loader_entry_with_microcode_and_main_initrds() {
     );
     assert!(
         items.iter().all(|(s, _, m, _)| s == "warn"
-            && m.contains("names /boot/intel-ucode.img, /boot/initramfs-linux")
-            && m.contains("which is not there")),
+            && m.contains("names /boot/intel-ucode.img and /boot/initramfs-linux")
+            && m.contains(": neither is there")),
         "{items:?}"
     );
 

@@ -323,3 +323,312 @@ fn check_says_each_thing_once() {
     lines.dedup();
     assert_eq!(lines.len(), n, "a line is said twice:\n{out}");
 }
+
+/// Item 11: right after a good apply, what only a reboot changes is pending (`[WAIT]`,
+/// `"pending"` in JSON), not failed, and check exits 3 ("waiting for a reboot"); a boot entry
+/// whose image is missing says which of its files is the missing one.
+#[test]
+fn after_apply_check_waits_for_a_reboot_and_names_the_missing_image() {
+    let host = seed_host();
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    // Before apply: the drivers fail (exit 1), nothing waits.
+    let o = at(host.path(), &["check", "-p", p]);
+    status(&o, 1);
+    assert!(!stdout(&o).contains("[WAIT]"), "{}", stdout(&o));
+
+    status(
+        &at(host.path(), &["apply", "-p", p, "--yes", "--hooks", "none"]),
+        0,
+    );
+    // The microcode is there, the main image is not.
+    std::fs::write(host.path().join("boot/intel-ucode.img"), b"").unwrap();
+    let o = at(host.path(), &["check", "-p", p]);
+    status(&o, 3);
+    let out = stdout(&o);
+    assert!(!out.contains("[FAIL]"), "{out}");
+    let waits: Vec<&str> = out.lines().filter(|l| l.starts_with("[WAIT]")).collect();
+    assert_eq!(waits.len(), 3, "{out}");
+    assert!(
+        waits[0].contains("command line") && waits[1].contains("0000:01:00.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 failed, 5 warnings, 3 waiting for a reboot")
+            && out.contains("State: applied, not rebooted."),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "arch.conf names /boot/intel-ucode.img and /boot/initramfs-linux.img: /boot/initramfs-linux.img is not there"
+        ),
+        "{out}"
+    );
+
+    let o = at(host.path(), &["check", "-p", p, "--format", "json"]);
+    status(&o, 3);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["waiting_for_reboot"], true);
+    assert_eq!(json["ok"], true);
+    let pending: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "pending")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["cmdline", "driver", "driver"], "{json}");
+}
+
+/// Item 10: one meaning of `-q` and `-v` for every command. `-q` hides progress, notes,
+/// summaries and passing or unchanged things, never a warning; `-v` shows unchanged files and
+/// every check item, also one that says what another said.
+#[test]
+fn minus_q_never_hides_a_warning_and_minus_v_shows_more() {
+    let host = seed_host();
+    let dir = tempfile::tempdir().unwrap();
+    let typo = seed_profile(dir.path(), "[\"10de:2240\", \"10de:1aef\"]");
+    let typo = typo.to_str().unwrap();
+    let no_device = "vfio.ids has 10de:2240, which no PCI device";
+
+    // plan -q: the diff and the warning, no note, no summary.
+    let o = at(host.path(), &["plan", "-q", "-p", typo]);
+    status(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(no_device), "{out}");
+    assert!(!out.contains("note:") && !out.contains("Plan: "), "{out}");
+    // apply -q --yes: no diff, but the warning, on stderr.
+    let o = at(
+        host.path(),
+        &[
+            "apply", "-q", "--yes", "--hooks", "none", "--force", "-p", typo,
+        ],
+    );
+    status(&o, 0);
+    assert!(stderr(&o).contains(no_device), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("+++ "), "{}", stdout(&o));
+
+    // check -q: warnings and waits, no pass; check -v: every item, the repeated one too.
+    let o = at(host.path(), &["check", "-q", "-p", typo]);
+    let out = stdout(&o);
+    assert!(out.contains("[warn]") && !out.contains("[pass]"), "{out}");
+    let log = |args: &[&str]| {
+        let mut v = vec!["check", "-p", typo];
+        v.extend_from_slice(args);
+        stdout(&at(host.path(), &v))
+            .matches("no kernel log")
+            .count()
+    };
+    assert_eq!(log(&[]), 1);
+    assert!(log(&["-v"]) >= 2, "check -v shows each item");
+
+    // -v: the files in sync, for plan, apply and render --check.
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let in_sync = "unchanged /etc/modprobe.d/blacklist-nouveau.conf (in sync)";
+    let o = at(host.path(), &["plan", "-p", p]);
+    assert!(!stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let o = at(host.path(), &["plan", "-v", "-p", p]);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let o = at(
+        host.path(),
+        &["apply", "-v", "--yes", "--hooks", "none", "-p", p],
+    );
+    status(&o, 0);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+    let out = tempfile::tempdir().unwrap();
+    let o_dir = out.path().to_str().unwrap();
+    status(&at(host.path(), &["render", "-p", p, "--out", o_dir]), 0);
+    let o = at(host.path(), &["render", "-p", p, "--check", o_dir]);
+    assert!(!stdout(&o).contains("(in sync)"), "{}", stdout(&o));
+    let o = at(host.path(), &["render", "-v", "-p", p, "--check", o_dir]);
+    status(&o, 0);
+    assert!(stdout(&o).contains(in_sync), "{}", stdout(&o));
+}
+
+/// A `mkinitcpio` on PATH that takes `secs` seconds and exits `code`, in `dir`; the PATH
+/// that finds it first.
+fn slow_mkinitcpio(dir: &Path, secs: &str, code: u8) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\necho '==> Building image from preset: /etc/mkinitcpio.d/linux.preset'\nsleep {secs}\nexit {code}\n"
+    );
+    let path = bin.join("mkinitcpio");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+/// Item 9: a hook that runs says so. Not on a terminal: one plain line as it starts (none
+/// under -q), "ran ..." when done; on a terminal (`script`): one line redrawn with the elapsed
+/// seconds, erased when done; a failure shows the hook's output, as before.
+#[test]
+fn a_running_hook_says_which_and_for_how_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let p = p.to_str().unwrap();
+    let path = slow_mkinitcpio(dir.path(), "0.2", 0);
+    let apply = |host: &Path, extra: &[&str], path: &str| {
+        let mut args = vec!["apply", "-p", p, "--yes", "--hooks", "host"];
+        args.extend_from_slice(extra);
+        Vg::new(&args).root(host).env("PATH", path).output()
+    };
+    let host = seed_host();
+    let o = apply(host.path(), &[], &path);
+    status(&o, 0);
+    assert!(
+        stderr(&o).contains("running mkinitcpio -P ...\n") && !stderr(&o).contains('\x1b'),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+    let host = seed_host();
+    let o = apply(host.path(), &["-q"], &path);
+    status(&o, 0);
+    assert!(!stderr(&o).contains("running mkinitcpio"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+
+    let failing = slow_mkinitcpio(&dir.path().join("f"), "0", 1);
+    let host = seed_host();
+    let o = apply(host.path(), &[], &failing);
+    status(&o, 3);
+    assert!(
+        stdout(&o).contains("FAILED mkinitcpio -P:\n==> Building image from preset"),
+        "{}",
+        stdout(&o)
+    );
+
+    if !have("script") {
+        return;
+    }
+    let slow = slow_mkinitcpio(&dir.path().join("s"), "2.5", 0);
+    let host = seed_host();
+    let cmd = format!(
+        "{} apply -p {p} --yes --hooks host --root {}",
+        env!("CARGO_BIN_EXE_vfio-gen"),
+        host.path().display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("PATH", &slow)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains("\r\x1b[Krunning mkinitcpio -P ... 0 s")
+            && out.contains("\r\x1b[Krunning mkinitcpio -P ... 2 s")
+            && out.contains("\r\x1b[Kran mkinitcpio -P"),
+        "{out:?}"
+    );
+}
+
+/// Item 12: `detect --format json` gives the facts and the proposed profile; a laptop whose
+/// only candidate is a 3D controller (muxless Optimus) gets a comment on what that involves.
+#[test]
+fn detect_speaks_json_and_explains_a_laptop_dgpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_host::build(
+        &repo().join("tests/fixtures/hosts/laptop-optimus.toml"),
+        tmp.path(),
+    )
+    .unwrap();
+    let o = at(tmp.path(), &["detect"]);
+    status(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("# This GPU is a 3D controller (class 0302)")
+            && text.contains("muxless (Optimus)")
+            && text.contains("Looking Glass"),
+        "{text}"
+    );
+    let o = at(tmp.path(), &["detect", "--format", "json"]);
+    status(&o, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(
+        json["profile"]["vfio"]["ids"],
+        serde_json::json!(["10de:25a2"])
+    );
+    assert_eq!(json["profile"]["host"]["bootloader"], "systemd-boot");
+    assert_eq!(json["facts"]["cpu"]["name"], "intel");
+    assert_eq!(json["facts"]["iommu"]["on"], true);
+    assert!(
+        json["facts"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("3D controller")
+    );
+    assert_eq!(json["profile_text"].as_str().unwrap(), text);
+
+    // A desktop card (class 0300) gets no such comment.
+    let o = at(seed_host().path(), &["detect"]);
+    assert!(
+        !stdout(&o).contains("3D controller (class 0302)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Item 15: the profile's reference ships with the binary: `vfio-gen man vfio-gen.toml` prints
+/// vfio-gen.toml(5) with every table and key of the profile, `man --dir` writes it as section 5
+/// (which contrib/dist/install.sh installs to man5), and an unknown key points to it.
+#[test]
+fn the_profile_reference_is_a_man_page() {
+    let o = run(&["man", "vfio-gen.toml"]);
+    status(&o, 0);
+    let page = stdout(&o);
+    assert!(page.starts_with(".TH VFIO\\-GEN.TOML 5"), "{page}");
+    for key in [
+        ".SH [host]",
+        ".SH [vfio]",
+        ".SH [kernel]",
+        ".SH [grub]",
+        ".SH [resources]",
+        ".SH [looking\\-glass]",
+        ".SH [libvirt]",
+        "\\fBmode\\fR\n\\fB\"boot\"\\fR (default)",
+        "\\fBisolate_cpus\\fR",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(key), "{key:?} missing");
+    }
+    // Every key of the full example profile is in the page.
+    let example =
+        std::fs::read_to_string(repo().join("profiles/arch-intel-systemd-boot.toml")).unwrap();
+    for line in example
+        .lines()
+        .filter(|l| !l.starts_with(['#', '[']) && l.contains(" = "))
+    {
+        let key = line.split(" = ").next().unwrap().trim().replace('-', "\\-");
+        assert!(
+            page.contains(&format!("\\fB{key}\\fR")),
+            "{key} is not in the page"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    status(&run(&["man", "--dir", dir.path().to_str().unwrap()]), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("vfio-gen.toml.5")).unwrap(),
+        page
+    );
+    assert!(
+        run(&["man"])
+            .stdout
+            .windows(16)
+            .any(|w| w == b"vfio\\-gen.toml(5")
+    );
+
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "[host]\ncpu = \"intel\"\nbootloader = \"grub\"\nbootlaoder = \"grub\"\n[vfio]\nids = []\n",
+    )
+    .unwrap();
+    let o = run(&["plan", "-p", p.to_str().unwrap()]);
+    status(&o, 2);
+    assert!(stderr(&o).contains("`man vfio-gen.toml`"), "{}", stderr(&o));
+}

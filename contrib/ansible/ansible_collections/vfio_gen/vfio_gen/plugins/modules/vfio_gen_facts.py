@@ -168,7 +168,7 @@ def main():
         cmd = base + ["check", "--format", "json"]
         if p["profile_path"]:
             cmd += ["-p", p["profile_path"]]
-        rc, check, _out, _err = runner.run_json(module, cmd, ok=(0, 1))
+        rc, check, _out, _err = runner.run_json(module, cmd, ok=(0, 1, 3))
         check["rc"] = rc
         facts["check"] = check
 
