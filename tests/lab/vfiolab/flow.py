@@ -32,6 +32,12 @@ class Scenario:
     default: bool = True
     # systemd-boot starts a unified kernel image dracut builds (uefi="yes") instead of an entry.
     uki: bool = False
+    # The guest's CPUs and memory (MiB); several CPUs share one host thread (machine.py).
+    smp: int = 1
+    memory: int = 1024
+    # [resources] and [looking-glass] added to the profile, and what the guest must show for
+    # them (judge.Share; docs/lab.md, "The VM's share of the host"), or None.
+    share: object | None = None
     # The scenario's steps after the machine is prepared: steps(ctx).
     steps: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
     # Steps of its own in the "prepare" phase, after Machine.prepare: setup(ctx).
@@ -53,6 +59,9 @@ class Context:
         self.applied = False
         # The boot files as prepared (Machine.snapshot), for the way back and the trial's abort.
         self.before = None
+        # Each boot's report by label (Context.boot), and what `plan` said before the apply.
+        self.reports = {}
+        self.plan = None
 
     @contextlib.contextmanager
     def phase(self, name):
@@ -73,6 +82,7 @@ class Context:
                     raise EnvError(f"the unconfigured machine did not boot: {e}") from e
                 self.j.check(f"{label}: boots and reports", False, str(e))
                 raise Stop() from e
+        self.reports[label] = s
         return s
 
     def apply(self, *extra, label="apply"):
@@ -151,7 +161,13 @@ def standard(ctx):
         prof = ctx.profile()
     if args.breakage == "wrong-id":
         prof = prof.replace('"1234:1111"', '"1234:1112"')
+    if scn.share is not None:
+        prof = prof.rstrip("\n") + "\n\n" + scn.share.toml
     m.set_profile(prof)
+    if scn.share is not None:
+        with ctx.phase("plan"):
+            ctx.plan = m.vg("plan", check=False)
+        ctx.j.share_plan(m, ctx.plan)
     ctx.apply()
     guest.bind_test(m.root, True)
     if args.breakage == "no-modprobe-in-initramfs":

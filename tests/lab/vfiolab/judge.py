@@ -1,12 +1,52 @@
 """The judge: the checks of one scenario, as rows (check, passed, detail), from the probe's
 reports and from the root and image on the build machine; and the table of every scenario."""
 
+import dataclasses
 import json
+import re
 import tomllib
 
 from .common import one_line
 from .guest import devices
 from .hardware import BOOT_DISPLAY_ID, GPU, GPU_IDS, GPU_SOFTDEPS, HOST_DEVICES, ROM_NIC
+
+
+@dataclasses.dataclass
+class Share:
+    """`[resources]` and `[looking-glass]` added to a scenario's profile, and what the booted
+    guest must show for them (docs/lab.md, "The VM's share of the host")."""
+    toml: str  # appended to the profile
+    pages: int  # HugePages_Total
+    page_kb: int  # Hugepagesize, kB
+    guest_cpus: str  # isolate_cpus: /sys/devices/system/cpu/isolated
+    host_cpus: str  # the rest: irqaffinity=
+    kvmfr_mb: int  # static_size_mb
+
+    def options(self, nohz):
+        """The options the profile asks for on this kernel (`nohz`: CONFIG_NO_HZ_FULL)."""
+        size = f"{self.page_kb // 1024}M" if self.page_kb < 1 << 20 else "1G"
+        out = [f"default_hugepagesz={size}", f"hugepagesz={size}", f"hugepages={self.pages}",
+               f"isolcpus=managed_irq,domain,{self.guest_cpus}"]
+        if nohz:
+            out.append(f"nohz_full={self.guest_cpus}")
+        return out + [f"rcu_nocbs={self.guest_cpus}", f"irqaffinity={self.host_cpus}"]
+
+
+# The option names of [resources]: none of them may stay after the way back.
+SHARE_NAMES = ["default_hugepagesz", "hugepagesz", "hugepages", "isolcpus", "nohz_full",
+               "rcu_nocbs", "irqaffinity"]
+KVMFR_FILES = ["etc/modprobe.d/kvmfr.conf", "etc/modules-load.d/kvmfr.conf",
+               "etc/udev/rules.d/70-vfio-gen-kvmfr.rules"]
+
+
+def no_hz_full(root):
+    """Whether the root's newest kernel is built with CONFIG_NO_HZ_FULL (its /boot/config-*):
+    True, False, or None without a config."""
+    configs = sorted(root.glob("boot/config-*"))
+    if not configs:
+        return None
+    text = configs[-1].read_text(errors="replace")
+    return re.search(r"(?m)^CONFIG_NO_HZ_FULL=y$", text) is not None
 
 
 def norm(opt):
@@ -108,6 +148,8 @@ class Judge:
         allowed = {"cpu-virtualization"} if self.scn.cpu == "intel" else set()
         # The card's ROM is SeaBIOS's VGA BIOS: no UEFI image, truthfully (judged in hardware()).
         allowed.add("rom")
+        if self.scn.share is not None:
+            allowed.add("kvmfr")  # no package has the module (judged in share_check_items())
         fails = [f"{i['id']}: {i['message']}" for i in items
                  if i["status"] == "fail" and i["id"] not in allowed]
         self.check(p + "check: no fail" + (" but cpu-virtualization" if allowed else ""),
@@ -206,6 +248,116 @@ class Judge:
                    rc2 == 0 and all(d == "vfio-pci" for d in bound.values()),
                    f"exit {rc2}, {fmt(bound)}; {one_line(text2)}")
 
+    def share_plan(self, m, p):
+        """`plan` before the apply (on the build machine, reading the root's kernel config):
+        each option of [resources], the kvmfr files, and nohz_full= left out, with why,
+        where the kernel is built without CONFIG_NO_HZ_FULL."""
+        share, nohz = self.scn.share, no_hz_full(m.root)
+        opts = share.options(nohz)
+        missing = [o for o in opts + ["/" + f for f in KVMFR_FILES] if o not in p.text]
+        self.check("plan: the [resources] options and the kvmfr files",
+                   p.returncode == 0 and not missing,
+                   f"exit {p.returncode}; " + ("missing " + ", ".join(missing) if missing
+                                                else " ".join(opts)))
+        left = [line.strip() for line in p.text.splitlines() if "left out: " in line]
+        if nohz is False:
+            why = [line for line in left if "nohz_full=" in line]
+            self.check("plan: nohz_full= left out, the kernel has no CONFIG_NO_HZ_FULL",
+                       len(why) == 1 and "CONFIG_NO_HZ_FULL" in why[0]
+                       and f"nohz_full={share.guest_cpus}" not in p.text,
+                       one_line(" | ".join(left) or "no left out note", 300))
+        else:
+            self.check("plan: nohz_full= kept (CONFIG_NO_HZ_FULL=y)",
+                       nohz and not any("nohz_full" in line for line in left),
+                       f"config: {nohz}; " + one_line(" | ".join(left), 300))
+
+    def share_applied(self, stage, s, m):
+        """The applied boot: the options once each on the running line (nohz_full= only where
+        the kernel has it), the huge pages and isolated CPUs the kernel reports, check's
+        items, and kvmfr's files read by modprobe and udev (the module is in no package)."""
+        p, share, nohz = f"{stage}: ", self.scn.share, no_hz_full(m.root)
+        toks = [norm(t) for t in s.get("cmdline", ("", 1))[0].split()]
+        counts = {o: toks.count(norm(o)) for o in share.options(nohz)}
+        stray = [t for t in toks if t.startswith("nohz_full=")] if not nohz else []
+        self.check(p + "cmdline has each [resources] option once"
+                   + ("" if nohz else ", no nohz_full="),
+                   all(c == 1 for c in counts.values()) and not stray,
+                   " ".join(f"{o}x{c}" for o, c in counts.items()) + " " + " ".join(stray))
+        info = meminfo(s)
+        self.check(p + f"/proc/meminfo: HugePages_Total {share.pages}, Hugepagesize "
+                   f"{share.page_kb} kB", info == (share.pages, share.page_kb), str(info))
+        iso = s.get("cpu-isolated", ("", 1))
+        self.check(p + f"/sys/devices/system/cpu/isolated is {share.guest_cpus}",
+                   iso[1] == 0 and iso[0].strip() == share.guest_cpus, repr(iso[0].strip()))
+        if nohz:
+            full = s.get("cpu-nohz-full", ("", 1))
+            self.check(p + f"/sys/devices/system/cpu/nohz_full is {share.guest_cpus}",
+                       full[1] == 0 and full[0].strip() == share.guest_cpus,
+                       repr(full[0].strip()))
+        self.share_check_items(p, s)
+        self.kvmfr_read(p, s)
+
+    def share_check_items(self, p, s):
+        """check's items of H2's [resources] checks, where the binary has them: huge pages
+        and isolated CPUs must pass; nohz-full must not fail; kvmfr must not pass (no module,
+        no /dev/kvmfr0)."""
+        try:
+            items = json.loads(s.get("check-json", ("", 2))[0])["items"]
+        except (ValueError, KeyError, TypeError):
+            items = []
+        want = {"hugepages": {"pass"}, "isolated-cpus": {"pass"},
+                "nohz-full": {"pass", "warn"}, "kvmfr": {"warn", "fail"}}
+        for name, ok in want.items():
+            got = [i for i in items if i["id"] == name]
+            if not got:
+                continue  # not in this binary yet
+            self.check(p + f"check: {name} item is " + "/".join(sorted(ok)),
+                       all(i["status"] in ok for i in got),
+                       "; ".join(f"{i['status']}: {i['message']}" for i in got))
+
+    def kvmfr_read(self, p, s):
+        """modprobe's configuration holds kvmfr's size; the guest's udev (252) parses the rule
+        without complaint: `udevadm test` (the rules parser, debug output) reads the file and
+        says nothing else about it, and systemd-udevd's journal of the boot never names it."""
+        size = f"options kvmfr static_size_mb={self.scn.share.kvmfr_mb}"
+        text, rc = s.get("kvmfr-modprobe", ("", 1))
+        self.check(p + f"modprobe --showconfig: `{size}` once",
+                   rc == 0 and [line.strip() for line in text.splitlines()].count(size) == 1,
+                   one_line(text))
+        rule = "/etc/udev/rules.d/70-vfio-gen-kvmfr.rules"
+        test, rc = s.get("kvmfr-udev-test", ("", 1))
+        udevd = s.get("kvmfr-udevd", ("", 1))[0]
+        read = f"Reading rules file: {rule}"
+        said = [line for line in test.splitlines() + udevd.splitlines()
+                if "70-vfio-gen-kvmfr" in line and read not in line]
+        group = s.get("kvm-group", ("", 2))
+        self.check(p + "udev reads the kvmfr rule without complaint (udevadm test, journal)",
+                   rc == 0 and read in test and not said and group[1] == 0,
+                   one_line(" | ".join(said) or f"exit {rc}; read: {read in test}; "
+                            f"kvm group: {group[0].strip()}", 300))
+        mod, rc = s.get("kvmfr-module", ("", 0))
+        load = [line for line in s.get("kvmfr-modules-load", ("", 1))[0].splitlines()
+                if "kvmfr" in line]
+        self.check(p + "kvmfr itself is not installed (no package has it): modinfo fails",
+                   rc != 0 and "not found" in mod,
+                   one_line(mod + " | modules-load: " + " ".join(load), 300))
+
+    def share_gone(self, stage, s, m):
+        """After the way back: none of the options, no huge pages, no isolated CPUs, no kvmfr
+        file in the root nor in modprobe's configuration."""
+        p = f"{stage}: "
+        names = {norm(t).partition("=")[0] for t in s.get("cmdline", ("", 1))[0].split()}
+        left = sorted(names & set(SHARE_NAMES))
+        self.check(p + "cmdline has no [resources] option", not left, " ".join(left))
+        info = meminfo(s)
+        iso = s.get("cpu-isolated", ("", 1))[0].strip()
+        self.check(p + "no huge pages, no isolated CPUs", info[0] == 0 and iso == "",
+                   f"meminfo {info}, isolated {iso!r}")
+        files = [f for f in KVMFR_FILES if (m.root / f).exists()]
+        text = s.get("kvmfr-modprobe", ("", 1))[0]
+        self.check(p + "no kvmfr file, and modprobe knows no kvmfr options",
+                   not files and "kvmfr" not in text, " ".join(files) + one_line(text))
+
     def initramfs(self, m, label):
         """On the build machine: the initramfs the loader boots holds the vfio modules and
         modprobe.d/vfio.conf."""
@@ -234,6 +386,16 @@ class Judge:
         self.check(f"{label}: vfio.conf has the install line that runs the script",
                    "install vfio-pci /bin/sh /etc/vfio-gen/bind-by-address.sh $CMDLINE_OPTS"
                    in conf, one_line(conf, 300))
+
+
+def meminfo(s):
+    """(HugePages_Total, Hugepagesize in kB) from the probe's meminfo section."""
+    got = {}
+    for line in s.get("meminfo", ("", 1))[0].splitlines():
+        name, _, value = line.partition(":")
+        if value.split() and value.split()[0].isdigit():
+            got[name] = int(value.split()[0])
+    return got.get("HugePages_Total"), got.get("Hugepagesize")
 
 
 def strip_initrd(tokens):

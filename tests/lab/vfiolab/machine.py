@@ -273,6 +273,14 @@ class Machine:
         run(["debugfs", "-R", f"dump /{rel} {self.root / rel}", f"{self.disk}?offset={offset}"],
             self.log, env_error=True)
 
+    def qemu(self):
+        """QEMU with the scenario's memory and CPUs. Several CPUs run in one host thread
+        (`thread=single`, round robin): a guest costs the 2-core build machine one core, as
+        with one CPU (multi-threaded TCG would give each vCPU a thread of its own)."""
+        accel = "tcg" if self.scn.smp == 1 else "tcg,thread=single"
+        return ["qemu-system-x86_64", "-accel", accel, "-m", str(self.scn.memory),
+                "-smp", str(self.scn.smp)]
+
     def platform(self):
         """The CPU and the IOMMU of the scenario."""
         if self.scn.cpu == "intel":
@@ -324,8 +332,7 @@ class Machine:
             p.unlink(missing_ok=True)
         if not self.vars.exists():
             shutil.copy(OVMF_VARS, self.vars)
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1",
-               "-nodefaults", "-display", "none", "-no-reboot"]
+        cmd = [*self.qemu(), "-nodefaults", "-display", "none", "-no-reboot"]
         cmd += self.platform()
         if direct:
             k = self.kver()
@@ -389,8 +396,7 @@ class Session:
         if not m.vars.exists():
             shutil.copy(OVMF_VARS, m.vars)
         # The machine of Machine.boot, less -no-reboot, plus the host forward.
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1",
-               "-nodefaults", "-display", "none"]
+        cmd = [*m.qemu(), "-nodefaults", "-display", "none"]
         cmd += m.platform()
         cmd += [
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",

@@ -22,7 +22,10 @@ from .judge import diff_snap, fmt
 from .machine import BootFailed, Session
 
 
-def run_trials(ctx):
+def run_trials(ctx, bad=True):
+    """The trials of a trial scenario; `bad`: the bad trial first (a panic before the real
+    root, "no report from the trial boot"), which one scenario proves for both loaders
+    (docs/lab.md, "The hung trial")."""
     m, j, phase, before = ctx.m, ctx.j, ctx.phase, ctx.before
     grub = m.scn.loader == "grub"
     prof = ctx.profile()
@@ -141,28 +144,14 @@ def run_trials(ctx):
     # The data disk the hung trial takes (docs/lab.md): attached to every boot from here on,
     # its fstab line in place before "before" is taken.
     m.add_data_disk()
-    m.set_profile(prof.replace("iommu_pt = true",
-                               'iommu_pt = true\nextra = ["root=LABEL=vgmissing", "rootdelay=3"]'))
-    p = vg("apply --trial (bad)", "apply", "--trial", "--yes", *hooks)
-    if grub:
-        j.check("bad trial: prepared until grub.cfg holds the entry (update-grub)",
-                "prepared: /etc/grub.d/42_vfio-gen-trial is installed" in p.text,
-                one_line(p.text, 300))
-    initramfs_hook()
-    entry = entry_text()
-    j.check("bad trial: the trial entry carries the bad root and panic=10",
-            "root=LABEL=vgmissing" in entry and "panic=10" in entry, one_line(entry, 300))
-    last, st, _ = run_trial("bad trial", 2)
-    j.check("bad trial: the machine came back on the default entry",
-            "root=LABEL=vgmissing" not in last.get("cmdline", ("", 1))[0]
-            and "vfio_gen.trial" not in last.get("cmdline", ("", 1))[0],
-            one_line(last.get("cmdline", ("", 1))[0]))
-    j.check("bad trial: the guest's record says failed, no report",
-            st.get("phase") == "failed" and "no report" in (st.get("reason") or ""),
-            fmt(st))
-    p = vg("trial status (bad)", "trial", "status")
-    j.check("bad trial: `trial status` says failed and why",
-            "failed: no report from the trial boot" in p.text, one_line(p.text, 300))
+
+    def prepared(label, p):
+        """GRUB: apply --trial leaves the trial prepared until update-grub writes its entry."""
+        if grub:
+            j.check(f"{label}: prepared until grub.cfg holds the entry (update-grub)",
+                    "prepared: /etc/grub.d/42_vfio-gen-trial is installed" in p.text,
+                    one_line(p.text, 300))
+
     def abort(label):
         vg(f"trial abort ({label})", "trial", "abort", *hooks)
         initramfs_hook()
@@ -190,8 +179,11 @@ def run_trials(ctx):
                     "var/lib/vfio-gen/trial.json", "var/lib/vfio-gen/trial-profile.toml"))
                 and not trial_left())
 
-    abort("bad trial")
-    hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks)
+    if bad:
+        bad_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks, prepared)
+        abort("bad trial")
+    hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks,
+               None if bad else prepared)
     abort("hung trial")
 
     m.set_profile(prof)
@@ -243,30 +235,58 @@ def run_trials(ctx):
     j.boot("committed", s)
 
 
+def bad_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks, prepared):
+    """A trial whose root does not exist: the initramfs gives up on it and panics (panic=10
+    on the trial line), the firmware resets, the loader boots the default entry (its one-shot
+    was spent), and the health unit there records that the trial boot never reported."""
+    m.set_profile(prof.replace("iommu_pt = true",
+                               'iommu_pt = true\nextra = ["root=LABEL=vgmissing", "rootdelay=3"]'))
+    p = vg("apply --trial (bad)", "apply", "--trial", "--yes", *hooks)
+    prepared("bad trial", p)
+    initramfs_hook()
+    entry = entry_text()
+    j.check("bad trial: the trial entry carries the bad root and panic=10",
+            "root=LABEL=vgmissing" in entry and "panic=10" in entry, one_line(entry, 300))
+    last, st, _ = run_trial("bad trial", 2)
+    j.check("bad trial: the machine came back on the default entry",
+            "root=LABEL=vgmissing" not in last.get("cmdline", ("", 1))[0]
+            and "vfio_gen.trial" not in last.get("cmdline", ("", 1))[0],
+            one_line(last.get("cmdline", ("", 1))[0]))
+    j.check("bad trial: the guest's record says failed, no report",
+            st.get("phase") == "failed" and "no report" in (st.get("reason") or ""),
+            fmt(st))
+    p = vg("trial status (bad)", "trial", "status")
+    j.check("bad trial: `trial status` says failed and why",
+            "failed: no report from the trial boot" in p.text, one_line(p.text, 300))
+
+
 # The hung trial's deadline: short, so that the lab sees it (docs/lab.md).
 HUNG_DEADLINE = "4min"
 HUNG_DEADLINE_S = 240
 
 
-def hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks):
+def hung_trial(m, j, prof, vg, run_trial, entry_text, initramfs_hook, hooks, prepared=None):
     """A trial that cannot finish booting (docs/lab.md, "The hung trial"): its vfio-pci.ids
     take the AHCI controller of the disk fstab mounts at /data (forced past the safety
     refusal), `softdep ahci pre: vfio-pci` makes vfio-pci load first in the image. The trial
     boot waits for the device, enters emergency mode, and the trial's fallback records why and
-    reboots into the default entry, which boots with every device where it was."""
+    reboots into the default entry, which boots with every device where it was. `prepared`:
+    the checks of the apply's output the bad trial makes when there is none (GRUB's note)."""
     hung = prof.replace("ids = [", f'ids = ["{AHCI_ID}", ', 1)
     hung = hung.replace("[vfio]\n", '[vfio]\nsoftdep = ["ahci"]\n', 1)
     m.set_profile(hung)
-    vg("apply --trial (hung)", "apply", "--trial", "--yes", "--force", "--deadline",
-       HUNG_DEADLINE, *hooks)
+    p = vg("apply --trial (hung)", "apply", "--trial", "--yes", "--force", "--deadline",
+           HUNG_DEADLINE, *hooks)
+    if prepared is not None:
+        prepared("hung trial", p)
     initramfs_hook()
     entry = entry_text()
     modprobe = (m.root / "etc/modprobe.d/vfio.conf").read_text()
     timer = (m.root / "etc/systemd/system/vfio-gen-trial-deadline.timer").read_text()
-    j.check("hung trial: the trial line takes the data disk's controller; softdep and "
-            "deadline installed",
+    j.check("hung trial: the trial line takes the data disk's controller (and panic=10); "
+            "softdep and deadline installed",
             f"vfio-pci.ids={AHCI_ID}," in entry and "softdep ahci pre: vfio-pci" in modprobe
-            and f"OnBootSec={HUNG_DEADLINE_S}s" in timer,
+            and f"OnBootSec={HUNG_DEADLINE_S}s" in timer and "panic=10" in entry,
             one_line(entry + " " + modprobe + " " + timer, 400))
     last, st, took = run_trial("hung trial", 2, idle_ok=True)
     cmdline = last.get("cmdline", ("", 1))[0]
