@@ -254,12 +254,21 @@ fn stop_services(run: &mut Run, p: &Prepared) -> Result<()> {
     }
     let left = scan::holders(&p.root, &p.nodes);
     if !left.is_empty() {
+        let stopped: Vec<&String> = p.services.iter().chain(p.dm.iter()).collect();
+        let of_stopped = left
+            .iter()
+            .all(|h| h.unit.as_ref().is_some_and(|u| stopped.contains(&u)));
         bail!(
-            "the card is still in use after stopping the services: {}; log out of that session (or quit the programs), then try again",
+            "the card is still in use after stopping the services: {}; {}",
             left.iter()
                 .map(|h| h.to_string())
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; "),
+            if of_stopped {
+                "the stopped service left these processes running (its KillMode= keeps them): end them (`systemctl kill` the unit, or quit the programs), then try again"
+            } else {
+                "log out of that session (or quit the programs), then try again"
+            }
         );
     }
     Ok(())
