@@ -2,6 +2,7 @@
 # Builds the AFL++ targets and fuzzes each for a fixed short time; exits non-zero when any
 # target found a crash (a broken property or a panic). docs/fuzzing.md.
 #   FUZZ_SECONDS=30  seconds per target      FUZZ_TARGETS="profile cmdline"  a subset
+#   CARGO_TARGET_DIR  where the instrumented build goes (CI keeps one between runs: .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECONDS:-30}
@@ -11,6 +12,7 @@ export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 export AFL_BENCH_UNTIL_CRASH=1 AFL_NO_AFFINITY=1
 
 start=$(date +%s)
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo afl build --release --locked
 echo "smoke: build took $(( $(date +%s) - start ))s"
 if ! command -v dash >/dev/null; then
@@ -26,7 +28,7 @@ for t in $targets; do
     echo "smoke: fuzzing $t for ${secs}s"
     # -V: stop after secs; timeout is only a guard. -t: per-run limit in ms (grub runs /bin/sh).
     timeout $(( secs + 60 )) cargo afl fuzz -V "$secs" -t 5000 -m none \
-        -i "corpus/$t" -o "out/$t" "target/release/$t" > "out/$t.log" 2>&1 || {
+        -i "corpus/$t" -o "out/$t" "$bin/$t" > "out/$t.log" 2>&1 || {
         rc=$?
         [ "$rc" -eq 124 ] && echo "smoke: $t: afl-fuzz did not stop in time"
     }
@@ -50,8 +52,8 @@ for t in $targets; do
         for f in "${crashes[@]}"; do
             echo "smoke: $t: crash $f, input (first 512 bytes, escaped):"
             head -c 512 "$f" | od -c | head -40
-            echo "smoke: $t: what broke (target/release/$t < $f):"
-            "target/release/$t" < "$f" 2>&1 | tail -40 || true
+            echo "smoke: $t: what broke ($bin/$t < $f):"
+            "$bin/$t" < "$f" 2>&1 | tail -40 || true
         done
     fi
 done

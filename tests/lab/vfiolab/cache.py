@@ -21,7 +21,8 @@ FLAVOURS = {
     "initramfs-tools": [], "dracut": ["dracut"],
     # The Ansible scenario's guest is managed over SSH: sshd and a Python for the modules;
     # D-Bus for logind, which `shutdown -r 0` (ansible.builtin.reboot) schedules the reboot with.
-    "initramfs-tools-ssh": ["openssh-server", "python3", "dbus"],
+    # sudo for the README walkthrough's user (docs/lab.md, "The README walkthrough").
+    "initramfs-tools-ssh": ["openssh-server", "python3", "dbus", "sudo"],
     # dracut's uefi="yes" joins the stub and the sections with objcopy (binutils).
     "dracut-uki": ["dracut", "binutils"],
     # rEFInd's binary and its ext4 driver (docs/refind.md); its postinst is told not to
