@@ -94,6 +94,13 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
         .any(|i| !running(i) && i.id != "initramfs" && i.status == Status::Fail);
     let took = not_running.is_empty();
     let outcome = match files {
+        Files::Unknown(err) if err.contains("(os error 13)") => Outcome {
+            state: State::Unknown,
+            next: format!(
+                "run `sudo {}`: only root may read what tells whether vfio-gen's files are in place ({err})",
+                root.command("check")
+            ),
+        },
         Files::Unknown(err) => Outcome {
             state: State::Unknown,
             next: format!(

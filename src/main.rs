@@ -30,8 +30,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!(
-                "vfio-gen: error: {}",
-                vfio_gen::escape::text(&format!("{err:#}"))
+                "vfio-gen: error: {}{}",
+                vfio_gen::escape::text(&format!("{err:#}")),
+                as_root_hint(&err)
             );
             if err.downcast_ref::<vfio_gen::app::HookFailed>().is_some() {
                 ExitCode::from(3)
@@ -40,6 +41,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// For a user who is not root and met a file only root may read (an ESP mounted with
+/// `umask=0077`, as installers mount it; vfio-gen's backups): the same command again with sudo
+/// in front, as it was typed. Empty otherwise, and for a failed hook (its own remedy).
+fn as_root_hint(err: &anyhow::Error) -> String {
+    if !vfio_gen::root::denied(err)
+        || nix::unistd::geteuid().is_root()
+        || err.downcast_ref::<vfio_gen::app::HookFailed>().is_some()
+    {
+        return String::new();
+    }
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| vfio_gen::root::shell_word(&a.to_string_lossy()))
+        .collect();
+    format!(
+        "; only root may read that: run it as root, `sudo vfio-gen {}`",
+        args.join(" ")
+    )
 }
 
 /// A usage error as one `vfio-gen: error:` line, like every other error, with clap's tips and

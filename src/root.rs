@@ -665,9 +665,20 @@ impl Files for MemFiles {
     }
 }
 
+/// Whether an error is a permission the kernel refused (EACCES): a user who is not root
+/// reading what only root may, such as an ESP mounted with `umask=0077` (as installers mount
+/// it) or vfio-gen's backups.
+pub fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.downcast_ref::<Errno>() == Some(&Errno::EACCES)
+    }) || format!("{e:#}").contains("(os error 13)")
+}
+
 /// A path as one shell word: as it is when it holds only characters no shell reads specially,
 /// else in single quotes.
-fn shell_word(s: &str) -> String {
+pub fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c));

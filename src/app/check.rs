@@ -42,12 +42,14 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
         .into_iter()
         .map(|(place, text)| format!("{place}: `{text}`"))
         .collect();
+    // What a user who is not root cannot read (the ESP): said, and the rest checked.
+    let mut unread = Vec::new();
     let boot_images = match &profile {
-        Some(p) => Some(crate::boot_images::BootImages::read(
+        Some(p) => readable(
+            crate::boot_images::BootImages::read(root, p, root.is_host()),
             root,
-            p,
-            root.is_host(),
-        )?),
+            &mut unread,
+        )?,
         None => None,
     };
     let input = inspect::CheckInput {
@@ -62,11 +64,11 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     let mut items = inspect::check(&input);
     // Unified kernel images: the .cmdline inside each (docs/uki.md).
     if let Some(p) = &profile {
-        items.extend(
-            crate::plan::loader::of(p.bootloader)
-                .check_items(root, &p.kernel_options(builtin.is_some()))?,
-        );
+        let uki = crate::plan::loader::of(p.bootloader)
+            .check_items(root, &p.kernel_options(builtin.is_some()));
+        items.extend(readable(uki, root, &mut unread)?.unwrap_or_default());
     }
+    items.extend(unread);
     items.extend(hook_items(root)?);
     // A trial boot in progress (docs/trial.md).
     if let Some(t) = super::trial::state(root)? {
@@ -253,4 +255,28 @@ fn outcome(
         (Ok(p), None) => Files::Pending(p.pending().map(|c| c.path.clone()).collect()),
     };
     Ok(assess(items, &files, root))
+}
+
+/// A result that failed only because this user, not root, may not read a file (the ESP of an
+/// install that mounts it with `umask=0077`): `None`, and a warning (once per message) saying
+/// what was left out and that `sudo` checks it. Other errors stay errors.
+fn readable<T>(r: Result<T>, root: &Root, unread: &mut Vec<inspect::Item>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if crate::root::denied(&e) && !nix::unistd::geteuid().is_root() => {
+            let message = format!("{e:#}: only root may read it, so what needs it is not checked");
+            if !unread.iter().any(|i: &inspect::Item| i.message == message) {
+                unread.push(inspect::Item {
+                    id: "readable",
+                    status: inspect::Status::Warn,
+                    message,
+                    remedy: Some(format!("run `sudo {}`", root.command("check"))),
+                    bdf: None,
+                    path: None,
+                });
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -520,7 +520,9 @@ fn run_hooks_again(
     if show != hooks::Show::Json {
         for r in &runs {
             match r.status {
-                hooks::HookStatus::Ok => writeln!(io.out, "ran {}", r.command.join(" "))?,
+                hooks::HookStatus::Ok => {
+                    writeln!(io.out, "ran {} ({} s)", r.command.join(" "), r.secs)?
+                }
                 hooks::HookStatus::Skipped => {
                     writeln!(io.out, "{}", hooks::by_hand(&r.command, root, again))?
                 }

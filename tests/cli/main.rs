@@ -1671,12 +1671,12 @@ fn the_readme_quick_start_runs_and_the_walkthrough_is_in_order() {
         .next()
         .unwrap();
     let steps = [
-        "`vfio-gen check`",
+        "`sudo vfio-gen check`",
         "`sudo vfio-gen detect -o /etc/vfio-gen/profile.toml`",
         "**Read it.**",
-        "`vfio-gen plan`",
+        "`sudo vfio-gen plan`",
         "`sudo vfio-gen apply`",
-        "`vfio-gen check -p /etc/vfio-gen/profile.toml`",
+        "`sudo vfio-gen check -p /etc/vfio-gen/profile.toml`",
         "**Trying these steps on a fake host.**",
         "**What a failure means.**",
         "`sudo vfio-gen apply --revert`",

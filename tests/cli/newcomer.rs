@@ -464,7 +464,7 @@ fn slow_mkinitcpio(dir: &Path, secs: &str, code: u8) -> String {
 }
 
 /// Item 9: a hook that runs says so. Not on a terminal: one plain line as it starts (none
-/// under -q), "ran ..." when done; on a terminal (`script`): one line redrawn with the elapsed
+/// under -q), "ran ... (N s)" when done; on a terminal (`script`): one line redrawn with the elapsed
 /// seconds, erased when done; a failure shows the hook's output, as before.
 #[test]
 fn a_running_hook_says_which_and_for_how_long() {
@@ -486,12 +486,20 @@ fn a_running_hook_says_which_and_for_how_long() {
         stdout(&o),
         stderr(&o)
     );
-    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("ran mkinitcpio -P (0 s)\n"),
+        "{}",
+        stdout(&o)
+    );
     let host = seed_host();
     let o = apply(host.path(), &["-q"], &path);
     status(&o, 0);
     assert!(!stderr(&o).contains("running mkinitcpio"), "{}", stderr(&o));
-    assert!(stdout(&o).contains("ran mkinitcpio -P\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("ran mkinitcpio -P (0 s)\n"),
+        "{}",
+        stdout(&o)
+    );
 
     let failing = slow_mkinitcpio(&dir.path().join("f"), "0", 1);
     let host = seed_host();
@@ -632,4 +640,101 @@ fn the_profile_reference_is_a_man_page() {
     let o = run(&["plan", "-p", p.to_str().unwrap()]);
     status(&o, 2);
     assert!(stderr(&o).contains("`man vfio-gen.toml`"), "{}", stderr(&o));
+}
+
+/// The seed host with a readable profile, /etc/kernel/cmdline (Debian's systemd-boot: the
+/// strongest sign of a loader a user who cannot read the ESP still sees) and its loader
+/// entries readable by root only (installers mount the ESP with `umask=0077`): (host, profile
+/// directory, entries).
+fn esp_for_root_only() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let host = seed_host();
+    let dir = tempfile::tempdir().unwrap();
+    seed_profile(dir.path(), "[\"10de:2204\", \"10de:1aef\"]");
+    let mode = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(host.path(), 0o755);
+    mode(dir.path(), 0o755);
+    std::fs::create_dir_all(host.path().join("etc/kernel")).unwrap();
+    std::fs::write(
+        host.path().join("etc/kernel/cmdline"),
+        "root=UUID=x rw quiet\n",
+    )
+    .unwrap();
+    let entries = host.path().join("boot/loader/entries");
+    mode(&entries, 0o000);
+    (host, dir, entries)
+}
+
+/// vfio-gen with `args` as a user who is not root (nobody, when the tests run as root, as in
+/// CI), with the entries made readable again after it.
+fn as_user(args: &[&str], entries: &Path) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let o = cmd.output().unwrap();
+    std::fs::set_permissions(entries, std::fs::Permissions::from_mode(0o755)).unwrap();
+    o
+}
+
+/// A user who is not root, on a host whose ESP only root may read: `plan` names what could not
+/// be read and gives the same command, as typed, with sudo in front (and no guess at another
+/// boot loader from what the user can see).
+#[test]
+fn a_file_only_root_may_read_gets_the_same_command_with_sudo() {
+    let (host, dir, entries) = esp_for_root_only();
+    let p = dir.path().join("profile.toml");
+    let (p, r) = (p.to_str().unwrap(), host.path().to_str().unwrap());
+    let o = as_user(&["plan", "-p", p, "--root", r], &entries);
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("listing {}", entries.display()))
+            && err.contains("Permission denied")
+            && err.contains(&format!(
+                "only root may read that: run it as root, `sudo vfio-gen plan -p {p} --root {r}`"
+            )),
+        "{err}"
+    );
+    assert!(!err.contains("boots with"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// `check` as that user checks what it can read and says once what it could not, with sudo.
+#[test]
+fn check_as_a_user_says_what_only_root_may_read_and_checks_the_rest() {
+    let (host, dir, entries) = esp_for_root_only();
+    let p = dir.path().join("profile.toml");
+    let (p, r) = (p.to_str().unwrap(), host.path().to_str().unwrap());
+    let o = as_user(&["check", "-p", p, "--root", r], &entries);
+    let out = stdout(&o);
+    assert_ne!(o.status.code(), Some(2), "{out}\n{}", stderr(&o));
+    let unread: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(&format!("listing {}", entries.display())))
+        .collect();
+    assert_eq!(unread.len(), 1, "{out}");
+    assert!(
+        unread[0].starts_with("[warn]")
+            && unread[0].contains("only root may read it")
+            && unread[0].contains(&format!("run `sudo vfio-gen check -p {p} --root {r}`")),
+        "{out}"
+    );
+    assert!(
+        out.contains("0000:01:00.0"),
+        "the devices are still checked: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "State: unknown. Next: run `sudo vfio-gen check -p {p} --root {r}`: only root may read"
+        )),
+        "{out}"
+    );
 }

@@ -237,12 +237,18 @@ pub fn recognised(files: &dyn Files) -> Option<(Bootloader, String)> {
 }
 
 /// A loader's plan that failed on a root that plainly boots with another loader: the error
-/// names that one, as `detect` would write it.
+/// names that one, as `detect` would write it. Not when a file could not be read for want of
+/// permission: the signs are then what a user who is not root sees (an ESP mounted with
+/// `umask=0077` hides the loader entries, leaving `/etc/kernel/cmdline` the strongest sign),
+/// not what the root holds.
 pub fn name_the_right_one(
     e: anyhow::Error,
     chosen: Bootloader,
     files: &dyn Files,
 ) -> anyhow::Error {
+    if crate::root::denied(&e) {
+        return e;
+    }
     match recognised(files) {
         Some((b, why)) if b != chosen => anyhow::anyhow!(
             "{e:#}; this root boots with {} ({why}), not {}: write bootloader = \"{}\" in the profile, as `vfio-gen detect` would",

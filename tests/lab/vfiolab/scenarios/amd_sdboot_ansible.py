@@ -6,9 +6,7 @@ the guest, ansible.builtin.reboot, facts, assert), then once more (nothing may c
 probe reports each boot; the judge checks both, and the facts, then powers the guest off."""
 
 import json
-import os
 import re
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ..flow import Scenario
 from ..hardware import GPU
 from ..judge import fmt
 from ..machine import BootFailed, Session
-from .. import guest as probe
+from .. import ssh
 
 SCENARIO = Scenario(
     "amd-sdboot-ansible",
@@ -32,50 +30,12 @@ ANSIBLE_DIR = REPO / "contrib" / "ansible"
 
 def setup(ctx):
     """The guest serves (sshd) instead of powering off; a key and host keys of this run, the
-    network for the host forward, a small initramfs, a patient ESP mount."""
-    m = ctx.m
-    r, work = m.root, m.work
-    probe.set_task(r, "serve")
-    # A key for this run only; the guest's host keys made anew, so the cached root's
-    # are never trusted.
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vfio-gen-lab",
-         "-f", work / "id_ed25519"], m.log, env_error=True)
-    ssh_dir = r / "root/.ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    shutil.copy(work / "id_ed25519.pub", ssh_dir / "authorized_keys")
-    os.chmod(ssh_dir / "authorized_keys", 0o600)
-    for k in (r / "etc/ssh").glob("ssh_host_*"):
-        k.unlink()
-    m.chroot("ssh-keygen", "-A")
-    # initramfs-tools builds images with every module of the kernel (MODULES=most);
-    # under TCG the guest's own update-initramfs then takes many minutes (docs/lab.md).
-    # MODULES=dep takes only what this machine needs, as on a small server.
-    (r / "etc/initramfs-tools/conf.d/lab-modules").write_text("MODULES=dep\n")
-    # systemd waits 90 s for the ESP's device by default; a boot under TCG on a loaded
-    # machine can take longer to coldplug, and without the ESP vfio-gen finds no
-    # loader entries. Wait as long as a boot may take.
-    fstab = r / "etc/fstab"
-    text = fstab.read_text()
-    if ",nofail 0 0" not in text:
-        raise RuntimeError("etc/fstab has no ESP line with nofail to extend")
-    fstab.write_text(text.replace(
-        ",nofail 0 0", f",nofail,x-systemd.device-timeout={BOOT_LIMIT} 0 0"))
-    # The NIC gets the address QEMU's user network hands out first (10.0.2.15, gateway
-    # 10.0.2.2), statically, from systemd-networkd: the host forward reaches sshd there.
-    net = r / "etc/systemd/network"
-    net.mkdir(parents=True, exist_ok=True)
-    (net / "20-lab.network").write_text(
-        "[Match]\nName=en* eth*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n")
-    for unit, target in [("systemd-networkd.service", "multi-user.target"),
-                         ("systemd-networkd.socket", "sockets.target")]:
-        wants = r / f"etc/systemd/system/{target}.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        if not (wants / unit).is_symlink():
-            (wants / unit).symlink_to(f"/lib/systemd/system/{unit}")
+    network for the host forward, a small initramfs, a patient ESP mount (ssh.prepare)."""
+    ssh.prepare(ctx.m)
 
 
 def steps(ctx):
-    m, j, phase, logdir, work = ctx.m, ctx.j, ctx.phase, ctx.m.logdir, ctx.m.work
+    m, j, phase, logdir = ctx.m, ctx.j, ctx.phase, ctx.m.logdir
     profile = tomllib.loads(ctx.profile())
     guest = None
     try:
@@ -141,10 +101,7 @@ def steps(ctx):
                 f"exit {p.returncode}, recap {rc}")
 
         with phase("power off"):
-            run(["ssh", "-i", work / "id_ed25519", "-p", guest.port,
-                 "-o", f"UserKnownHostsFile={a.dir / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-                 "-o", "BatchMode=yes", "root@127.0.0.1", "systemctl poweroff"],
-                m.log, check=False, timeout=60)
+            ssh.Shell(m, guest).run("systemctl poweroff", timeout=60)
             off = guest.stop()
         guest = None
         j.check("the guest powers off when told", off)
@@ -166,8 +123,7 @@ class Ansible:
         self.bin = Path(p.text.strip().splitlines()[-1]) / "bin"
         d = m.work / "ansible"
         d.mkdir(exist_ok=True)
-        host_key = (m.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
-        (d / "known_hosts").write_text(f"[127.0.0.1]:{guest.port} {host_key[0]} {host_key[1]}\n")
+        ssh.known_hosts(m, guest.port, d / "known_hosts")
         (d / "inventory.ini").write_text(
             "[hypervisors]\n"
             f"lab ansible_host=127.0.0.1 ansible_port={guest.port} ansible_user=root "
