@@ -179,6 +179,20 @@ pub fn assess(items: &mut [Item], files: &Files, root: &Root) -> Outcome {
             i.remedy = None;
         }
     }
+    // Whether the files are in place is unknown (a user who may not read the ESP): an option
+    // or a driver missing may mean a reboot or an apply; `sudo check` tells which.
+    if matches!(files, Files::Unknown(_)) {
+        for i in items
+            .iter_mut()
+            .filter(|i| running(i) && i.status == Status::Fail)
+        {
+            i.remedy = Some(format!(
+                "`sudo {}` says whether the files are in place (then a reboot is what is left) or `sudo {}` is needed",
+                root.command("check"),
+                root.command("apply")
+            ));
+        }
+    }
     // The remedies say what to do now, not "apply" after an apply; and what only a reboot (or
     // `bind`) changes is pending, not failed: the files are right (README, "Exit status").
     if matches!(files, Files::InPlace) {

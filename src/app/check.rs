@@ -150,9 +150,10 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
                 )?,
                 None if !ctx.quiet => writeln!(
                     out,
-                    "{} write a profile: `sudo {}`, read it, then `{}`.",
+                    "{} write a profile: `sudo {}`, read it, then `{}{}`.",
                     style.bold("Next:"),
                     root.command(&format!("detect -o {}", path.display())),
+                    super::sudo_on_host(root),
                     root.command("plan")
                 )?,
                 None => {}

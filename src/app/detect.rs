@@ -56,8 +56,9 @@ pub fn run(ctx: &Ctx, opts: &Options, io: &mut Io) -> Result<u8> {
         }
         writeln!(
             io.out,
-            "wrote {}; read it, then `{}` shows what apply would change",
+            "wrote {}; read it, then `{}{}` shows what apply would change",
             file.display(),
+            super::sudo_on_host(root),
             root.clone().with_profile(Some(file)).command("plan")
         )?;
     }

@@ -83,6 +83,13 @@ pub fn place(root: &Root) -> String {
     }
 }
 
+/// `sudo ` before a read-only command suggested on this machine's own root: on most installs
+/// it reads files only root may read (an ESP mounted with `umask=0077`); nothing under
+/// `--root`, a tree the user has in hand.
+pub fn sudo_on_host(root: &Root) -> &'static str {
+    if root.is_host() { "sudo " } else { "" }
+}
+
 /// Asks `question` with `[y/N]` on `io` and reads the answer; `false` (after saying "Nothing
 /// changed.") unless it is y or yes.
 pub fn confirm(io: &mut Io, question: &str) -> anyhow::Result<bool> {

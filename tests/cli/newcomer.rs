@@ -731,6 +731,16 @@ fn check_as_a_user_says_what_only_root_may_read_and_checks_the_rest() {
         out.contains("0000:01:00.0"),
         "the devices are still checked: {out}"
     );
+    let cmdline = out
+        .lines()
+        .find(|l| l.contains("command line lacks"))
+        .unwrap_or("");
+    assert!(
+        cmdline.contains(&format!(
+            "`sudo vfio-gen check -p {p} --root {r}` says whether the files are in place"
+        )),
+        "not `apply` as if nothing were applied: {out}"
+    );
     assert!(
         out.contains(&format!(
             "State: unknown. Next: run `sudo vfio-gen check -p {p} --root {r}`: only root may read"
