@@ -692,3 +692,34 @@ fn on_demand_isolation_limits_the_host_slices_and_gives_them_back() {
     assert!(format!("{e:#}").contains("cpuset controller"), "{e:#}");
     assert_eq!(fake.calls, 0);
 }
+
+/// On demand, isolate_cpus meets the host first at `handover start` (`apply` and `check` judge
+/// it only for isolation = "boot"): a CPU that is not online is refused before any change, not
+/// left to a limit that keeps every CPU for the host. Isolating every online CPU is refused too.
+#[test]
+fn on_demand_isolation_refuses_cpus_the_host_does_not_run() {
+    for (cpus, want) in [
+        ("2-9", "not online on this host: 8-9 (online: 0-7)"),
+        ("0-7", "leaves the host no online CPU"),
+    ] {
+        let p = format!(
+            "{PROFILE}\n[resources]\nisolate_cpus = \"{cpus}\"\nisolation = \"on-demand\"\n"
+        );
+        let (_t, mut fake) = host(Shape::default());
+        file(fake.root.dir(), "sys/devices/system/cpu/online", "0-7\n");
+        file(
+            fake.root.dir(),
+            "sys/fs/cgroup/cgroup.controllers",
+            "cpuset cpu io memory pids\n",
+        );
+        for u in super::start::SLICES {
+            fake.units.insert(u.into(), (u.into(), true));
+        }
+        let e = start(&mut fake, &profile(&p), &opts(false)).unwrap_err();
+        assert!(format!("{e:#}").contains(want), "{cpus}: {e:#}");
+        assert!(format!("{e:#}").ends_with("nothing was changed"), "{e:#}");
+        assert_eq!(fake.calls, 0, "{cpus}");
+        assert!(fake.allowed.is_empty(), "{cpus}");
+        assert!(kinds(&fake).is_empty(), "{cpus}");
+    }
+}

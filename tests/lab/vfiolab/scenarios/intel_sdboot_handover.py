@@ -11,7 +11,11 @@ the VFIO group by then) and destroys it. One disk image, two boots:
   display manager stopped, console unbound, both functions on vfio-pci, QEMU holding
   /dev/vfio/N; after `virsh destroy` everything as before;
 - second card: the usual machine (virtio-vga boot display with the display manager on it):
-  the card handed over and back, the boot display and the display manager untouched."""
+  the card handed over and back, the boot display and the display manager untouched.
+
+In both, `[resources] isolate_cpus = "1"`, `isolation = "on-demand"` on a 2-CPU guest: while the
+domain runs, AllowedCPUs=0 on system.slice, user.slice and init.scope (and system.slice's
+cpuset.cpus.effective 0); after `virsh destroy` and after the undone start, unset as before."""
 
 import json
 import shutil
@@ -25,7 +29,7 @@ SCENARIO = Scenario(
     "on-demand handover to a nested libvirt domain (qemu hook): single GPU with console and "
     "display manager, a refused and an undone handover, then a second card",
     "intel", "systemd-boot", "libvirt", "intel-sdboot-handover.toml",
-    ["intel_iommu=on", "iommu=pt"], intremap="on",
+    ["intel_iommu=on", "iommu=pt"], intremap="on", smp=2,
 )
 GUEST = "usr/local/lib/vfio-gen-lab"
 UNITS = "etc/systemd/system"
@@ -59,7 +63,7 @@ def state(s, name):
     out = {}
     for line in s.get(name, ("", 1))[0].splitlines():
         kind, _, rest = line.partition(" ")
-        if kind in ("driver", "vtcon", "fb", "platform"):
+        if kind in ("driver", "vtcon", "fb", "platform", "allowed", "cpuset"):
             key, _, rest = rest.partition(" ")
             out[f"{kind} {key}"] = rest
         elif kind:
@@ -76,6 +80,18 @@ def fbcons(st):
     """The frame buffer consoles: vtcon -> bind ("1" bound)."""
     return {k: v.split()[0] for k, v in st.items()
             if k.startswith("vtcon ") and "frame buffer device" in v}
+
+
+# [resources] isolation = "on-demand", isolate_cpus = "1" of the profile on a 2-CPU guest: while
+# the domain runs, the three units handover limits are on CPU 0 (docs/handover.md section 6).
+SLICES = ("system.slice", "user.slice", "init.scope")
+CPUSET = ("cpuset system.slice/cpuset.cpus", "cpuset system.slice/cpuset.cpus.effective")
+
+
+def cpus(st):
+    """The AllowedCPUs= of the three units and system.slice's cpuset files, as one string."""
+    return ", ".join(f"{k.split(' ', 1)[1]}={st.get(k)}"
+                     for k in [f"allowed {u}" for u in SLICES] + list(CPUSET))
 
 
 def took(s, name):
@@ -109,8 +125,16 @@ def steps(ctx):
 def common_checks(j, p, s):
     """What both boots check before the handover: the options, the XML, libvirtd."""
     cmdline = s.get("cmdline", ("", 1))[0].split()
-    j.check(p + "cmdline has intel_iommu=on and iommu=pt",
-            all(o in cmdline for o in ("intel_iommu=on", "iommu=pt")), " ".join(cmdline))
+    j.check(p + "cmdline has intel_iommu=on and iommu=pt; no CPU isolated at boot "
+            "(isolation = \"on-demand\")",
+            all(o in cmdline for o in ("intel_iommu=on", "iommu=pt"))
+            and not any(o.startswith(("isolcpus=", "nohz_full=", "rcu_nocbs=", "irqaffinity="))
+                        for o in cmdline), " ".join(cmdline))
+    before = state(s, "before")
+    j.check(p + "before: 2 CPUs online, AllowedCPUs= unset on the three units",
+            s.get("online", ("", 1))[0].strip() == "0-1"
+            and all(before.get(f"allowed {u}") == "-" for u in SLICES),
+            f"online {s.get('online', ('?', 1))[0].strip()}; {cpus(before)}")
     text, rc = s.get("validate", ("", 1))
     j.check(p + "render --format libvirt in a domain: virt-xml-validate passes",
             rc == 0 and "validates" in text, f"exit {rc}; {one_line(text, 300)}")
@@ -140,14 +164,19 @@ def handed_over(j, p, s, before, single_gpu):
             kinds.append(json.loads(block.split("\n", 1)[1])["kind"])
         except (ValueError, KeyError, IndexError):
             kinds.append("?")
+    j.check(p + "running: AllowedCPUs=0 on system.slice, user.slice, init.scope; "
+            "system.slice's cpuset.cpus.effective 0",
+            all(run.get(f"allowed {u}") == "0" for u in SLICES)
+            and run.get(CPUSET[0]) == "0" and run.get(CPUSET[1]) == "0",
+            cpus(run))
     if single_gpu:
-        want = ["begin", "service", "vtcon", "bind", "bind", "end"]
+        want = ["begin", "cpus", "cpus", "cpus", "service", "vtcon", "bind", "bind", "end"]
         j.check(p + "running: display manager stopped, framebuffer console unbound",
                 run.get("dm", "").endswith(" inactive")
                 and all(b == "0" for b in fbcons(run).values()),
                 f"dm {run.get('dm')}; consoles {fbcons(run)}")
     else:
-        want = ["begin", "bind", "bind", "end"]
+        want = ["begin", "cpus", "cpus", "cpus", "bind", "bind", "end"]
         keep = {k: v for k, v in before.items()
                 if k.startswith(("driver ", "vtcon ", "fb ", "platform ", "dm"))
                 and not any(a in k for a in GPU)}
@@ -158,9 +187,9 @@ def handed_over(j, p, s, before, single_gpu):
     text, rc = s.get("destroy", ("", 1))
     j.check(p + f"virsh destroy exits 0 ({took(s, 'destroy')})", rc == 0, one_line(text, 300))
     after = state(s, "after")
-    j.check(p + "after destroy: drivers, consoles, framebuffers, display manager as before; "
-            "no record, no QEMU", after == before and before.get("record") == "",
-            diff(before, after))
+    j.check(p + "after destroy: drivers, consoles, framebuffers, display manager, "
+            "AllowedCPUs and cpuset as before; no record, no QEMU",
+            after == before and before.get("record") == "", diff(before, after))
 
 
 def single(ctx, s):
@@ -187,7 +216,7 @@ def single(ctx, s):
         j.check(p + f"{case}: virsh start fails, naming why ({took(s, name)})",
                 rc != 0 and all(w in text for w in must), one_line(text, 400))
         after = state(s, after_name)
-        j.check(p + f"{case}: host as before, domain shut off, no QEMU",
+        j.check(p + f"{case}: host as before (AllowedCPUs too), domain shut off, no QEMU",
                 after == base and after.get("domstate") == "shut off"
                 and after.get("qemu") == "-", diff(base, after))
 
