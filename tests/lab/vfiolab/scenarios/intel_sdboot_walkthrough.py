@@ -146,15 +146,23 @@ def steps(ctx):
                 one_line("\n".join(line for line in out.splitlines() if "update-initramfs" in line),
                          300))
         out, rc = typed("5", "sudo vfio-gen check")
-        j.check("5. `sudo vfio-gen check`: applied, not rebooted; [WAIT] lines; exit 3",
-                rc == 3 and "applied, not rebooted" in out and "[WAIT]" in out,
+        # README: exit 3. The emulated Intel CPU has no vmx flag (TCG does not emulate VMX),
+        # a failed item of this machine that makes it 1; it is the only fail allowed.
+        fails = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+        only_vmx = all("no vmx/svm flag" in line for line in fails)
+        j.check("5. `sudo vfio-gen check`: applied, not rebooted; [WAIT] lines; exit 3 (1 "
+                "with the emulated CPU's missing vmx flag alone)",
+                (rc == 3 and not fails or rc == 1 and fails and only_vmx)
+                and "applied, not rebooted" in out and "[WAIT]" in out,
                 f"exit {rc}; " + one_line(out[-600:], 300))
         out, rc = typed("5", "vfio-gen check")
         unread = [line for line in out.splitlines()
                   if line.startswith("[warn]") and "only root may read it" in line]
+        cmdline = [line for line in out.splitlines() if "command line lacks" in line]
         j.check("5. `vfio-gen check` without sudo: checks what it can, one warning for the ESP "
-                "with the same command with sudo", rc != 2 and len(unread) == 1
-                and "`sudo vfio-gen check`" in unread[0] and "[WAIT]" in out,
+                "with the same command with sudo; the command line's remedy is not `apply`",
+                rc != 2 and len(unread) == 1 and "`sudo vfio-gen check`" in unread[0]
+                and cmdline and "says whether the files are in place" in cmdline[0],
                 f"exit {rc}; " + one_line(out[-600:], 300))
 
         # 6. Reboot, then check again.
