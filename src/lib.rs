@@ -78,3 +78,8 @@ pub mod splice;
 pub mod style;
 pub mod targets;
 pub mod trial;
+
+// The skip policy of every test suite, for the unit tests (README.md, "Tests").
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+mod skip;

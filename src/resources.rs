@@ -790,32 +790,73 @@ mod tests {
         env.get_template(name).unwrap().render(ctx).unwrap()
     }
 
-    /// Whether `tool` is installed; says SKIPPED otherwise, and fails under
-    /// VFIO_GEN_REQUIRE_ALL_TESTS=1 when `required` (CI installs it).
-    fn tool(name: &str, required: bool) -> Option<std::path::PathBuf> {
-        let found = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .chain(["/sbin".into(), "/usr/sbin".into()])
-            .map(|d| d.join(name))
-            .find(|p| p.is_file());
-        if found.is_none() {
-            let set = |k: &str| std::env::var(k).as_deref() == Ok("1");
-            if required && set("VFIO_GEN_REQUIRE_ALL_TESTS") {
-                panic!(
-                    "{name} is required (VFIO_GEN_REQUIRE_ALL_TESTS=1); install it (see .ci/run)"
-                );
+    /// The program a test runs, by the skip policy (tests/support/skip.rs).
+    #[track_caller]
+    fn tool(name: &str) -> Option<std::path::PathBuf> {
+        crate::skip::program(name)
+    }
+
+    /// The skip policy itself (tests/support/skip.rs), run in a child of this test binary with
+    /// each setting of the two variables: a program that cannot exist fails the test by default
+    /// and under VFIO_GEN_REQUIRE_ALL_TESTS=1 (whatever VFIO_GEN_ALLOW_SKIPS says), and is a
+    /// printed skip with VFIO_GEN_ALLOW_SKIPS=1. Only `1` counts.
+    #[test]
+    fn a_missing_program_follows_the_skip_policy() {
+        // VFIO_GEN_REQUIRE_ALL_TESTS, VFIO_GEN_ALLOW_SKIPS (None: unset), what the child says.
+        const FAILS: &str = "or run with VFIO_GEN_ALLOW_SKIPS=1 to skip it";
+        const CI: &str = "VFIO_GEN_REQUIRE_ALL_TESTS=1 (as in CI)";
+        const SKIPS: &str = "SKIPPED: this test needs vfio-gen-no-such-program";
+        let cases = [
+            (None, None, Err(FAILS)),
+            (None, Some("0"), Err(FAILS)),
+            (None, Some("1"), Ok(SKIPS)),
+            (Some("1"), None, Err(CI)),
+            (Some("1"), Some("1"), Err(CI)),
+            (Some("yes"), Some("1"), Ok(SKIPS)),
+        ];
+        for (require, allow, want) in cases {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+            child
+                .args(["--exact", "resources::tests::skip_policy_child"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env("VFIO_GEN_SKIP_POLICY_CHILD", "1")
+                .env_remove("VFIO_GEN_REQUIRE_ALL_TESTS")
+                .env_remove("VFIO_GEN_ALLOW_SKIPS");
+            for (var, value) in [
+                ("VFIO_GEN_REQUIRE_ALL_TESTS", require),
+                ("VFIO_GEN_ALLOW_SKIPS", allow),
+            ] {
+                if let Some(v) = value {
+                    child.env(var, v);
+                }
             }
-            // Visible in a plain `cargo test` (README, "Tests").
-            if required && !set("VFIO_GEN_ALLOW_SKIPS") {
-                panic!(
-                    "this test needs {name}, which is not installed: install it (README.md, \
-                     \"Tests\"), or run with VFIO_GEN_ALLOW_SKIPS=1 to skip it"
-                );
+            let o = child.output().unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            let err = String::from_utf8_lossy(&o.stderr);
+            let case = format!("{require:?} {allow:?}\n{out}\n{err}");
+            match want {
+                Ok(says) => {
+                    assert!(o.status.success(), "{case}");
+                    assert!(out.contains("the child ran to its end"), "{case}");
+                    assert!(err.contains(says), "{case}");
+                }
+                Err(says) => {
+                    assert!(!o.status.success() && out.contains("1 failed"), "{case}");
+                    assert!(!out.contains("the child ran to its end"), "{case}");
+                    assert!(err.contains(says) && err.contains("install it"), "{case}");
+                }
             }
-            eprintln!("SKIPPED: this test needs {name}, which is not installed");
         }
-        found
+    }
+
+    /// The child of the test above; nothing unless that test runs it.
+    #[test]
+    fn skip_policy_child() {
+        if std::env::var_os("VFIO_GEN_SKIP_POLICY_CHILD").is_none() {
+            return;
+        }
+        assert_eq!(tool("vfio-gen-no-such-program"), None);
+        println!("the child ran to its end");
     }
 
     #[test]
@@ -858,7 +899,7 @@ mod tests {
     /// modprobe reads the generated kvmfr.conf with nothing on stderr and keeps the option.
     #[test]
     fn modprobe_reads_the_kvmfr_options() {
-        let Some(modprobe) = tool("modprobe", true) else {
+        let Some(modprobe) = tool("modprobe") else {
             return;
         };
         let tmp = tempfile::tempdir().unwrap();
@@ -884,33 +925,177 @@ mod tests {
         );
     }
 
-    /// `udevadm verify` (systemd 253 and later) accepts the rule file; where udevadm has the
-    /// verb, it must. Debian 12's udev 252 has none: then the rule is covered only by its text
-    /// (`kvmfr_templates_render_whole_files`, the golden roots `*-vm-share`), and the test says
-    /// so rather than passing as if verified (docs/resources.md, "udev").
+    /// The kvmfr rule as udev itself reads it. Where udevadm has `verify` (systemd 253 and
+    /// later) it must accept the rule. udev 252 (Debian 12, CI) has no such verb: there
+    /// `udevadm test` applies the rule to a fake kvmfr device ([`udev_252_test`]). Either way
+    /// broken copies of the rule must be refused, so that the check is seen to fail
+    /// (docs/resources.md, "udev").
     #[test]
-    fn udevadm_verifies_the_kvmfr_rule() {
-        let Some(udevadm) = tool("udevadm", false) else {
+    fn udev_reads_and_applies_the_kvmfr_rule() {
+        let Some(udevadm) = tool("udevadm") else {
             return;
         };
+        let good = render("kvmfr-udev.rules.j2", 64);
+        let broken = [
+            (good.replace("GROUP=", "GRUOP="), "Invalid key 'GRUOP'"),
+            (
+                good.replace(r#"MODE="0660""#, r#"MODE="0660"#),
+                "Invalid key/value pair, ignoring.",
+            ),
+        ];
+        if let Some(verified) = udevadm_verify(&udevadm, &good) {
+            verified.unwrap();
+            for (text, _) in &broken {
+                let refused = udevadm_verify(&udevadm, text).unwrap();
+                assert!(refused.is_err(), "udevadm verify accepts:\n{text}");
+            }
+            return;
+        }
+        let why = "udevadm test of udev 252 runs in a private mount namespace";
+        if !crate::skip::root(why) || tool("unshare").is_none() {
+            return;
+        }
+        match udev_252_test(&udevadm, &good) {
+            Ok(out) => eprintln!("{out}"),
+            Err(e) => panic!("udevadm test, the rendered rule: {e}"),
+        }
+        for (text, says) in broken {
+            let e = udev_252_test(&udevadm, &text).expect_err(&text);
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
+
+    /// `udevadm verify` of the rule: `None` when this udevadm has no such verb (before 253).
+    fn udevadm_verify(
+        udevadm: &std::path::Path,
+        rule: &str,
+    ) -> Option<std::result::Result<(), String>> {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("70-vfio-gen-kvmfr.rules");
-        std::fs::write(&file, render("kvmfr-udev.rules.j2", 64)).unwrap();
+        std::fs::write(&file, rule).unwrap();
         let o = std::process::Command::new(udevadm)
             .arg("verify")
             .arg("--resolve-names=never")
             .arg(&file)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         if stderr.contains("Unknown command verb") || stderr.contains("unrecognized") {
-            eprintln!(
-                "NOT VERIFIED: this udevadm has no verify verb (systemd 253 or later has it); the \
-                 kvmfr rule is checked only against its expected text (kvmfr_templates_render_whole_files)"
-            );
-            return;
+            return None;
         }
-        assert!(o.status.success(), "udevadm verify: {stderr}");
-        assert_eq!(stderr, "");
+        Some(if o.status.success() && stderr.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("udevadm verify ({}): {stderr}", o.status))
+        })
+    }
+
+    /// Where [`udev_252_test`] puts the rule: udev's runtime rules directory (on a tmpfs).
+    const UDEV_TEST_RULE: &str = "/run/udev/rules.d/70-vfio-gen-kvmfr.rules";
+
+    /// Run by `unshare -m --propagation private sh -c`, as root: the rule (stdin) alone in
+    /// udev's rules directories, a fake kvmfr device in a fake sysfs, then `udevadm test` on it
+    /// and the node's mode and group. udev 252's `udevadm test` applies what it finds to the
+    /// node (mode, owner, `/dev/char` links) and writes its database under /run/udev: every
+    /// place it reads or writes is a tmpfs of this namespace, so nothing real is touched.
+    /// `SYSTEMD_DEVICE_VERIFY_SYSFS=0` lets sd-device take a syspath that is not on sysfs.
+    const UDEV_TEST_SCRIPT: &str = r#"set -eu
+udevadm=$1
+for d in /etc/udev/rules.d /usr/local/lib/udev/rules.d /usr/lib/udev/rules.d /lib/udev/rules.d; do
+    if [ -d "$d" ]; then mount -t tmpfs none "$d"; fi
+done
+mount -t tmpfs none /run
+mount -t tmpfs none /dev
+mount -t tmpfs none /sys
+mkdir -p /run/udev/rules.d
+cat >/run/udev/rules.d/70-vfio-gen-kvmfr.rules
+dev=/sys/devices/virtual/kvmfr/kvmfr0
+mkdir -p "$dev" /sys/class/kvmfr
+printf 'MAJOR=240\nMINOR=0\nDEVNAME=kvmfr0\n' >"$dev/uevent"
+printf '240:0\n' >"$dev/dev"
+ln -s ../../../../class/kvmfr "$dev/subsystem"
+ln -s ../../devices/virtual/kvmfr/kvmfr0 /sys/class/kvmfr/kvmfr0
+mknod -m 0600 /dev/kvmfr0 c 240 0
+SYSTEMD_DEVICE_VERIFY_SYSFS=0 "$udevadm" test --action=add "$dev" 2>&1
+stat -c 'node: %a %G' /dev/kvmfr0
+"#;
+
+    /// udev 252 reads the rule and applies it to a kvmfr device: the only rules file read is
+    /// the rule, no line names it but `GROUP <gid>` and `MODE 0660` as they are applied, the
+    /// device gets the `uaccess` tag and its node mode 0660 and group kvm. The output, or what
+    /// is wrong with it.
+    fn udev_252_test(udevadm: &std::path::Path, rule: &str) -> std::result::Result<String, String> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                UDEV_TEST_SCRIPT,
+                "sh",
+            ])
+            .arg(udevadm)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rule.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut wrong = Vec::new();
+        if !o.status.success() {
+            wrong.push(format!("exit status {}", o.status));
+        }
+        let read = format!("Reading rules file: {UDEV_TEST_RULE}");
+        let reads: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("Reading rules file:"))
+            .collect();
+        if reads != [read.as_str()] {
+            wrong.push(format!(
+                "rules files read: {reads:?}, not only {UDEV_TEST_RULE}"
+            ));
+        }
+        // What udev says as it applies the rule: `kvmfr0: FILE:LINE GROUP 108`, `... MODE 0660`
+        // (log_rule_debug in udev-rules.c); anything else naming the file is a complaint.
+        let applied = |l: &str| {
+            let said = l
+                .strip_prefix(&format!("kvmfr0: {UDEV_TEST_RULE}:"))
+                .and_then(|r| r.split_once(' '))
+                .map(|(_, said)| said);
+            said.is_some_and(|s| {
+                s == "MODE 0660"
+                    || s.strip_prefix("GROUP ")
+                        .and_then(|g| g.parse::<u32>().ok())
+                        .is_some_and(|g| g != u32::MAX)
+            })
+        };
+        wrong.extend(
+            out.lines()
+                .filter(|l| l.contains(UDEV_TEST_RULE) && *l != read && !applied(l))
+                .map(str::to_string),
+        );
+        for want in ["SUBSYSTEM=kvmfr", "TAGS=:uaccess:", "node: 660 kvm"] {
+            if !out.lines().any(|l| l == want) {
+                wrong.push(format!("no line `{want}`"));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!("{}\n--- output ---\n{out}", wrong.join("\n")))
+        }
     }
 }

@@ -746,17 +746,16 @@ mod tests {
     // ---- The kernel's answers against the walk's, on the same trees ----
 
     /// Whether this machine's kernel answers (`openat2`, Linux 5.6); when it does not, the
-    /// comparisons below would compare the walk with itself: they say SKIPPED, and fail under
-    /// VFIO_GEN_REQUIRE_ALL_TESTS=1.
+    /// comparisons below would compare the walk with itself: the skip policy decides
+    /// (tests/support/skip.rs).
+    #[track_caller]
     fn kernel_answers(root: &Root) -> bool {
         let answers = matches!(root.open_beneath(".", OFlag::O_PATH), Some(Ok(_)));
-        if !answers {
-            if std::env::var_os("VFIO_GEN_REQUIRE_ALL_TESTS").is_some_and(|v| v == "1") {
-                panic!("openat2 is required (VFIO_GEN_REQUIRE_ALL_TESTS=1): Linux 5.6 or later");
-            }
-            eprintln!("SKIPPED: openat2 is not available, only the walk is tested");
-        }
-        answers
+        crate::skip::need(
+            answers,
+            "openat2 (Linux 5.6 or later; without it only the walk would be tested)",
+            "run the tests on Linux 5.6 or later",
+        )
     }
 
     /// One answer shown as text, errors by their whole message, so answers compare exactly.

@@ -178,6 +178,15 @@ fn graph() -> Graph {
             .map(|n| path[..n].to_vec())
             .find(|p| modules.contains(p))
     };
+    // Files of tests/support/ that lib.rs includes for the unit tests (`#[path]`, cfg(test)):
+    // no layer of the product, so no edge.
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let support: BTreeSet<String> = lib
+        .split("#[path = \"../tests/support/")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("mod ")?.1.split_once(';'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect();
     let mut edges = BTreeSet::new();
     for (m, text) in &texts {
         for (i, _) in text.match_indices("crate::") {
@@ -186,6 +195,9 @@ fn graph() -> Graph {
                 continue; // `vfio_gen_crate::` and the like
             }
             for p in paths_after(&text[i + "crate::".len()..]) {
+                if p.first().is_some_and(|f| support.contains(f)) {
+                    continue;
+                }
                 let to = longest(&p).unwrap_or_else(|| {
                     panic!("{}: crate::{} names no module", m.join("::"), p.join("::"))
                 });

@@ -13,11 +13,14 @@
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use vfio_gen::cmdline::{Opt, bytes, edit_plain, normalize, tokenize};
 use vfio_gen::targets::grub::{GrubConfig, Source};
 use vfio_gen::targets::lines::{self, Shape};
+
+#[path = "support/skip.rs"]
+mod skip;
 
 const PURE_CASES: u32 = 256;
 const SH_CASES: u32 = 48;
@@ -558,20 +561,6 @@ fn grub_edit(text: &str, wanted: &[Opt], revert: bool) -> Result<String, TestCas
     String::from_utf8(files[0].clone()).map_err(fail)
 }
 
-/// `/bin/sh`, or `None` after saying the test is skipped (a panic instead when
-/// `VFIO_GEN_REQUIRE_ALL_TESTS=1`).
-fn sh_or_skip(test: &str) -> Option<PathBuf> {
-    let sh = Path::new("/bin/sh");
-    if sh.exists() {
-        return Some(sh.to_path_buf());
-    }
-    if std::env::var("VFIO_GEN_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: /bin/sh is missing and VFIO_GEN_REQUIRE_ALL_TESTS=1");
-    }
-    eprintln!("{test}: skipped: needs sh (/bin/sh is missing)");
-    None
-}
-
 /// What `sh` makes of the kernel line of a GRUB file: `$GRUB_CMDLINE_LINUX
 /// $GRUB_CMDLINE_LINUX_DEFAULT` after sourcing it, split on whitespace. Also checks `sh -n`.
 fn sh_kernel_words(sh: &Path, file: &Path, text: &str) -> Result<Vec<String>, TestCaseError> {
@@ -807,7 +796,7 @@ proptest! {
 /// and both files pass `sh -n`. Same for revert.
 #[test]
 fn grub_edit_matches_what_sh_reads() {
-    let Some(sh) = sh_or_skip("grub_edit_matches_what_sh_reads") else {
+    let Some(sh) = skip::file("/bin/sh", "install a POSIX sh as /bin/sh (dash)") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -510,8 +510,8 @@ fn dracut_and_mkinitcpio_carry_the_script_into_the_image() {
 
 /// The shells an initramfs may run the script with: dash (Debian's /bin/sh, dracut's 00dash),
 /// bash in POSIX mode (dracut's 00bash), busybox sh (mkinitcpio's base hook, initramfs-tools
-/// with busybox), klibc's sh (initramfs-tools without busybox). Each one missing is said, and
-/// fails under VFIO_GEN_REQUIRE_ALL_TESTS=1.
+/// with busybox), klibc's sh (initramfs-tools without busybox). Each one missing follows the
+/// skip policy (tests/support/skip.rs): with VFIO_GEN_ALLOW_SKIPS=1 the others still run.
 fn shells() -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for (tool, argv) in [
@@ -524,15 +524,8 @@ fn shells() -> Vec<Vec<String>> {
             out.push(argv.iter().map(|s| s.to_string()).collect());
         }
     }
-    let klibc = "/usr/lib/klibc/bin/sh";
-    if Path::new(klibc).is_file() {
-        out.push(vec![klibc.to_string()]);
-    } else if std::env::var_os("VFIO_GEN_REQUIRE_ALL_TESTS").is_some_and(|v| v == "1") {
-        panic!(
-            "{klibc} is required (VFIO_GEN_REQUIRE_ALL_TESTS=1); install klibc-utils (see .ci/run)"
-        );
-    } else {
-        eprintln!("SKIPPED: klibc's sh, which is not installed (klibc-utils)");
+    if let Some(klibc) = super::skip::file("/usr/lib/klibc/bin/sh", "install klibc-utils") {
+        out.push(vec![klibc.to_string_lossy().into_owned()]);
     }
     out
 }

@@ -536,15 +536,10 @@ fn a_failing_hook_is_reported_and_the_files_stay() {
     assert!(!log.exists(), "nothing left to run");
 }
 
+/// Root (for mount namespaces) and `tool`, each by the skip policy (tests/support/skip.rs).
+#[track_caller]
 fn is_root_with(tool: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("VFIO_GEN_REQUIRE_ALL_TESTS").is_some_and(|v| v == "1") {
-            panic!("this test needs root (mount namespaces); CI runs as root");
-        }
-        eprintln!("SKIPPED: this test needs root for mount namespaces");
-        return false;
-    }
-    have(tool)
+    super::skip::root("it runs vfio-gen in a private mount namespace") && have(tool)
 }
 
 /// Runs apply inside a private mount namespace where `setup` (shell) has mounted a small or

@@ -1,10 +1,10 @@
 //! End-to-end tests of the `vfio-gen` binary on the fixture roots: golden files, validation of
 //! every generated file by the real tool that reads it, errors, and the GRUB corpus.
 //!
-//! Tests that need a program (sh, bash, modprobe) say so: a missing program fails the test, so
-//! a plain `cargo test` shows it in its summary; VFIO_GEN_ALLOW_SKIPS=1 makes it a skip
+//! Tests that need a program (sh, bash, modprobe) or root say so: a missing one fails the test,
+//! so a plain `cargo test` shows it in its summary; VFIO_GEN_ALLOW_SKIPS=1 makes it a skip
 //! (printed, hidden in captured output). With VFIO_GEN_REQUIRE_ALL_TESTS=1 (as in CI) it is a
-//! failure whatever VFIO_GEN_ALLOW_SKIPS says.
+//! failure whatever VFIO_GEN_ALLOW_SKIPS says (tests/support/skip.rs, the one policy).
 
 // No function over 150 lines (the threshold is in clippy.toml): split it into functions with
 // one job each.
@@ -47,29 +47,11 @@ fn status(o: &Output, code: i32) {
     );
 }
 
-/// Whether a program is on PATH. A missing one fails the test (visible in `cargo test`'s
-/// summary) unless VFIO_GEN_ALLOW_SKIPS=1; under VFIO_GEN_REQUIRE_ALL_TESTS=1 always.
+/// Whether a program is installed (on PATH, /usr/sbin or /sbin); a missing one follows the skip
+/// policy of tests/support/skip.rs.
+#[track_caller]
 fn have(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || Path::new("/sbin").join(tool).is_file();
-    if !found {
-        let set = |k: &str| std::env::var_os(k).is_some_and(|v| v == "1");
-        if set("VFIO_GEN_REQUIRE_ALL_TESTS") {
-            panic!("{tool} is required (VFIO_GEN_REQUIRE_ALL_TESTS=1); install it (see .ci/run)");
-        }
-        if !set("VFIO_GEN_ALLOW_SKIPS") {
-            panic!(
-                "this test needs {tool}, which is not installed: install it (README.md, \"Tests\", \
-                 lists every program in one apt line), or run with VFIO_GEN_ALLOW_SKIPS=1 to skip it"
-            );
-        }
-        eprintln!(
-            "SKIPPED: this test needs {tool}, which is not installed (VFIO_GEN_ALLOW_SKIPS=1)"
-        );
-    }
-    found
+    skip::program(tool).is_some()
 }
 
 fn profiles() -> Vec<String> {
@@ -420,15 +402,16 @@ mod real_tools {
     /// ids, blacklists and softdeps from them.
     #[test]
     fn modprobe_reads_the_generated_files() {
-        if !have("modprobe") {
+        // Run by the path found: /usr/sbin or /sbin may not be on a user's PATH.
+        let Some(modprobe) = skip::program("modprobe") else {
             return;
-        }
+        };
         for name in profiles() {
             let profile = load(&name);
             let tmp = tempfile::tempdir().unwrap();
             status(&render(&name, &fixture_root(&name), tmp.path()), 0);
             let dir = tmp.path().join("etc/modprobe.d");
-            let o = Command::new("modprobe")
+            let o = Command::new(&modprobe)
                 .arg("-C")
                 .arg(&dir)
                 .arg("--showconfig")
@@ -1068,6 +1051,8 @@ mod grub_mutants;
 
 #[path = "../support/fake_host.rs"]
 mod fake_host;
+#[path = "../support/skip.rs"]
+mod skip;
 #[path = "../support/vg.rs"]
 mod vg;
 use vg::Vg;
