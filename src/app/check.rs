@@ -71,28 +71,7 @@ pub fn run(ctx: &Ctx, opts: &Options, out: &mut dyn Write) -> Result<u8> {
     items.extend(unread);
     items.extend(hook_items(root)?);
     // A trial boot in progress (docs/trial.md).
-    if let Some(t) = super::trial::state(root)? {
-        items.push(inspect::Item {
-            id: "trial",
-            status: inspect::Status::Warn,
-            message: {
-                let mut m = format!("a trial is in progress ({}): {}", t.id, t.summary());
-                for n in super::trial::notes(root, &t)? {
-                    m.push_str("; ");
-                    m.push_str(&n);
-                }
-                m
-            },
-            remedy: Some(format!(
-                "`{}` says more; `sudo {}` or `sudo {}` ends it",
-                root.command("trial status"),
-                root.command("trial commit"),
-                root.command("trial abort")
-            )),
-            bdf: None,
-            path: Some(crate::trial::STATE.into()),
-        });
-    }
+    items.extend(trial_item(root)?);
     let outcome = match &profile {
         Some(p) => Some(outcome(root, p, &mut items)?),
         None => None,
@@ -280,4 +259,31 @@ fn readable<T>(r: Result<T>, root: &Root, unread: &mut Vec<inspect::Item>) -> Re
         }
         Err(e) => Err(e),
     }
+}
+
+/// The item of a trial boot in progress, if one is (docs/trial.md).
+fn trial_item(root: &Root) -> Result<Option<inspect::Item>> {
+    let Some(t) = super::trial::state(root)? else {
+        return Ok(None);
+    };
+    Ok(Some(inspect::Item {
+        id: "trial",
+        status: inspect::Status::Warn,
+        message: {
+            let mut m = format!("a trial is in progress ({}): {}", t.id, t.summary());
+            for n in super::trial::notes(root, &t)? {
+                m.push_str("; ");
+                m.push_str(&n);
+            }
+            m
+        },
+        remedy: Some(format!(
+            "`{}` says more; `sudo {}` or `sudo {}` ends it",
+            root.command("trial status"),
+            root.command("trial commit"),
+            root.command("trial abort")
+        )),
+        bdf: None,
+        path: Some(crate::trial::STATE.into()),
+    }))
 }
