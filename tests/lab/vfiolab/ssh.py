@@ -100,9 +100,11 @@ class Shell:
 
     def __init__(self, m, session, user="root"):
         self.m, self.session, self.user = m, session, user
-        self.hosts = known_hosts(m, session.port, m.work / "known_hosts")
+        self.hosts = m.work / "known_hosts"
 
     def argv(self, tty):
+        # The session's port (a new QEMU process after a power-off gets a new one).
+        known_hosts(self.m, self.session.port, self.hosts)
         return ["ssh", *(["-tt"] if tty else []), "-i", self.m.work / "id_ed25519",
                 "-p", self.session.port, "-o", f"UserKnownHostsFile={self.hosts}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
