@@ -7,7 +7,8 @@ import os
 import re
 import shutil
 
-from .common import BOOT_LIMIT, run
+from .common import BOOT_LIMIT, EnvError, run
+from .machine import BootFailed, Session
 from . import guest as probe
 
 # The user of the README walkthrough: a login of their own, sudo without a password (a user
@@ -65,6 +66,30 @@ def prepare(m, user=None):
         wants.mkdir(parents=True, exist_ok=True)
         if not (wants / unit).is_symlink():
             (wants / unit).symlink_to(f"/lib/systemd/system/{unit}")
+
+
+def boot_unconfigured(ctx, label):
+    """The disk image and the guest's first boot under a new Session (sshd up, the probe's
+    report judged as an unconfigured machine's); returns the session. A guest that does not
+    boot before vfio-gen changed anything is the environment's failure."""
+    m = ctx.m
+    with ctx.phase("image"):
+        m.build_image()
+    with ctx.phase("boot unconfigured"):
+        session = Session(m, label, idle_ok=True)
+        try:
+            s, _ = session.wait_report(1)
+        except BootFailed as e:
+            session.stop(timeout=0)
+            raise EnvError(f"the unconfigured machine did not boot: {e}") from e
+    ctx.j.boot("unconfigured", s, bound=False)
+    return session
+
+
+def power_off(session, root):
+    """`systemctl poweroff` as root; whether QEMU then exits by itself."""
+    root.run("systemctl poweroff", timeout=60)
+    return session.stop()
 
 
 def authorize(home, work):

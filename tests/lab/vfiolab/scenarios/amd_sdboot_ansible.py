@@ -10,11 +10,11 @@ import re
 import tomllib
 from pathlib import Path
 
-from ..common import BOOT_LIMIT, REPO, EnvError, one_line, run
+from ..common import BOOT_LIMIT, REPO, one_line, run
 from ..flow import Scenario
 from ..hardware import GPU
 from ..judge import fmt
-from ..machine import BootFailed, Session
+from ..machine import BootFailed
 from .. import ssh
 
 SCENARIO = Scenario(
@@ -37,17 +37,8 @@ def setup(ctx):
 def steps(ctx):
     m, j, phase, logdir = ctx.m, ctx.j, ctx.phase, ctx.m.logdir
     profile = tomllib.loads(ctx.profile())
-    guest = None
+    guest = ssh.boot_unconfigured(ctx, "ansible")
     try:
-        with phase("image"):
-            m.build_image()
-        with phase("boot unconfigured"):
-            guest = Session(m, "ansible", idle_ok=True)
-            try:
-                s, _ = guest.wait_report(1)
-            except BootFailed as e:
-                raise EnvError(f"the unconfigured machine did not boot: {e}") from e
-        j.boot("unconfigured", s, bound=False)
         a = Ansible(m, guest)
         (a.dir / "vars.json").write_text(json.dumps({
             "vfio_gen_profile": profile, "vfio_gen_reboot_timeout": BOOT_LIMIT}))
@@ -101,8 +92,7 @@ def steps(ctx):
                 f"exit {p.returncode}, recap {rc}")
 
         with phase("power off"):
-            ssh.Shell(m, guest).run("systemctl poweroff", timeout=60)
-            off = guest.stop()
+            off = ssh.power_off(guest, ssh.Shell(m, guest))
         guest = None
         j.check("the guest powers off when told", off)
     except BootFailed as e:

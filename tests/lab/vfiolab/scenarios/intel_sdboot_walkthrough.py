@@ -11,7 +11,7 @@ its section, in order, and fails when the README says something else."""
 import re
 import tomllib
 
-from ..common import REPO, EnvError, one_line
+from ..common import REPO, one_line
 from ..flow import Scenario
 from ..hardware import GPU_IDS
 from ..machine import BootFailed, Session
@@ -74,17 +74,8 @@ def steps(ctx):
     have = readme_commands()
     j.check("README: its \"On a real host\" steps hold the walkthrough's commands, in order",
             in_order([c for _, c in WALK], have), "README has: " + "; ".join(have))
-    session = None
+    session = ssh.boot_unconfigured(ctx, "walkthrough")
     try:
-        with phase("image"):
-            m.build_image()
-        with phase("boot unconfigured"):
-            session = Session(m, "walkthrough", idle_ok=True)
-            try:
-                s, _ = session.wait_report(1)
-            except BootFailed as e:
-                raise EnvError(f"the unconfigured machine did not boot: {e}") from e
-        j.boot("unconfigured", s, bound=False)
         user = ssh.Shell(m, session, ssh.USER)
         root = ssh.Shell(m, session)
         transcript = m.logdir / "walkthrough.txt"
@@ -170,8 +161,7 @@ def steps(ctx):
         # with no output in two runs of three, until the boot limit (docs/lab.md, "The README
         # walkthrough"); what the guest boots is the same disk either way.
         with phase("reboot"):
-            root.run("systemctl poweroff", timeout=60)
-            off = session.stop()
+            off = ssh.power_off(session, root)
             session = Session(m, "walkthrough-applied", idle_ok=True)
             user.session = root.session = session
             s2, _ = session.wait_report(1)
@@ -205,8 +195,7 @@ def steps(ctx):
                 f"exit {frc}; " + one_line(files[-300:], 300))
 
         with phase("power off"):
-            root.run("systemctl poweroff", timeout=60)
-            off = session.stop()
+            off = ssh.power_off(session, root)
         session = None
         j.check("the guest powers off when told", off)
     except BootFailed as e:
