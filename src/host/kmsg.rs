@@ -166,7 +166,7 @@ pub fn classify(records: &[Record]) -> Report {
 
 const REMAPPING_REMEDY: &str = "turn interrupt remapping on in the firmware setup (with VT-d / AMD-Vi; some boards call it \"Interrupt Remapping\" or tie it to x2APIC), and leave intremap= off the kernel command line; only as a last resort load vfio_iommu_type1 with allow_unsafe_interrupts=1 (options vfio_iommu_type1 allow_unsafe_interrupts=1 in modprobe.d): without remapping a guest's device can send interrupts (MSI writes) the host takes as its own, so the guest is no longer isolated from the host";
 const ROOT_REMEDY: &str =
-    "run `vfio-gen check` as root: the kernel log is readable by root only (kernel.dmesg_restrict)";
+    "run `sudo vfio-gen check`: the kernel log is readable by root only (kernel.dmesg_restrict)";
 
 fn item(id: &'static str, status: Status, message: String, remedy: Option<&str>) -> Item {
     Item {
@@ -379,6 +379,12 @@ mod tests {
                 .iter()
                 .all(|i| i.status == Status::Warn && i.message == "unknown: run as root")
         );
+        // The command a user types, with sudo (the remedy gets --root and -p in app/check.rs).
+        assert!(items.iter().all(|i| {
+            i.remedy
+                .as_deref()
+                .is_some_and(|r| r.starts_with("run `sudo vfio-gen check`"))
+        }));
         let late = parse(b"6,90210,1,-;usb 1-1: new device\n");
         let items = super::items(&Log::Records(late), true);
         assert!(items.iter().all(|i| {
