@@ -43,13 +43,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// For a user who is not root and met a file only root may read (an ESP mounted with
-/// `umask=0077`, as installers mount it; vfio-gen's backups): the same command again with sudo
-/// in front, as it was typed. Empty otherwise, and for a failed hook (its own remedy).
+/// For a user who is not root and met a file only root may read or write (an ESP mounted with
+/// `umask=0077`, as installers mount it; /etc): the same command again with sudo in front, as
+/// it was typed. Empty otherwise, for a failed hook, and for an error that already says to run
+/// as root.
 fn as_root_hint(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
     if !vfio_gen::root::denied(err)
         || nix::unistd::geteuid().is_root()
         || err.downcast_ref::<vfio_gen::app::HookFailed>().is_some()
+        || text.contains("as root")
+        || text.contains("`sudo ")
     {
         return String::new();
     }
@@ -58,7 +62,7 @@ fn as_root_hint(err: &anyhow::Error) -> String {
         .map(|a| vfio_gen::root::shell_word(&a.to_string_lossy()))
         .collect();
     format!(
-        "; only root may read that: run it as root, `sudo vfio-gen {}`",
+        "; only root may do that: run it as root, `sudo vfio-gen {}`",
         args.join(" ")
     )
 }

@@ -699,7 +699,7 @@ fn a_file_only_root_may_read_gets_the_same_command_with_sudo() {
         err.contains(&format!("listing {}", entries.display()))
             && err.contains("Permission denied")
             && err.contains(&format!(
-                "only root may read that: run it as root, `sudo vfio-gen plan -p {p} --root {r}`"
+                "only root may do that: run it as root, `sudo vfio-gen plan -p {p} --root {r}`"
             )),
         "{err}"
     );
@@ -747,4 +747,31 @@ fn check_as_a_user_says_what_only_root_may_read_and_checks_the_rest() {
         )),
         "{out}"
     );
+}
+
+/// Writing where only root may: `detect -o` into /etc as a user names the directory and gives
+/// the command as typed with sudo, once, and writes nothing.
+#[test]
+fn writing_where_only_root_may_gives_the_command_with_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+    let (host, _dir, entries) = esp_for_root_only();
+    let etc = host.path().join("etc");
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let target = etc.join("vfio-gen/profile.toml");
+    let (t, r) = (target.to_str().unwrap(), host.path().to_str().unwrap());
+    let o = as_user(&["detect", "-o", t, "--root", r], &entries);
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    status(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}: Permission denied",
+            etc.join("vfio-gen").display()
+        )) && err.ends_with(&format!(
+            "; only root may do that: run it as root, `sudo vfio-gen detect -o {t} --root {r}`\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("sudo").count(), 1, "{err}");
+    assert!(!target.exists());
 }
