@@ -39,11 +39,14 @@ pub fn items(root: &Root, profile: &Profile) -> Result<Vec<Item>> {
         if let Some(bytes) = r.hugepages {
             out.push(hugepages_item(root, profile, bytes, r.hugepage_size)?);
         }
-        if let Some(cpus) = r.isolate_cpus.as_ref()
-            && r.isolation == Isolation::Boot
-        {
-            let isolated = text(root, &format!("{CPU_DIR}/isolated"))?;
-            out.push(isolated_item(isolated.as_deref(), cpus));
+        if let Some(cpus) = r.isolate_cpus.as_ref() {
+            if r.isolation == Isolation::Boot {
+                let isolated = text(root, &format!("{CPU_DIR}/isolated"))?;
+                out.push(isolated_item(isolated.as_deref(), cpus));
+            } else {
+                let online = text(root, &format!("{CPU_DIR}/online"))?;
+                out.push(on_demand_item(online.as_deref(), cpus));
+            }
         }
     }
     // Only when vfio-gen put nohz_full= on the line (left out on a kernel without it).
@@ -262,6 +265,50 @@ fn isolated_item(shown: Option<&str>, want: &CpuSet) -> Item {
             "the running kernel isolates {shown} ({path}); resources.isolate_cpus asks for {want}"
         ),
         Some(format!("{APPLY_REBOOT}: isolcpus= takes effect at boot")),
+    )
+}
+
+/// On demand nothing is isolated at boot: `isolate_cpus` against the CPUs online, which
+/// `handover start` limits the host's slices to the rest of (it refuses what this fails).
+fn on_demand_item(online: Option<&str>, want: &CpuSet) -> Item {
+    let path = format!("{CPU_DIR}/online");
+    let Some(online) = online.and_then(sysfs_cpus) else {
+        return item(
+            "isolated-cpus",
+            Status::Warn,
+            format!("{path} could not be read as a CPU list: which CPUs are online is unknown"),
+            Some("`lscpu -e` lists them".into()),
+        );
+    };
+    let missing = want.difference(&online);
+    let host = online.difference(want);
+    if !missing.is_empty() {
+        return item(
+            "isolated-cpus",
+            Status::Fail,
+            format!(
+                "resources.isolate_cpus names CPUs that are not online: {missing} (online: {online}); `vfio-gen handover start` refuses it"
+            ),
+            Some("name the guest's CPUs among the online ones (`lscpu -e` lists them)".into()),
+        );
+    }
+    if host.is_empty() {
+        return item(
+            "isolated-cpus",
+            Status::Fail,
+            format!(
+                "resources.isolate_cpus takes every online CPU ({online}); `vfio-gen handover start` refuses to leave the host none"
+            ),
+            Some("keep at least one CPU (a core with its siblings) for the host".into()),
+        );
+    }
+    item(
+        "isolated-cpus",
+        Status::Pass,
+        format!(
+            "CPUs {want} are online; while a VM runs, `vfio-gen handover start` limits the host to CPUs {host} (isolation = \"on-demand\")"
+        ),
+        None,
     )
 }
 
@@ -560,6 +607,33 @@ mod tests {
         assert_eq!(i.status, Status::Fail);
         assert!(i.message.contains("3 pages of 1G"), "{}", i.message);
         assert_eq!(judge_hugepages(None, None, want, true).status, Status::Warn);
+    }
+
+    #[test]
+    fn on_demand_cpus_are_judged_against_the_online_ones() {
+        let want = cpulist::parse("2-3", MAX_CPUS).unwrap();
+        let i = on_demand_item(Some("0-7\n"), &want);
+        assert_eq!(i.status, Status::Pass, "{}", i.message);
+        assert!(
+            i.message.contains("limits the host to CPUs 0-1,4-7"),
+            "{}",
+            i.message
+        );
+        let i = on_demand_item(Some("0-2\n"), &want);
+        assert_eq!(i.status, Status::Fail);
+        assert!(
+            i.message.contains("not online: 3 (online: 0-2)"),
+            "{}",
+            i.message
+        );
+        let i = on_demand_item(Some("2-3\n"), &want);
+        assert_eq!(i.status, Status::Fail);
+        assert!(
+            i.message.contains("takes every online CPU"),
+            "{}",
+            i.message
+        );
+        assert_eq!(on_demand_item(None, &want).status, Status::Warn);
     }
 
     #[test]
