@@ -306,9 +306,29 @@ fn on_demand_item(online: Option<&str>, want: &CpuSet) -> Item {
         "isolated-cpus",
         Status::Pass,
         format!(
-            "CPUs {want} are online; while a VM runs, `vfio-gen handover start` limits the host to CPUs {host} (isolation = \"on-demand\")"
+            "{} online; while a VM runs, `vfio-gen handover start` limits the host to {} (isolation = \"on-demand\")",
+            cpus_are(want),
+            cpus(&host)
         ),
         None,
+    )
+}
+
+/// "CPU 3" or "CPUs 2-3".
+fn cpus(set: &CpuSet) -> String {
+    if set.len() == 1 {
+        format!("CPU {set}")
+    } else {
+        format!("CPUs {set}")
+    }
+}
+
+/// "CPU 3 is" or "CPUs 2-3 are".
+fn cpus_are(set: &CpuSet) -> String {
+    format!(
+        "{} {}",
+        cpus(set),
+        if set.len() == 1 { "is" } else { "are" }
     )
 }
 
@@ -615,7 +635,16 @@ mod tests {
         let i = on_demand_item(Some("0-7\n"), &want);
         assert_eq!(i.status, Status::Pass, "{}", i.message);
         assert!(
-            i.message.contains("limits the host to CPUs 0-1,4-7"),
+            i.message.starts_with("CPUs 2-3 are online")
+                && i.message.contains("limits the host to CPUs 0-1,4-7"),
+            "{}",
+            i.message
+        );
+        let one = cpulist::parse("1", MAX_CPUS).unwrap();
+        let i = on_demand_item(Some("0-1\n"), &one);
+        assert!(
+            i.message.starts_with("CPU 1 is online")
+                && i.message.contains("limits the host to CPU 0 "),
             "{}",
             i.message
         );
