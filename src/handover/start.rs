@@ -174,8 +174,8 @@ fn host_cpus(sys: &dyn System, profile: &Profile, report: &mut Report) -> Result
     let online = cpulist::parse(online_text.trim(), cpulist::MAX_CPUS).map_err(|e| {
         anyhow!("/sys/devices/system/cpu/online reads {online_text:?}: {e}; nothing was changed")
     })?;
-    // `apply` and `check` judge isolate_cpus only for isolation = "boot": on demand, this is
-    // the one place that sees it against the host. A CPU the host does not run would make the
+    // On demand, `apply` does not judge isolate_cpus against the host (`check` fails it):
+    // this is the last place before the limit. A CPU the host does not run would make the
     // limit a silent no-op for it (the host keeps every CPU the guest is meant to have).
     let missing = cpus.difference(&online);
     if !missing.is_empty() {

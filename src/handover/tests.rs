@@ -633,15 +633,7 @@ fn on_demand_isolation_limits_the_host_slices_and_gives_them_back() {
     let with_cpus =
         format!("{PROFILE}\n[resources]\nisolate_cpus = \"2-7\"\nisolation = \"on-demand\"\n");
     let setup = |fake: &mut Fake| {
-        file(fake.root.dir(), "sys/devices/system/cpu/online", "0-7\n");
-        file(
-            fake.root.dir(),
-            "sys/fs/cgroup/cgroup.controllers",
-            "cpuset cpu io memory pids\n",
-        );
-        for u in super::start::SLICES {
-            fake.units.insert(u.into(), (u.into(), true));
-        }
+        eight_cpus_with_cpuset(fake);
         fake.allowed.insert("user.slice".into(), "0-3".into());
     };
     let (_t, mut fake) = host(Shape::default());
@@ -693,9 +685,9 @@ fn on_demand_isolation_limits_the_host_slices_and_gives_them_back() {
     assert_eq!(fake.calls, 0);
 }
 
-/// On demand, isolate_cpus meets the host first at `handover start` (`apply` and `check` judge
-/// it only for isolation = "boot"): a CPU that is not online is refused before any change, not
-/// left to a limit that keeps every CPU for the host. Isolating every online CPU is refused too.
+/// On demand, `apply` does not judge isolate_cpus against the host (`check` and `handover
+/// start` do): a CPU that is not online is refused before any change, not left to a limit that
+/// keeps every CPU for the host. Isolating every online CPU is refused too.
 #[test]
 fn on_demand_isolation_refuses_cpus_the_host_does_not_run() {
     for (cpus, want) in [
@@ -706,20 +698,25 @@ fn on_demand_isolation_refuses_cpus_the_host_does_not_run() {
             "{PROFILE}\n[resources]\nisolate_cpus = \"{cpus}\"\nisolation = \"on-demand\"\n"
         );
         let (_t, mut fake) = host(Shape::default());
-        file(fake.root.dir(), "sys/devices/system/cpu/online", "0-7\n");
-        file(
-            fake.root.dir(),
-            "sys/fs/cgroup/cgroup.controllers",
-            "cpuset cpu io memory pids\n",
-        );
-        for u in super::start::SLICES {
-            fake.units.insert(u.into(), (u.into(), true));
-        }
+        eight_cpus_with_cpuset(&mut fake);
         let e = start(&mut fake, &profile(&p), &opts(false)).unwrap_err();
         assert!(format!("{e:#}").contains(want), "{cpus}: {e:#}");
         assert!(format!("{e:#}").ends_with("nothing was changed"), "{e:#}");
         assert_eq!(fake.calls, 0, "{cpus}");
         assert!(fake.allowed.is_empty(), "{cpus}");
         assert!(kinds(&fake).is_empty(), "{cpus}");
+    }
+}
+
+/// Eight CPUs online, cgroup v2 with the cpuset controller, and the slices the limit is set on.
+fn eight_cpus_with_cpuset(fake: &mut Fake) {
+    file(fake.root.dir(), "sys/devices/system/cpu/online", "0-7\n");
+    file(
+        fake.root.dir(),
+        "sys/fs/cgroup/cgroup.controllers",
+        "cpuset cpu io memory pids\n",
+    );
+    for u in super::start::SLICES {
+        fake.units.insert(u.into(), (u.into(), true));
     }
 }
