@@ -3,6 +3,7 @@ its preparation on the build machine (a key of this run, new host keys, the netw
 host forward, a small initramfs, a patient ESP mount, optionally a user with sudo) and commands
 run in it as root or as that user, with or without a terminal."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -68,28 +69,55 @@ def prepare(m, user=None):
             (wants / unit).symlink_to(f"/lib/systemd/system/{unit}")
 
 
-def boot_unconfigured(ctx, label):
-    """The disk image and the guest's first boot under a new Session (sshd up, the probe's
-    report judged as an unconfigured machine's); returns the session. A guest that does not
-    boot before vfio-gen changed anything is the environment's failure."""
+class Guest:
+    """A guest managed over SSH: the Session it runs under now (a reboot by power-off starts a
+    new one, with a new port)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    @property
+    def port(self):
+        return self.session.port
+
+    def wait_report(self, n):
+        return self.session.wait_report(n)
+
+
+@contextlib.contextmanager
+def managed(ctx, label):
+    """The disk image, the guest's first boot (sshd up, the probe's report judged as an
+    unconfigured machine's), the scenario's steps with the Guest, then `systemctl poweroff`
+    and whether QEMU exits by itself. A guest that does not boot before vfio-gen changed
+    anything is the environment's failure; a later boot that fails is a failed check."""
     m = ctx.m
     with ctx.phase("image"):
         m.build_image()
     with ctx.phase("boot unconfigured"):
-        session = Session(m, label, idle_ok=True)
+        guest = Guest(Session(m, label, idle_ok=True))
         try:
-            s, _ = session.wait_report(1)
+            s, _ = guest.wait_report(1)
         except BootFailed as e:
-            session.stop(timeout=0)
+            guest.session.stop(timeout=0)
             raise EnvError(f"the unconfigured machine did not boot: {e}") from e
     ctx.j.boot("unconfigured", s, bound=False)
-    return session
+    try:
+        yield guest
+        with ctx.phase("power off"):
+            off = power_off(guest, Shell(m, guest))
+        guest.session = None
+        ctx.j.check("the guest powers off when told", off)
+    except BootFailed as e:
+        ctx.j.check("boots and reports", False, str(e))
+    finally:
+        if guest.session is not None:
+            guest.session.stop(timeout=0)
 
 
-def power_off(session, root):
+def power_off(guest, root):
     """`systemctl poweroff` as root; whether QEMU then exits by itself."""
     root.run("systemctl poweroff", timeout=60)
-    return session.stop()
+    return guest.session.stop()
 
 
 def authorize(home, work):
@@ -121,17 +149,17 @@ def plain(text):
 
 
 class Shell:
-    """Commands in the guest of a Session (machine.Session) over SSH, as `user`."""
+    """Commands in a Guest over SSH, as `user`."""
 
-    def __init__(self, m, session, user="root"):
-        self.m, self.session, self.user = m, session, user
+    def __init__(self, m, guest, user="root"):
+        self.m, self.guest, self.user = m, guest, user
         self.hosts = m.work / "known_hosts"
 
     def argv(self, tty):
-        # The session's port (a new QEMU process after a power-off gets a new one).
-        known_hosts(self.m, self.session.port, self.hosts)
+        # The guest's port now (a new QEMU process after a power-off gets a new one).
+        known_hosts(self.m, self.guest.port, self.hosts)
         return ["ssh", *(["-tt"] if tty else []), "-i", self.m.work / "id_ed25519",
-                "-p", self.session.port, "-o", f"UserKnownHostsFile={self.hosts}",
+                "-p", self.guest.port, "-o", f"UserKnownHostsFile={self.hosts}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", f"{self.user}@127.0.0.1"]
 

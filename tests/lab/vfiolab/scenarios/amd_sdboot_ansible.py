@@ -14,7 +14,6 @@ from ..common import BOOT_LIMIT, REPO, one_line, run
 from ..flow import Scenario
 from ..hardware import GPU
 from ..judge import fmt
-from ..machine import BootFailed
 from .. import ssh
 
 SCENARIO = Scenario(
@@ -37,8 +36,7 @@ def setup(ctx):
 def steps(ctx):
     m, j, phase, logdir = ctx.m, ctx.j, ctx.phase, ctx.m.logdir
     profile = tomllib.loads(ctx.profile())
-    guest = ssh.boot_unconfigured(ctx, "ansible")
-    try:
+    with ssh.managed(ctx, "ansible") as guest:
         a = Ansible(m, guest)
         (a.dir / "vars.json").write_text(json.dumps({
             "vfio_gen_profile": profile, "vfio_gen_reboot_timeout": BOOT_LIMIT}))
@@ -90,17 +88,6 @@ def steps(ctx):
         j.check("ansible again: changed=0, no reboot",
                 p.returncode == 0 and rc.get("failed") == 0 and rc.get("changed") == 0,
                 f"exit {p.returncode}, recap {rc}")
-
-        with phase("power off"):
-            off = ssh.power_off(guest, ssh.Shell(m, guest))
-        guest = None
-        j.check("the guest powers off when told", off)
-    except BootFailed as e:
-        j.check("boots and reports", False, str(e))
-    finally:
-        if guest is not None:
-            guest.stop(timeout=0)
-
 
 
 class Ansible:

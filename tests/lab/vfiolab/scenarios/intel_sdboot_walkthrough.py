@@ -14,7 +14,7 @@ import tomllib
 from ..common import REPO, one_line
 from ..flow import Scenario
 from ..hardware import GPU_IDS
-from ..machine import BootFailed, Session
+from ..machine import Session
 from .. import ssh
 
 SCENARIO = Scenario(
@@ -74,10 +74,9 @@ def steps(ctx):
     have = readme_commands()
     j.check("README: its \"On a real host\" steps hold the walkthrough's commands, in order",
             in_order([c for _, c in WALK], have), "README has: " + "; ".join(have))
-    session = ssh.boot_unconfigured(ctx, "walkthrough")
-    try:
-        user = ssh.Shell(m, session, ssh.USER)
-        root = ssh.Shell(m, session)
+    with ssh.managed(ctx, "walkthrough") as guest:
+        user = ssh.Shell(m, guest, ssh.USER)
+        root = ssh.Shell(m, guest)
         transcript = m.logdir / "walkthrough.txt"
 
         def typed(step, command, answer=None):
@@ -161,10 +160,9 @@ def steps(ctx):
         # with no output in two runs of three, until the boot limit (docs/lab.md, "The README
         # walkthrough"); what the guest boots is the same disk either way.
         with phase("reboot"):
-            off = ssh.power_off(session, root)
-            session = Session(m, "walkthrough-applied", idle_ok=True)
-            user.session = root.session = session
-            s2, _ = session.wait_report(1)
+            off = ssh.power_off(guest, root)
+            guest.session = Session(m, "walkthrough-applied", idle_ok=True)
+            s2, _ = guest.wait_report(1)
         j.check("the guest powers off for the reboot", off)
         j.boot("applied", s2)
         out, rc = typed("6", f"sudo vfio-gen check -p {PROFILE}")
@@ -193,13 +191,3 @@ def steps(ctx):
         j.check("the way back: after the answer n, check still says reverted",
                 '"reverted-not-rebooted"' in files,
                 f"exit {frc}; " + one_line(files[-300:], 300))
-
-        with phase("power off"):
-            off = ssh.power_off(session, root)
-        session = None
-        j.check("the guest powers off when told", off)
-    except BootFailed as e:
-        j.check("boots and reports", False, str(e))
-    finally:
-        if session is not None:
-            session.stop(timeout=0)
